@@ -1,0 +1,111 @@
+"""Shared command-line plumbing: one-line errors, progress bars, files."""
+
+import argparse
+import json
+import os
+import pathlib
+import sys
+import tempfile
+
+from hint_jax.errors import ConfigError
+
+
+class OneLineParser(argparse.ArgumentParser):
+  """An ArgumentParser whose errors are one line (no usage dump)."""
+
+  def error(self, message):
+    self.exit(2, f"hint-jax: error: {message} (see {self.prog} --help)\n")
+
+
+def positive_int(text):
+  return _int_at_least(text, 1)
+
+
+def nonneg_int(text):
+  return _int_at_least(text, 0)
+
+
+def _int_at_least(text, low):
+  try:
+    value = int(text)
+  except ValueError:
+    raise argparse.ArgumentTypeError(f"{text!r} is not a whole number")
+  if value < low:
+    raise argparse.ArgumentTypeError(f"must be >= {low}, got {value}")
+  return value
+
+
+def positive_float(text):
+  try:
+    value = float(text)
+  except ValueError:
+    raise argparse.ArgumentTypeError(f"{text!r} is not a number")
+  if not value > 0 or value != value or value == float("inf"):
+    raise argparse.ArgumentTypeError(f"must be a finite number > 0, "
+                                     f"got {text}")
+  return value
+
+
+def write_json_atomic(path, obj):
+  """Writes JSON via a temporary file and a rename, so an interrupted write
+  never leaves a truncated file."""
+  path = pathlib.Path(path)
+  path.parent.mkdir(parents=True, exist_ok=True)
+  write_bytes_atomic(path, (json.dumps(obj, indent=2, sort_keys=True)
+                            + "\n").encode())
+
+
+def write_bytes_atomic(path, data: bytes):
+  path = pathlib.Path(path)
+  fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.")
+  try:
+    with os.fdopen(fd, "wb") as f:
+      f.write(data)
+    os.replace(tmp, path)
+  except BaseException:
+    if os.path.exists(tmp):
+      os.unlink(tmp)
+    raise
+
+
+def out_dir(path) -> pathlib.Path:
+  path = pathlib.Path(path)
+  if path.exists() and not path.is_dir():
+    raise ConfigError(f"--out {path} exists and is not a directory")
+  path.mkdir(parents=True, exist_ok=True)
+  return path
+
+
+class Progress:
+  """A tqdm bar over training steps when stderr is a terminal (or forced);
+  otherwise silent. Used as the loop's ``on_progress`` callback."""
+
+  def __init__(self, enabled=None, desc="train"):
+    if enabled is None:
+      enabled = sys.stderr.isatty()
+    self.enabled = enabled
+    self.desc = desc
+    self.bar = None
+    self.epoch = None
+
+  def __call__(self, epoch, done, total, mean_loss):
+    if not self.enabled:
+      return
+    from tqdm import tqdm  # pylint: disable=import-outside-toplevel
+    if self.epoch != epoch:
+      self.close()
+      self.bar = tqdm(total=total, desc=f"{self.desc} epoch {epoch + 1}",
+                      unit="step", leave=False, file=sys.stderr)
+      self.epoch = epoch
+    self.bar.update(done - self.bar.n)
+    self.bar.set_postfix(loss=f"{mean_loss:.4f}")
+
+  def close(self):
+    if self.bar is not None:
+      self.bar.close()
+      self.bar = None
+
+
+def info(msg):
+  """Status lines go to stderr so stdout stays machine-readable."""
+  print(msg, file=sys.stderr, flush=True)

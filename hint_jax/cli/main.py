@@ -1,0 +1,39 @@
+"""The ``hint-jax`` command."""
+
+import sys
+
+from hint_jax.cli import common
+from hint_jax.errors import HintJaxError
+
+
+def build_parser():
+  parser = common.OneLineParser(
+      prog="hint-jax", description="HINT defence against data poisoning, "
+      "in JAX.")
+  sub = parser.add_subparsers(dest="command", metavar="COMMAND",
+                              parser_class=common.OneLineParser)
+  sub.required = True
+  # Imported here so `hint-jax --help` stays fast.
+  from hint_jax.cli import bench_cmd, demo_cmd, train_cmd  # pylint: disable=g-import-not-at-top
+  train_cmd.register(sub)
+  demo_cmd.register(sub)
+  bench_cmd.register(sub)
+  return parser
+
+
+def main(argv=None) -> int:
+  parser = build_parser()
+  args = parser.parse_args(argv)
+  try:
+    return int(args.func(args) or 0)
+  except HintJaxError as e:
+    print(f"hint-jax: error: {e}", file=sys.stderr)
+    return 2
+  except KeyboardInterrupt:
+    print("hint-jax: interrupted; finished epochs are saved - run the same "
+          "command again to resume", file=sys.stderr)
+    return 130
+
+
+if __name__ == "__main__":
+  sys.exit(main())

@@ -1,0 +1,65 @@
+"""Layers initialised like PyTorch's defaults.
+
+The paper's numbers rest on PyTorch's default initialisation, which trains the
+MNIST ConvNet measurably faster than Flax's defaults (SPEC §1). PyTorch
+initialises conv and dense weights with kaiming-uniform, a = sqrt(5), which is
+U(-1/sqrt(fan_in), 1/sqrt(fan_in)), and biases with the same bound. Flax's bias
+initialiser sees only the bias shape, so the fan-in is computed from the input
+inside each layer and closed over.
+"""
+
+import math
+from typing import Sequence
+
+import flax.linen as nn
+import jax
+import jax.numpy as jnp
+
+# variance_scaling(1/3, fan_in, uniform) has bound sqrt(3 * (1/3) / fan_in),
+# i.e. 1/sqrt(fan_in): exactly PyTorch's kaiming_uniform_(a=sqrt(5)).
+torch_kernel_init = nn.initializers.variance_scaling(
+    1.0 / 3.0, "fan_in", "uniform")
+
+
+def torch_bias_init(fan_in: int):
+  """U(-1/sqrt(fan_in), 1/sqrt(fan_in)), PyTorch's default bias init."""
+  bound = 1.0 / math.sqrt(fan_in)
+
+  def init(key, shape, dtype=jnp.float32):
+    return jax.random.uniform(key, shape, dtype, -bound, bound)
+
+  return init
+
+
+class TorchDense(nn.Module):
+  """nn.Dense with PyTorch's default initialisation."""
+  features: int
+  use_bias: bool = True
+
+  @nn.compact
+  def __call__(self, x):
+    return nn.Dense(self.features, use_bias=self.use_bias,
+                    kernel_init=torch_kernel_init,
+                    bias_init=torch_bias_init(x.shape[-1]), name="dense")(x)
+
+
+def torch_conv(x, features: int, kernel_size: Sequence[int], *, name: str,
+               strides=(1, 1), padding="VALID", use_bias=True):
+  """Applies an nn.Conv initialised like torch.nn.Conv2d (call inside compact)."""
+  fan_in = x.shape[-1] * math.prod(kernel_size)
+  return nn.Conv(features, tuple(kernel_size), strides=strides,
+                 padding=padding, use_bias=use_bias,
+                 kernel_init=torch_kernel_init,
+                 bias_init=torch_bias_init(fan_in), name=name)(x)
+
+
+def torch_batch_norm(train: bool, name: str):
+  """BatchNorm with PyTorch's defaults: momentum 0.1 (0.9 in Flax), eps 1e-5.
+
+  In train mode the batch statistics normalise and the running averages in the
+  ``batch_stats`` collection are updated; in inference mode the running
+  averages normalise. (PyTorch updates the running variance with the unbiased
+  estimate, Flax with the biased one; at batch 128 the difference is < 1%.)
+  """
+  return nn.BatchNorm(use_running_average=not train, momentum=0.9,
+                      epsilon=1e-5, name=name)

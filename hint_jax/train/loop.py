@@ -1,0 +1,193 @@
+"""The epoch loop.
+
+``fit`` reads the *current* training images at every epoch: a
+``before_epoch`` hook may return new images (HINT writes healthy noise into
+them between epochs). The loop itself never prints; progress and per-epoch
+records go to the callbacks, which the command line turns into a progress bar
+and a JSON-lines file.
+"""
+
+import dataclasses
+import time
+from typing import Callable, Dict, List, Optional
+
+import jax
+import jax.numpy as jnp
+import numpy as np
+
+from hint_jax.errors import ConfigError
+from hint_jax.train.augment import random_shift_flip
+from hint_jax.train.optim import OptimConfig, make_optimizer
+from hint_jax.train.state import (TrainState, create_train_state,
+                                  make_eval_batch, make_train_step,
+                                  make_train_steps, shuffle_key)
+
+
+@dataclasses.dataclass(frozen=True)
+class TrainConfig:
+  """How to train.
+
+  Attributes:
+    epochs: number of epochs (>= 0).
+    batch_size: examples per step; the last partial batch of each epoch is
+      dropped (a different one each epoch, as the order is reshuffled), which
+      keeps every step the same shape and so compiled once.
+    optim: optimizer and schedule.
+    augment: random shift (up to 4 px) + horizontal flip, on device.
+    eval_batch_size: batch size of evaluation passes.
+    steps_per_call: training steps run inside one jitted ``lax.scan`` call;
+      progress is reported between calls.
+    eval_every: evaluate validation and test sets every this many epochs
+      (and always after the last one); 0 disables per-epoch evaluation.
+  """
+  epochs: int = 10
+  batch_size: int = 128
+  optim: OptimConfig = OptimConfig()
+  augment: bool = False
+  eval_batch_size: int = 1000
+  steps_per_call: int = 50
+  eval_every: int = 1
+
+  def validate(self):
+    if not isinstance(self.epochs, int) or self.epochs < 0:
+      raise ConfigError(f"epochs must be a whole number >= 0, got "
+                        f"{self.epochs}")
+    if self.batch_size < 1:
+      raise ConfigError(f"batch size must be >= 1, got {self.batch_size}")
+    if self.steps_per_call < 1 or self.eval_batch_size < 1:
+      raise ConfigError("steps_per_call and eval_batch_size must be >= 1")
+    self.optim.validate()
+    return self
+
+
+class Trainer:
+  """Compiled train / eval functions for one model and configuration.
+
+  Build it once and reuse it: its jitted functions are cached on it, so a
+  second ``fit`` or ``evaluate`` does not recompile.
+  """
+
+  def __init__(self, model, config: TrainConfig, num_train: int):
+    config.validate()
+    self.model = model
+    self.config = config
+    self.steps_per_epoch = num_train // config.batch_size
+    if self.steps_per_epoch == 0 and config.epochs > 0:
+      raise ConfigError(f"{num_train} training examples are fewer than one "
+                        f"batch of {config.batch_size}")
+    self.optimizer = make_optimizer(config.optim, max(self.steps_per_epoch, 1))
+    augment = random_shift_flip if config.augment else None
+    self.train_step = make_train_step(model, self.optimizer, augment)
+    self.train_steps = make_train_steps(self.train_step)
+    self.eval_batch = make_eval_batch(model)
+
+  def init_state(self, key) -> TrainState:
+    return create_train_state(self.model, self.optimizer, key)
+
+  def epoch_batches(self, state: TrainState, epoch: int, num_train: int):
+    """The epoch's batch indices, ``(steps_per_epoch, batch_size)`` int32,
+    from a permutation keyed by (run key, epoch)."""
+    perm = np.asarray(jax.random.permutation(shuffle_key(state, epoch),
+                                             num_train))
+    used = self.steps_per_epoch * self.config.batch_size
+    return perm[:used].reshape(self.steps_per_epoch,
+                               self.config.batch_size).astype(np.int32)
+
+  def train_epoch(self, state, x_u8, y, epoch: int,
+                  on_progress: Optional[Callable] = None):
+    """One epoch over ``(x_u8, y)``; returns ``(state, metrics)``."""
+    batches = self.epoch_batches(state, epoch, len(x_u8))
+    x_dev, y_dev = jnp.asarray(x_u8), jnp.asarray(y)
+    loss_sum, correct, done = 0.0, 0, 0
+    for start in range(0, len(batches), self.config.steps_per_call):
+      chunk = batches[start:start + self.config.steps_per_call]
+      state, m = self.train_steps(state, x_dev, y_dev, jnp.asarray(chunk))
+      done += len(chunk)
+      if on_progress is not None:
+        # Only here do we wait for the device; the Python float() syncs.
+        loss_sum += float(m["loss_sum"])
+        correct += int(m["correct"])
+        on_progress(epoch, done, len(batches), loss_sum / done)
+      else:
+        loss_sum = loss_sum + m["loss_sum"]
+        correct = correct + m["correct"]
+    n_seen = max(done * self.config.batch_size, 1)
+    return state, {"train_loss": float(loss_sum) / max(done, 1),
+                   "train_accuracy": float(correct) / n_seen}
+
+  def evaluate(self, state, x_u8, y) -> Dict[str, float]:
+    """Mean loss and accuracy in inference mode over ``(x_u8, y)``."""
+    n = len(x_u8)
+    if n == 0:
+      return {"loss": float("nan"), "accuracy": float("nan")}
+    bs = self.config.eval_batch_size
+    loss, correct = 0.0, 0
+    for start in range(0, n, bs):
+      xb, yb = x_u8[start:start + bs], y[start:start + bs]
+      mask = np.ones(bs, np.float32)
+      if len(xb) < bs:  # pad to one shape so eval compiles once
+        pad = bs - len(xb)
+        mask[len(xb):] = 0
+        xb = np.concatenate([xb, np.zeros((pad,) + xb.shape[1:], xb.dtype)])
+        yb = np.concatenate([yb, np.zeros((pad,), yb.dtype)])
+      l, c = self.eval_batch(state.params, state.model_state, xb, yb, mask)
+      loss += float(l)
+      correct += float(c)
+    return {"loss": loss / n, "accuracy": correct / n}
+
+
+def fit(trainer: Trainer, state: TrainState, data, *, start_epoch: int = 0,
+        before_epoch: Optional[Callable] = None,
+        on_progress: Optional[Callable] = None,
+        on_epoch_end: Optional[Callable] = None):
+  """Trains ``state`` from ``start_epoch`` to ``trainer.config.epochs``.
+
+  Args:
+    trainer: compiled functions and configuration.
+    state: the train state to continue from.
+    data: an object with ``x_train, y_train, x_val, y_val, x_test, y_test``
+      (uint8 NHWC images, int labels), e.g. ``hint_jax.data.Splits``.
+    start_epoch: first epoch to run (to resume from a checkpoint).
+    before_epoch: optional ``(epoch, state, x_train) -> (x_train, seconds)``
+      run before each epoch; it may return new training images (same shape)
+      and reports the seconds it spent (e.g. HINT's noise update).
+    on_progress: optional ``(epoch, steps_done, steps_total, mean_loss)``.
+    on_epoch_end: optional ``(epoch, state, record, x_train)`` called after
+      each epoch with that epoch's metrics record.
+
+  Returns:
+    ``(state, history, x_train)``: the final state, the list of per-epoch
+    records and the training images as they were at the end.
+  """
+  cfg = trainer.config
+  x_train = data.x_train
+  history: List[dict] = []
+  for epoch in range(start_epoch, cfg.epochs):
+    hook_seconds = 0.0
+    if before_epoch is not None:
+      new_x, hook_seconds = before_epoch(epoch, state, x_train)
+      if new_x.shape != x_train.shape or new_x.dtype != x_train.dtype:
+        raise ValueError("before_epoch must keep the images' shape and dtype")
+      x_train = new_x
+    t0 = time.perf_counter()
+    state, metrics = trainer.train_epoch(state, x_train, data.y_train, epoch,
+                                         on_progress)
+    jax.block_until_ready(state.params)
+    train_seconds = time.perf_counter() - t0
+    record = {"epoch": epoch + 1, **metrics,
+              "train_seconds": train_seconds, "hook_seconds": hook_seconds,
+              "step": int(state.step)}
+    last = epoch + 1 == cfg.epochs
+    if last or (cfg.eval_every and (epoch + 1) % cfg.eval_every == 0):
+      t1 = time.perf_counter()
+      for split in ("val", "test"):
+        xs, ys = getattr(data, f"x_{split}"), getattr(data, f"y_{split}")
+        if len(xs):
+          m = trainer.evaluate(state, xs, ys)
+          record[f"{split}_loss"] = m["loss"]
+          record[f"{split}_accuracy"] = m["accuracy"]
+      record["eval_seconds"] = time.perf_counter() - t1
+    history.append(record)
+    if on_epoch_end is not None:
+      on_epoch_end(epoch, state, record, x_train)
+  return state, history, x_train
