@@ -2,7 +2,7 @@
 
 import flax.linen as nn
 
-from hint_jax.models.layers import torch_batch_norm, torch_conv
+from hint_jax.models.layers import TorchConv, avg_pool2, torch_batch_norm
 from hint_jax.models.layers import torch_bias_init, torch_kernel_init
 
 
@@ -21,15 +21,21 @@ class ConvNet(nn.Module):
   widths: tuple = (40, 100)
   kernel_size: int = 5
   padding: str = "VALID"
+  # "auto": im2col for layers with one input channel, XLA's conv otherwise
+  # (fastest on CPU, see TorchConv); "xla" or "im2col" force one.
+  conv_impl: str = "auto"
 
   @nn.compact
   def __call__(self, x, train: bool = False, return_features: bool = False):
     for i, width in enumerate(self.widths):
-      x = torch_conv(x, width, (self.kernel_size, self.kernel_size),
-                     padding=self.padding, name=f"conv{i + 1}")
+      impl = self.conv_impl
+      if impl == "auto":
+        impl = "im2col" if x.shape[-1] == 1 else "xla"
+      x = TorchConv(width, self.kernel_size, self.padding, impl,
+                    name=f"conv{i + 1}")(x)
       x = torch_batch_norm(train, name=f"bn{i + 1}")(x)
       x = nn.relu(x)
-      x = nn.avg_pool(x, (2, 2), strides=(2, 2))
+      x = avg_pool2(x)
     phi = x.reshape((x.shape[0], -1))
     logits = nn.Dense(self.num_classes, kernel_init=torch_kernel_init,
                       bias_init=torch_bias_init(phi.shape[-1]),

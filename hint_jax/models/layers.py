@@ -63,3 +63,55 @@ def torch_batch_norm(train: bool, name: str):
   """
   return nn.BatchNorm(use_running_average=not train, momentum=0.9,
                       epsilon=1e-5, name=name)
+
+
+class TorchConv(nn.Module):
+  """A stride-1 convolution initialised like torch.nn.Conv2d, with a choice
+  of implementation (same parameters ``kernel`` (HWIO) and ``bias``):
+
+  * ``"xla"``: ``lax.conv_general_dilated``.
+  * ``"im2col"``: the k*k shifted views of the input stacked along the channel
+    axis, then one matrix product. On XLA:CPU this is several times faster for
+    the gradient of a convolution with a single input channel (the MNIST
+    ConvNet's first layer), whose weight gradient XLA otherwise computes as a
+    slow convolution over the batch. Numerically it is the same sum in another
+    order (agreement to ~1e-7 in float32 is tested).
+  """
+  features: int
+  kernel_size: int
+  padding: str = "VALID"
+  impl: str = "xla"
+
+  @nn.compact
+  def __call__(self, x):
+    k, cin = self.kernel_size, x.shape[-1]
+    kernel = self.param("kernel", torch_kernel_init,
+                        (k, k, cin, self.features))
+    bias = self.param("bias", torch_bias_init(cin * k * k), (self.features,))
+    if self.padding == "SAME":
+      lo = (k - 1) // 2
+      x = jnp.pad(x, ((0, 0), (lo, k - 1 - lo), (lo, k - 1 - lo), (0, 0)))
+    elif self.padding != "VALID":
+      raise ValueError(f"padding must be VALID or SAME, got {self.padding}")
+    if self.impl == "xla":
+      y = jax.lax.conv_general_dilated(
+          x, kernel, (1, 1), "VALID",
+          dimension_numbers=("NHWC", "HWIO", "NHWC"))
+    elif self.impl == "im2col":
+      h, w = x.shape[1] - k + 1, x.shape[2] - k + 1
+      cols = jnp.concatenate([x[:, i:i + h, j:j + w, :]
+                              for i in range(k) for j in range(k)], axis=-1)
+      y = cols @ kernel.reshape(k * k * cin, self.features)
+    else:
+      raise ValueError(f"unknown conv impl {self.impl!r}")
+    return y + bias
+
+
+def avg_pool2(x):
+  """2x2 average pooling with stride 2 (VALID). When height and width are even
+  it is a reshape and a mean, whose gradient is a cheap broadcast; otherwise
+  ``nn.avg_pool`` (which drops the last row/column, as VALID pooling does)."""
+  b, h, w, c = x.shape
+  if h % 2 == 0 and w % 2 == 0:
+    return x.reshape(b, h // 2, 2, w // 2, 2, c).mean(axis=(2, 4))
+  return nn.avg_pool(x, (2, 2), strides=(2, 2))
