@@ -2,6 +2,7 @@
 
 import os
 import pathlib
+import shutil
 
 import pytest
 
@@ -20,3 +21,17 @@ def data_dir() -> pathlib.Path:
       return path
   pytest.skip("real data not found: set HINT_JAX_DATA_DIR or provide "
               "../shared/data")
+
+
+@pytest.fixture(scope="session")
+def cache_dir(tmp_path_factory):
+  """One decoded-data cache shared by all tests, so JPEGs decode once."""
+  path = tmp_path_factory.mktemp("hint_jax_cache")
+  yield path
+  shutil.rmtree(path, ignore_errors=True)  # ~185 MB of decoded CIFAR-10
+
+
+@pytest.fixture(autouse=True)
+def _isolated_cache(cache_dir, monkeypatch):
+  """No test writes to the user's ~/.cache."""
+  monkeypatch.setenv("HINT_JAX_CACHE_DIR", str(cache_dir))

@@ -32,19 +32,6 @@ SUBSET_ROWS = 1017
 
 
 @pytest.fixture(scope="session")
-def cache_dir(tmp_path_factory):
-  """One decoded-data cache shared by all tests, so JPEGs decode once."""
-  path = tmp_path_factory.mktemp("hint_jax_cache")
-  yield path
-  shutil.rmtree(path, ignore_errors=True)  # ~185 MB of decoded CIFAR-10
-
-
-@pytest.fixture(autouse=True)
-def _isolated_cache(cache_dir, monkeypatch):
-  monkeypatch.setenv("HINT_JAX_CACHE_DIR", str(cache_dir))
-
-
-@pytest.fixture(scope="session")
 def mnist_ds(data_dir):
   return data.load_dataset("mnist", data_dir=data_dir)
 

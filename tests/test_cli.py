@@ -1,0 +1,106 @@
+"""The command line: outputs, and one-line errors for bad input."""
+
+import gzip
+import json
+import os
+import shutil
+import subprocess
+import sys
+
+import pytest
+
+from hint_jax.cli.main import main
+
+
+def _run_cli(args, env_extra=None):
+  env = dict(os.environ, **(env_extra or {}))
+  return subprocess.run([sys.executable, "-m", "hint_jax.cli.main"] + args,
+                        capture_output=True, text=True, env=env, timeout=300,
+                        check=False)
+
+
+def _assert_one_line_error(proc):
+  assert proc.returncode == 2, proc.stderr
+  lines = [l for l in proc.stderr.splitlines() if l.strip()]
+  assert len(lines) == 1, proc.stderr       # no traceback wall
+  assert lines[0].startswith("hint-jax: error:")
+  return lines[0]
+
+
+def test_unknown_dataset_and_negative_epochs(tmp_path):
+  line = _assert_one_line_error(_run_cli(
+      ["train", "--dataset", "imagenet", "--out", str(tmp_path)]))
+  assert "imagenet" in line
+  line = _assert_one_line_error(_run_cli(
+      ["train", "--dataset", "digits", "--epochs", "-3", "--out",
+       str(tmp_path)]))
+  assert "--epochs" in line
+
+
+def test_missing_data_directory_names_files(tmp_path):
+  line = _assert_one_line_error(_run_cli(
+      ["train", "--dataset", "mnist", "--data-dir", str(tmp_path / "none"),
+       "--out", str(tmp_path / "o")]))
+  assert "train-images-idx3-ubyte.gz" in line and "HINT_JAX_DATA_DIR" in line
+  line = _assert_one_line_error(_run_cli(
+      ["train", "--dataset", "cifar10", "--out", str(tmp_path / "o")],
+      {"HINT_JAX_DATA_DIR": str(tmp_path / "none")}))
+  assert "cifar" in line
+
+
+def test_truncated_mnist_file(tmp_path, data_dir):
+  bad = tmp_path / "mnist"
+  bad.mkdir()
+  for f in (data_dir / "mnist").glob("*.gz"):
+    shutil.copy(f, bad / f.name)
+  raw = gzip.decompress((bad / "train-images-idx3-ubyte.gz").read_bytes())
+  (bad / "train-images-idx3-ubyte.gz").write_bytes(gzip.compress(raw[:5000]))
+  line = _assert_one_line_error(_run_cli(
+      ["train", "--dataset", "mnist", "--data-dir", str(tmp_path),
+       "--out", str(tmp_path / "o")]))
+  assert "train-images-idx3-ubyte.gz" in line
+
+
+def test_out_is_a_file(tmp_path):
+  f = tmp_path / "file"
+  f.write_text("x")
+  assert main(["train", "--dataset", "digits", "--out", str(f)]) == 2
+
+
+def test_train_digits_writes_result_and_metrics(tmp_path, capsys):
+  out = tmp_path / "run"
+  rc = main(["train", "--dataset", "digits", "--epochs", "2", "--out",
+             str(out), "--no-progress"])
+  assert rc == 0
+  result = json.loads((out / "result.json").read_text())
+  for key in ("dataset", "model", "epochs", "seed", "test_accuracy",
+              "train_seconds"):
+    assert key in result
+  assert result["epochs"] == 2 and result["model"] == "convnet_small"
+  lines = (out / "metrics.jsonl").read_text().splitlines()
+  assert [json.loads(l)["epoch"] for l in lines] == [1, 2]
+  assert "test accuracy" in capsys.readouterr().out
+  # Re-running the finished run resumes at the end: nothing retrained, and
+  # metrics are not duplicated.
+  assert main(["train", "--dataset", "digits", "--epochs", "2", "--out",
+               str(out), "--no-progress"]) == 0
+  assert len((out / "metrics.jsonl").read_text().splitlines()) == 2
+  # Other settings in the same directory: refused unless --overwrite.
+  assert main(["train", "--dataset", "digits", "--epochs", "3", "--out",
+               str(out), "--no-progress"]) == 2
+  assert main(["train", "--dataset", "digits", "--epochs", "3", "--out",
+               str(out), "--no-progress", "--overwrite"]) == 0
+  assert len((out / "metrics.jsonl").read_text().splitlines()) == 3
+
+
+@pytest.mark.parametrize("source", ["pickle", "jpeg"])
+def test_cifar10_both_local_forms(tmp_path, data_dir, source):
+  out = tmp_path / source
+  rc = main(["train", "--dataset", "cifar10", "--source", source,
+             "--data-dir", str(data_dir), "--subset", "256", "--epochs", "1",
+             "--model", "resnet_tiny", "--out", str(out), "--no-progress"])
+  assert rc == 0
+  result = json.loads((out / "result.json").read_text())
+  assert result["num_train"] == 256
+  assert ("jpeg" if source == "jpeg" else "pickle") in result["source"]
+  assert 0.0 <= result["test_accuracy"] <= 1.0

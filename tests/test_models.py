@@ -1,0 +1,126 @@
+"""Model shapes, parameter counts, initialisation and BatchNorm state."""
+
+import math
+
+import flax.linen as nn
+import jax
+import jax.numpy as jnp
+import numpy as np
+import pytest
+
+from hint_jax.errors import ConfigError
+from hint_jax.models import (ConvNet, Model, get_model, is_top_layer,
+                             num_params)
+from hint_jax.models.layers import TorchConv, avg_pool2
+
+
+@pytest.mark.parametrize("name,shape,head,total", [
+    ("convnet", (28, 28, 1), 16010, None),
+    ("resnet18", (32, 32, 3), 5130, 11173962),
+    ("convnet_small", (8, 8, 1), 32 * 2 * 2 * 10 + 10, None),
+    ("logreg", (28, 28, 1), 7850, 7850),
+    ("mlp", (8, 8, 1), 650, 64 * 65 + 650),
+    ("resnet_tiny", (32, 32, 3), 1290, None),
+])
+def test_shapes_and_parameter_counts(name, shape, head, total):
+  model = get_model(name, 10, shape)
+  params, state = model.init(jax.random.key(0))
+  assert num_params(params["head"]) == head
+  if total is not None:
+    assert num_params(params) == total
+  x = jnp.zeros((3,) + shape)
+  logits, phi = model.apply_eval(params, state, x, return_features=True)
+  assert logits.shape == (3, 10)
+  # The head is exactly logits = phi @ kernel + bias.
+  np.testing.assert_allclose(
+      logits, phi @ params["head"]["kernel"] + params["head"]["bias"],
+      rtol=1e-5, atol=1e-5)
+  logits_train, _ = model.apply_train(params, state, x)
+  assert logits_train.shape == (3, 10)
+
+
+def test_convnet_features_are_1600():
+  model = get_model("convnet", 10, (28, 28, 1))
+  params, state = model.init(jax.random.key(0))
+  assert model.features(params, state, jnp.zeros((2, 28, 28, 1))).shape == (
+      2, 1600)
+
+
+def test_convnet_rejects_wrong_input_size():
+  with pytest.raises(ConfigError):
+    get_model("convnet", 10, (8, 8, 1))
+  with pytest.raises(ConfigError):
+    get_model("nope", 10, (8, 8, 1))
+
+
+def test_top_layer_predicate():
+  params, _ = get_model("mlp", 10, (8, 8, 1)).init(jax.random.key(0))
+  paths = [p for p, _ in jax.tree_util.tree_leaves_with_path(params)]
+  top = [p for p in paths if is_top_layer(p)]
+  assert len(top) == 2 and len(paths) == 4
+
+
+def test_pytorch_default_initialisation_bounds():
+  # PyTorch: weights and biases U(-1/sqrt(fan_in), 1/sqrt(fan_in)).
+  params, _ = get_model("convnet", 10, (28, 28, 1)).init(jax.random.key(0))
+  for layer, fan_in in [("conv1", 25), ("conv2", 40 * 25), ("head", 1600)]:
+    bound = 1 / math.sqrt(fan_in)
+    for leaf in (params[layer]["kernel"], params[layer]["bias"]):
+      assert float(jnp.max(jnp.abs(leaf))) <= bound
+    # A uniform sample of this size spans most of the interval (not a
+    # degenerate or much narrower init): max |w| > 0.9 bound.
+    assert float(jnp.max(jnp.abs(params[layer]["kernel"]))) > 0.9 * bound
+
+
+def test_batchnorm_state_is_explicit():
+  model = get_model("convnet", 10, (28, 28, 1))
+  params, state = model.init(jax.random.key(0))
+  x = jax.random.uniform(jax.random.key(1), (16, 28, 28, 1))
+  _, new_state = model.apply_train(params, state, x)
+  moved = jax.tree.map(lambda a, b: float(jnp.max(jnp.abs(a - b))), state,
+                       new_state)
+  assert all(v > 0 for v in jax.tree.leaves(moved))
+  # PyTorch momentum 0.1: the running mean starts at 0 and moves to
+  # 0.1 * (batch mean of the conv1 outputs).
+  conv1 = TorchConv(40, 5, "VALID", "im2col").apply(
+      {"params": params["conv1"]}, x)
+  np.testing.assert_allclose(new_state["bn1"]["mean"],
+                             0.1 * jnp.mean(conv1, axis=(0, 1, 2)),
+                             rtol=1e-4, atol=1e-6)
+  # Inference mode uses the running statistics and does not change them:
+  # the same input gives the same output in batches of any size.
+  a = model.apply_eval(params, new_state, x)
+  b = model.apply_eval(params, new_state, x[:3])
+  np.testing.assert_allclose(a[:3], b, rtol=1e-5, atol=1e-6)
+
+
+@pytest.mark.parametrize("cin,padding", [(1, "VALID"), (3, "SAME"),
+                                         (4, "VALID")])
+def test_im2col_conv_equals_xla_conv(cin, padding):
+  x = jax.random.normal(jax.random.key(0), (4, 12, 12, cin))
+  xla = TorchConv(6, 5, padding, "xla")
+  col = TorchConv(6, 5, padding, "im2col")
+  variables = xla.init(jax.random.key(1), x)
+  want = xla.apply(variables, x)
+  got = col.apply(variables, x)
+  # Same sums in another order: float32 rounding only (values ~1).
+  np.testing.assert_allclose(got, want, rtol=1e-5, atol=1e-5)
+  # And both equal flax's own convolution with the same kernel.
+  ref = nn.Conv(6, (5, 5), padding=padding).apply(variables, x)
+  np.testing.assert_allclose(want, ref, rtol=1e-5, atol=1e-5)
+
+
+def test_convnet_conv_impls_agree_and_reshape_pool_matches():
+  x = jax.random.uniform(jax.random.key(0), (5, 28, 28, 1))
+  auto = Model("a", ConvNet(conv_impl="auto"), (28, 28, 1))
+  xla = Model("b", ConvNet(conv_impl="xla"), (28, 28, 1))
+  params, state = auto.init(jax.random.key(1))
+  np.testing.assert_allclose(auto.apply_eval(params, state, x),
+                             xla.apply_eval(params, state, x),
+                             rtol=1e-4, atol=1e-5)
+  y = jax.random.normal(jax.random.key(2), (2, 6, 8, 3))
+  np.testing.assert_allclose(avg_pool2(y),
+                             nn.avg_pool(y, (2, 2), strides=(2, 2)),
+                             rtol=1e-6, atol=1e-6)
+  odd = jax.random.normal(jax.random.key(3), (2, 5, 5, 3))
+  assert avg_pool2(odd).shape == (2, 2, 2, 3)
