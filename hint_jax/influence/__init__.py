@@ -29,6 +29,7 @@ from hint_jax.influence.lissa import lissa_auto_scale
 from hint_jax.influence.lissa import lissa_solve
 from hint_jax.influence.operator import HessianOperator
 from hint_jax.influence.operator import loss_hessian
+from hint_jax.influence.pert import top_layer_pert
 from hint_jax.influence.scores import influence_pert
 from hint_jax.influence.scores import influence_up
 from hint_jax.influence.scores import predicted_loo_change
@@ -56,5 +57,6 @@ __all__ = [
     "per_example_grads", "power_iteration", "predicted_loo_change",
     "restrict", "restrict_loss", "s_test", "solve", "top_layer_dense_hessian",
     "top_layer_hessian", "top_layer_hvp", "top_layer_objective",
+    "top_layer_pert",
     "top_layer_up_scores", "top_logits", "top_loss_one",
 ]

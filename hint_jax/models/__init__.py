@@ -16,11 +16,13 @@ Example:
 """
 
 import dataclasses
+import functools
 from typing import Any, Callable, Tuple
 
 import flax.linen as nn
 import jax
 import jax.numpy as jnp
+import optax
 
 from hint_jax.errors import ConfigError
 from hint_jax.models.convnet import ConvNet
@@ -35,11 +37,26 @@ DEFAULT_MODEL = {"mnist": "convnet", "cifar10": "resnet18",
                  "digits": "convnet_small"}
 
 
+def _name(entry):
+  return getattr(entry, "key", getattr(entry, "name", entry))
+
+
 def is_top_layer(path) -> bool:
-  """Tree-path predicate selecting theta_top (the final Dense layer)."""
-  first = path[0]
-  key = getattr(first, "key", first)
-  return key == TOP_LAYER
+  """Tree-path predicate selecting theta_top (the final Dense layer) in a
+  ``params`` tree."""
+  return _name(path[0]) == TOP_LAYER
+
+
+def is_top_variable(path) -> bool:
+  """Tree-path predicate selecting theta_top in a ``variables`` tree
+  ``{"params": ..., "batch_stats": ...}`` (see ``Model.example_loss``)."""
+  return (len(path) >= 2 and _name(path[0]) == "params"
+          and _name(path[1]) == TOP_LAYER)
+
+
+def variables(params, model_state) -> dict:
+  """The pytree that ``Model.example_loss`` differentiates."""
+  return {"params": params, "batch_stats": model_state}
 
 
 @dataclasses.dataclass(frozen=True)
@@ -72,6 +89,95 @@ class Model:
   def features(self, params, model_state, x):
     """Penultimate features phi(x) in inference mode."""
     return self.apply_eval(params, model_state, x, return_features=True)[1]
+
+  @functools.cached_property
+  def example_loss(self) -> Callable:
+    """``loss_one(variables, x, y)``: cross-entropy of ONE example (``x`` of
+    shape ``input_shape``, float in [0, 1]) in inference mode, as a function
+    of ``variables(params, model_state)``.
+
+    This is the per-example loss that ``hint_jax.influence`` takes. It is
+    built once per model (the same function object every time, so jitted
+    influence code does not recompile), and the BatchNorm statistics travel
+    inside the differentiated pytree; restrict it with
+    ``influence.restrict(variables, is_top_variable)`` to work on theta_top.
+    """
+    module = self.module
+
+    def loss_one(var, x, y):
+      logits = module.apply(var, x[None], train=False)[0]
+      return optax.softmax_cross_entropy_with_integer_labels(logits, y)
+
+    return loss_one
+
+  @functools.cached_property
+  def _top_loss(self) -> Callable:
+    module = self.module
+
+    def loss(body, top, x, y):
+      var = {"params": {**body["params"], TOP_LAYER: top},
+             "batch_stats": body["batch_stats"]}
+      logits = module.apply(var, x[None], train=False)[0]
+      return optax.softmax_cross_entropy_with_integer_labels(logits, y)
+
+    return loss
+
+  def top_example_loss(self, params, model_state) -> Callable:
+    """``loss_top(top, x, y)``: one example's cross-entropy (inference mode)
+    as a function of theta_top = ``params["head"]`` (``{"kernel", "bias"}``,
+    the layout of ``hint_jax.influence.top_layer``) and of the input ``x``
+    through the whole network, the rest of the network frozen.
+
+    Returned as a ``jax.tree_util.Partial`` whose arrays are pytree leaves, so
+    passing a new one (new body parameters) to jitted code does not retrace.
+    """
+    body = {"params": {k: v for k, v in params.items() if k != TOP_LAYER},
+            "batch_stats": model_state}
+    return jax.tree_util.Partial(self._top_loss, body)
+
+  @functools.cached_property
+  def _features_apply(self) -> Callable:
+    module = self.module
+
+    def features(params, model_state, x):
+      return module.apply({"params": params, "batch_stats": model_state}, x,
+                          train=False, return_features=True)[1]
+
+    return features
+
+  def features_fn(self, params, model_state) -> Callable:
+    """``phi = f(x)`` for float images in inference mode, as a
+    ``jax.tree_util.Partial`` over the parameters (jit-friendly; see
+    ``hint_jax.influence.top_layer_pert``)."""
+    return jax.tree_util.Partial(self._features_apply, params, model_state)
+
+  @functools.cached_property
+  def _features_u8(self) -> Callable:
+    module = self.module
+
+    @jax.jit
+    def run(params, model_state, x_u8):
+      x = x_u8.astype(jnp.float32) / 255.0
+      return module.apply({"params": params, "batch_stats": model_state}, x,
+                          train=False, return_features=True)[1]
+
+    return run
+
+  def features_of_images(self, params, model_state, x_u8,
+                         batch_size: int = 1000) -> jax.Array:
+    """phi for uint8 images, in inference mode, in fixed-size batches (the
+    last one padded, so this compiles once per batch size)."""
+    n = len(x_u8)
+    out = []
+    for start in range(0, n, batch_size):
+      xb = jnp.asarray(x_u8[start:start + batch_size])
+      if len(xb) < batch_size:
+        pad = jnp.zeros((batch_size - len(xb),) + xb.shape[1:], xb.dtype)
+        out.append(self._features_u8(params, model_state,
+                                     jnp.concatenate([xb, pad]))[:len(xb)])
+      else:
+        out.append(self._features_u8(params, model_state, xb))
+    return jnp.concatenate(out) if out else jnp.zeros((0,))
 
   def logits_fn(self, model_state) -> Callable:
     """``f(params, x_batch) -> logits`` in inference mode (for influence)."""
@@ -112,4 +218,4 @@ def num_params(tree) -> int:
 
 __all__ = ["BasicBlock", "ConvNet", "DEFAULT_MODEL", "LogReg", "MLP",
            "MODEL_NAMES", "Model", "ResNet", "TOP_LAYER", "get_model",
-           "is_top_layer", "num_params"]
+           "is_top_layer", "is_top_variable", "num_params", "variables"]

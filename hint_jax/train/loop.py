@@ -155,6 +155,9 @@ def fit(trainer: Trainer, state: TrainState, data, *, start_epoch: int = 0,
     on_epoch_end: optional ``(epoch, state, record, x_train)`` called after
       each epoch with that epoch's metrics record.
 
+  The training steps donate their input state's buffers (no copy per step):
+  after the call, use the returned state, not the one passed in.
+
   Returns:
     ``(state, history, x_train)``: the final state, the list of per-epoch
     records and the training images as they were at the end.
