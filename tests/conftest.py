@@ -18,7 +18,7 @@ def data_dir() -> pathlib.Path:
   candidates.append(REPO.parent / "shared" / "data")
   for path in candidates:
     if path.is_dir():
-      return path
+      return path.resolve()
   pytest.skip("real data not found: set HINT_JAX_DATA_DIR or provide "
               "../shared/data")
 
