@@ -104,3 +104,18 @@ def test_cifar10_both_local_forms(tmp_path, data_dir, source):
   assert result["num_train"] == 256
   assert ("jpeg" if source == "jpeg" else "pickle") in result["source"]
   assert 0.0 <= result["test_accuracy"] <= 1.0
+
+
+def test_subset_is_a_cap_on_the_partial_cifar_copy(tmp_path, data_dir,
+                                                   capsys):
+  out = tmp_path / "cap"
+  rc = main(["train", "--dataset", "cifar10", "--source", "pickle",
+             "--data-dir", str(data_dir), "--subset", "5000", "--epochs", "0",
+             "--model", "resnet_tiny", "--out", str(out), "--no-progress"])
+  assert rc == 0
+  result = json.loads((out / "result.json").read_text())
+  # 5085 exact-pixel images: 2% (102) held out for validation, as 1000 of
+  # the official 50000; the remaining 4983 all train, and that is said.
+  assert result["num_val"] == 102 and result["num_train"] == 4983
+  assert result["subset"] == 5000
+  assert "using all of them" in capsys.readouterr().err

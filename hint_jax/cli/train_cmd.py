@@ -65,9 +65,17 @@ def register(sub):
 
 
 def load_splits(args):
+  """Loads the dataset and splits it. ``--subset`` is a cap: if fewer
+  training images are left after validation (a partial copy), all of them
+  are used and that is said on stderr and recorded in result.json."""
   dataset = data_lib.load_dataset(args.dataset, args.data_dir, args.source)
-  splits = data_lib.split_train_val(dataset, args.num_val, args.split_seed,
-                                    subset=args.subset)
+  splits = data_lib.split_train_val(dataset, args.num_val, args.split_seed)
+  if args.subset is not None:
+    if args.subset <= len(splits.x_train):
+      splits = data_lib.take_subset(splits, args.subset, args.split_seed)
+    else:
+      info(f"--subset {args.subset}: only {len(splits.x_train)} training "
+           f"images in {dataset.source} after validation; using all of them")
   return dataset, splits
 
 

@@ -42,6 +42,9 @@ class Splits:
   class_names: tuple = ()
 
 
+OFFICIAL_TRAIN_SIZE = {"mnist": 60000, "cifar10": 50000}
+
+
 def split_train_val(dataset: dataset_lib.Dataset, num_val=None, seed: int = 0,
                     subset=None) -> Splits:
   """Holds out a validation set from the training set.
@@ -52,7 +55,9 @@ def split_train_val(dataset: dataset_lib.Dataset, num_val=None, seed: int = 0,
 
   Args:
     dataset: the dataset.
-    num_val: validation size; None for `default_num_val(dataset.name)`.
+    num_val: validation size; None for `default_num_val(dataset.name)`,
+      scaled by n / official size for a partial copy (`meta["complete"]` is
+      False), e.g. 102 of the 5085 images of the exact-pixel CIFAR-10 subset.
     seed: seed of the permutation.
     subset: if given, keep only this many training images, chosen by
       `take_subset(splits, subset, seed)`.
@@ -64,9 +69,14 @@ def split_train_val(dataset: dataset_lib.Dataset, num_val=None, seed: int = 0,
     ConfigError: `num_val` is negative or leaves no training images, or
       `subset` is larger than the training part.
   """
+  n = dataset.x_train.shape[0]
   if num_val is None:
     num_val = metadata.default_num_val(dataset.name)
-  n = dataset.x_train.shape[0]
+    official = OFFICIAL_TRAIN_SIZE.get(dataset.name)
+    if dataset.meta.get("complete") is False and official and n < official:
+      # A partial copy keeps the paper's validation fraction (1000 of the
+      # official training set), not 1000 images out of a few thousand.
+      num_val = max(1, round(num_val * n / official))
   num_val = _check_count(num_val, "num_val")
   if num_val >= n:
     raise ConfigError(f"num_val={num_val} leaves no training images: "
