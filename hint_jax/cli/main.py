@@ -14,10 +14,11 @@ def build_parser():
                               parser_class=common.OneLineParser)
   sub.required = True
   # Imported here so `hint-jax --help` stays fast.
-  from hint_jax.cli import bench_cmd, demo_cmd, train_cmd  # pylint: disable=g-import-not-at-top
+  from hint_jax.cli import bench_cmd, demo_cmd, influence_cmd, train_cmd  # pylint: disable=g-import-not-at-top
   train_cmd.register(sub)
   demo_cmd.register(sub)
   bench_cmd.register(sub)
+  influence_cmd.register(sub)
   return parser
 
 
