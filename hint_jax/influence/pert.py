@@ -61,6 +61,7 @@ def top_layer_pert(features_fn: Features, top_params: Any, x: jax.Array,
   _check_top(top_params)
   features_fn = as_pytree_callable(features_fn)
   s = jax.lax.stop_gradient(s)
+  x, y = jnp.asarray(x), jnp.asarray(y)
   n = x.shape[0]
   outs = []
   for start in range(0, n, chunk_size):
