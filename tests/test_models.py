@@ -124,3 +124,29 @@ def test_convnet_conv_impls_agree_and_reshape_pool_matches():
                              rtol=1e-6, atol=1e-6)
   odd = jax.random.normal(jax.random.key(3), (2, 5, 5, 3))
   assert avg_pool2(odd).shape == (2, 2, 2, 3)
+
+
+def test_example_loss_restricts_to_any_subset():
+  from hint_jax import influence as infl  # pylint: disable=g-import-not-at-top
+  from hint_jax.models import is_top_variable, variables  # pylint: disable=g-import-not-at-top
+  model = get_model("convnet_small", 10, (8, 8, 1))
+  params, state = model.init(jax.random.key(0))
+  var = variables(params, state)
+  x = jax.random.uniform(jax.random.key(1), (6, 8, 8, 1))
+  y = jnp.arange(6)
+  # theta_top through `variables` equals the top-layer loss.
+  top, rebuild = infl.restrict(var, is_top_variable)
+  loss_a = infl.restrict_loss(model.example_loss, rebuild)
+  loss_b = model.top_example_loss(params, state)
+  for i in range(6):
+    np.testing.assert_allclose(loss_a(top, x[i], y[i]),
+                               loss_b(params["head"], x[i], y[i]), rtol=1e-6)
+  # Another subset (conv2) is selectable too, and its gradient is the
+  # full gradient's conv2 block (BatchNorm statistics never differentiated).
+  sub, rebuild2 = infl.restrict(
+      var, lambda p: len(p) > 1 and p[0] == "params" and p[1] == "conv2")
+  g_sub = jax.grad(infl.restrict_loss(model.example_loss, rebuild2))(
+      sub, x[0], y[0])
+  g_full = jax.grad(model.example_loss)(var, x[0], y[0])
+  np.testing.assert_allclose(g_sub["params"]["conv2"]["kernel"],
+                             g_full["params"]["conv2"]["kernel"], rtol=1e-6)

@@ -179,10 +179,6 @@ class Model:
         out.append(self._features_u8(params, model_state, xb))
     return jnp.concatenate(out) if out else jnp.zeros((0,))
 
-  def logits_fn(self, model_state) -> Callable:
-    """``f(params, x_batch) -> logits`` in inference mode (for influence)."""
-    return lambda params, x: self.apply_eval(params, model_state, x)
-
 
 def get_model(name: str, num_classes: int, input_shape) -> Model:
   """Builds a model by name; see ``MODEL_NAMES``."""

@@ -31,18 +31,6 @@ def torch_bias_init(fan_in: int):
   return init
 
 
-class TorchDense(nn.Module):
-  """nn.Dense with PyTorch's default initialisation."""
-  features: int
-  use_bias: bool = True
-
-  @nn.compact
-  def __call__(self, x):
-    return nn.Dense(self.features, use_bias=self.use_bias,
-                    kernel_init=torch_kernel_init,
-                    bias_init=torch_bias_init(x.shape[-1]), name="dense")(x)
-
-
 def torch_conv(x, features: int, kernel_size: Sequence[int], *, name: str,
                strides=(1, 1), padding="VALID", use_bias=True):
   """Applies an nn.Conv initialised like torch.nn.Conv2d (call inside compact)."""

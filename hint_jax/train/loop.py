@@ -35,8 +35,8 @@ class TrainConfig:
     optim: optimizer and schedule.
     augment: random shift (up to 4 px) + horizontal flip, on device.
     eval_batch_size: batch size of evaluation passes.
-    steps_per_call: training steps run inside one jitted ``lax.scan`` call;
-      progress is reported between calls.
+    steps_per_call: training steps dispatched between two progress reports
+      (the steps themselves are jitted one by one, see make_train_steps).
     eval_every: evaluate validation and test sets every this many epochs
       (and always after the last one); 0 disables per-epoch evaluation.
   """
