@@ -156,8 +156,9 @@ class Model:
     module = self.module
 
     @jax.jit
-    def run(params, model_state, x_u8):
-      x = x_u8.astype(jnp.float32) / 255.0
+    def run(params, model_state, x):
+      if not jnp.issubdtype(x.dtype, jnp.floating):  # uint8 -> [0, 1]
+        x = x.astype(jnp.float32) / 255.0
       return module.apply({"params": params, "batch_stats": model_state}, x,
                           train=False, return_features=True)[1]
 
@@ -165,8 +166,9 @@ class Model:
 
   def features_of_images(self, params, model_state, x_u8,
                          batch_size: int = 1000) -> jax.Array:
-    """phi for uint8 images, in inference mode, in fixed-size batches (the
-    last one padded, so this compiles once per batch size)."""
+    """phi for images (uint8, or float already in [0, 1]), in inference
+    mode, in fixed-size batches (the last one padded, so this compiles once
+    per batch size and dtype)."""
     n = len(x_u8)
     out = []
     for start in range(0, n, batch_size):

@@ -117,26 +117,6 @@ class StudyConfig:
 # ------------------------------------------------------------------ helpers
 
 
-def _features_fn(model):
-  @jax.jit
-  def features(params, model_state, x):
-    return model.features(params, model_state, x)
-  return features
-
-
-def _features(fn, params, model_state, x, batch):
-  """φ(x) for float images x (N, H, W, C), in fixed-size padded chunks."""
-  out = []
-  for start in range(0, len(x), batch):
-    chunk = x[start:start + batch]
-    pad = batch - len(chunk) if len(x) > batch else 0
-    if pad:
-      chunk = jnp.concatenate([chunk, jnp.zeros((pad,) + chunk.shape[1:],
-                                                chunk.dtype)])
-    out.append(fn(params, model_state, chunk)[:batch - pad])
-  return jnp.concatenate(out)
-
-
 @jax.jit
 def _losses(theta, phi_aug, y):
   """Per-example cross-entropy and logits of Θ on augmented features."""
@@ -385,10 +365,9 @@ def _run(model, params, model_state, x_train, y_train, x_test, y_test,
 
   # Features (float64, inference mode).
   _tick(on_progress, "features", 0, 1)
-  feat = _features_fn(model)
-  features = lambda x: _features(feat, params, model_state,
-                                 jnp.asarray(x, jnp.float64) / 255.0,
-                                 config.feature_batch)
+  features = lambda x: model.features_of_images(
+      params, model_state, jnp.asarray(x, jnp.float64) / 255.0,
+      config.feature_batch)
   phi, phi_test = features(x_train), features(x_test)
   problem = nt.make_problem(phi, y_train, config.l2)
   dim, k = problem.phi_aug.shape[1], int(params["head"]["bias"].shape[0])
@@ -421,9 +400,8 @@ def _run(model, params, model_state, x_train, y_train, x_test, y_test,
   pert_jobs, pert_images = _perturbations(
       model, params, model_state, x_train, y_train, removals, s_tops, top_hat,
       config, direction_rng)
-  pert_psi = (nt.augment(_features(feat, params, model_state,
-                                   jnp.asarray(pert_images),
-                                   config.feature_batch))
+  pert_psi = (nt.augment(model.features_of_images(
+      params, model_state, jnp.asarray(pert_images), config.feature_batch))
               if pert_jobs else None)
   timer.lap("selection_and_pert_directions")
 
