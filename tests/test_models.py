@@ -126,6 +126,26 @@ def test_convnet_conv_impls_agree_and_reshape_pool_matches():
   assert avg_pool2(odd).shape == (2, 2, 2, 3)
 
 
+def test_forward_module_gives_the_training_module_values():
+  # get_model("convnet") runs forward-only passes through an XLA-conv copy
+  # of the network; it must compute the same function as the training
+  # module (float32 sums in another order: ~1e-6 on values of order 1).
+  model = get_model("convnet", 10, (28, 28, 1))
+  assert model.forward_module is not None
+  params, state = model.init(jax.random.key(0))
+  x_u8 = np.asarray(jax.random.randint(jax.random.key(1), (7, 28, 28, 1), 0,
+                                       256), np.uint8)
+  x = x_u8.astype(np.float32) / 255.0
+  train_mod = model.module.apply({"params": params, "batch_stats": state}, x,
+                                 train=False, return_features=True)
+  logits, phi = model.apply_eval(params, state, x, return_features=True)
+  np.testing.assert_allclose(logits, train_mod[0], rtol=1e-5, atol=1e-5)
+  np.testing.assert_allclose(phi, train_mod[1], rtol=1e-5, atol=1e-5)
+  np.testing.assert_allclose(model.features_of_images(params, state, x_u8, 4),
+                             model.features_fn(params, state)(x),
+                             rtol=1e-5, atol=1e-5)
+
+
 def test_example_loss_restricts_to_any_subset():
   from hint_jax import influence as infl  # pylint: disable=g-import-not-at-top
   from hint_jax.models import is_top_variable, variables  # pylint: disable=g-import-not-at-top

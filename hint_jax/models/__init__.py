@@ -17,7 +17,7 @@ Example:
 
 import dataclasses
 import functools
-from typing import Any, Callable, Tuple
+from typing import Any, Callable, Optional, Tuple
 
 import flax.linen as nn
 import jax
@@ -65,6 +65,14 @@ class Model:
   name: str
   module: nn.Module
   input_shape: Tuple[int, int, int]
+  # The same network (same parameter tree) built for forward-only passes,
+  # where another implementation can be faster; None: ``module``. The
+  # MNIST ConvNet's one-channel first convolution is fastest as im2col when
+  # its weights are differentiated (training) but as XLA's convolution in
+  # forward-only passes (evaluation, features): 8700 against 4500 images/s
+  # for the feature pass on this 2-core CPU. Results agree to float
+  # reassociation (~1e-6, tested).
+  forward_module: Optional[nn.Module] = None
 
   def init(self, key) -> Tuple[Any, Any]:
     """Returns ``(params, model_state)`` for one key."""
@@ -72,9 +80,15 @@ class Model:
     variables = self.module.init(key, x, train=False)
     return variables["params"], variables.get("batch_stats", {})
 
+  @property
+  def _forward(self) -> nn.Module:
+    return self.forward_module or self.module
+
   def apply_eval(self, params, model_state, x, return_features=False):
-    """Inference mode: BatchNorm uses its running statistics."""
-    return self.module.apply({"params": params, "batch_stats": model_state},
+    """Inference mode: BatchNorm uses its running statistics. Runs
+    ``forward_module`` when set (do not differentiate w.r.t. the parameters
+    of an im2col-free conv here if speed matters; the value is the same)."""
+    return self._forward.apply({"params": params, "batch_stats": model_state},
                              x, train=False, return_features=return_features)
 
   def apply_train(self, params, model_state, x):
@@ -153,7 +167,7 @@ class Model:
 
   @functools.cached_property
   def _features_u8(self) -> Callable:
-    module = self.module
+    module = self._forward
 
     @jax.jit
     def run(params, model_state, x):
@@ -165,10 +179,11 @@ class Model:
     return run
 
   def features_of_images(self, params, model_state, x_u8,
-                         batch_size: int = 1000) -> jax.Array:
+                         batch_size: int = 250) -> jax.Array:
     """phi for images (uint8, or float already in [0, 1]), in inference
     mode, in fixed-size batches (the last one padded, so this compiles once
-    per batch size and dtype)."""
+    per batch size and dtype). 250 was the fastest batch for the MNIST
+    ConvNet on the 2-core CPU (8700 images/s; 1000: 7200)."""
     n = len(x_u8)
     out = []
     for start in range(0, n, batch_size):
@@ -185,11 +200,13 @@ class Model:
 def get_model(name: str, num_classes: int, input_shape) -> Model:
   """Builds a model by name; see ``MODEL_NAMES``."""
   input_shape = tuple(int(s) for s in input_shape)
+  forward = None
   if name == "convnet":
     if input_shape[:2] != (28, 28):
       raise ConfigError(f"convnet expects 28x28 inputs (MNIST), got "
                         f"{input_shape}; use convnet_small or mlp")
     module = ConvNet(num_classes)
+    forward = ConvNet(num_classes, conv_impl="xla")
   elif name == "convnet_small":
     # Same layer sequence as the MNIST ConvNet, sized for 8x8 digits.
     module = ConvNet(num_classes, widths=(16, 32), kernel_size=3,
@@ -207,7 +224,7 @@ def get_model(name: str, num_classes: int, input_shape) -> Model:
   else:
     raise ConfigError(f"unknown model {name!r}; choose one of "
                       f"{', '.join(MODEL_NAMES)}")
-  return Model(name, module, input_shape)
+  return Model(name, module, input_shape, forward)
 
 
 def num_params(tree) -> int:

@@ -44,7 +44,7 @@ class TrainConfig:
   batch_size: int = 128
   optim: OptimConfig = OptimConfig()
   augment: bool = False
-  eval_batch_size: int = 1000
+  eval_batch_size: int = 250
   steps_per_call: int = 50
   eval_every: int = 1
 
