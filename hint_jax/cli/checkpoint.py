@@ -14,11 +14,13 @@ STATE_FILE = "checkpoint.msgpack"
 META_FILE = "checkpoint.json"
 
 
-def save(out, state, epoch: int, settings: dict, history, extra=None):
+def save(out, state, epoch: int, settings: dict, history, extra=None,
+         extra_meta=None):
   """Saves ``state`` after ``epoch`` (0-based) epochs have finished.
 
-  ``extra`` is an optional dict of numpy arrays (e.g. HINT's noise and
-  current images) saved beside the state.
+  ``extra`` is an optional dict of numpy arrays (e.g. HINT's selection and
+  noise) saved beside the state; ``extra_meta`` optional JSON-ready data
+  (e.g. HINT's update records) saved in the metadata file.
   """
   out = pathlib.Path(out)
   raw = state.replace(key=jax.random.key_data(state.key))
@@ -28,12 +30,13 @@ def save(out, state, epoch: int, settings: dict, history, extra=None):
       jax.device_get(payload)))
   write_json_atomic(out / META_FILE, {"epochs_done": epoch + 1,
                                       "settings": settings,
-                                      "history": history})
+                                      "history": history,
+                                      "extra_meta": extra_meta})
 
 
 def load(out, template_state, settings: dict):
-  """Returns ``(state, epochs_done, history, extra)`` or None if there is no
-  checkpoint in ``out``. Raises ConfigError if ``out`` holds a checkpoint of a
+  """Returns ``(state, epochs_done, history, extra, extra_meta)`` or None if
+  there is no checkpoint in ``out``. Raises ConfigError if ``out`` holds a checkpoint of a
   run with different settings."""
   out = pathlib.Path(out)
   meta_path, state_path = out / META_FILE, out / STATE_FILE
@@ -51,7 +54,8 @@ def load(out, template_state, settings: dict):
       key=jax.random.key_data(template_state.key))
   raw = flax.serialization.from_state_dict(raw_template, payload["state"])
   state = raw.replace(key=jax.random.wrap_key_data(raw.key))
-  return state, int(meta["epochs_done"]), meta["history"], payload["extra"]
+  return (state, int(meta["epochs_done"]), meta["history"],
+          payload.get("extra") or {}, meta.get("extra_meta"))
 
 
 def clear(out):

@@ -109,3 +109,34 @@ class Progress:
 def info(msg):
   """Status lines go to stderr so stdout stays machine-readable."""
   print(msg, file=sys.stderr, flush=True)
+
+
+class StageProgress:
+  """A tqdm bar per named stage, for ``(stage, done, total)`` callbacks
+  (HINT's feature and perturbation passes); silent unless enabled."""
+
+  def __init__(self, enabled=None, prefix=""):
+    if enabled is None:
+      enabled = sys.stderr.isatty()
+    self.enabled = enabled
+    self.prefix = prefix
+    self.bar = None
+    self.stage = None
+
+  def __call__(self, stage, done, total):
+    if not self.enabled:
+      return
+    from tqdm import tqdm  # pylint: disable=import-outside-toplevel
+    if self.stage != stage or self.bar is None or done < self.bar.n:
+      self.close()
+      self.bar = tqdm(total=total, desc=f"{self.prefix}{stage}",
+                      unit="img", leave=False, file=sys.stderr)
+      self.stage = stage
+    self.bar.update(done - self.bar.n)
+    if done >= total:
+      self.close()
+
+  def close(self):
+    if self.bar is not None:
+      self.bar.close()
+      self.bar = None

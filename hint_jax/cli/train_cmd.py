@@ -1,8 +1,10 @@
 """``hint-jax train``: train a model on a dataset, write result.json and
 metrics.jsonl, resume from the last finished epoch if interrupted."""
 
+import argparse
 import dataclasses
 import json
+import math
 import pathlib
 import platform
 import time
@@ -11,13 +13,17 @@ import jax
 import numpy as np
 
 from hint_jax import data as data_lib
+from hint_jax import hint as hint_lib
 from hint_jax.cli import checkpoint
-from hint_jax.cli.common import (Progress, info, nonneg_int, out_dir,
-                                 positive_float, positive_int,
+from hint_jax.cli.common import (Progress, StageProgress, info, nonneg_int,
+                                 out_dir, positive_float, positive_int,
                                  write_json_atomic)
 from hint_jax.models import MODEL_NAMES, get_model, num_params
 from hint_jax.train import Trainer, fit
 from hint_jax.train.presets import default_model, preset
+
+DEFENSES = ("none", "hint")
+NOISE_FILE = "hint_noise.npz"
 
 
 def add_data_args(p):
@@ -57,11 +63,101 @@ def add_train_args(p):
   p.add_argument("--no-progress", action="store_true")
 
 
+def _schedule(text):
+  text = text.strip()
+  if text.lower() in ("", "none"):
+    return ()
+  try:
+    epochs = tuple(int(t) for t in text.split(","))
+  except ValueError:
+    raise argparse.ArgumentTypeError(
+        f"{text!r} is not a comma-separated list of epochs, e.g. 5,15,40")
+  return epochs
+
+
+def _unit_float(text):
+  try:
+    value = float(text)
+  except ValueError:
+    raise argparse.ArgumentTypeError(f"{text!r} is not a number")
+  if not math.isfinite(value):
+    raise argparse.ArgumentTypeError(f"must be finite, got {text}")
+  return value
+
+
+def add_defense_args(p):
+  p.add_argument("--defense", choices=DEFENSES, default="none",
+                 help="defence to train with (default: none)")
+  g = p.add_argument_group("HINT (--defense hint; defaults are the "
+                           "authors' settings)")
+  g.add_argument("--ratio", type=_unit_float, default=None,
+                 help="fraction r of training examples given noise "
+                 "(default 0.5; 1 noises all and skips scoring)")
+  g.add_argument("--gamma", type=_unit_float, default=None,
+                 help="noise step size (default 0.1)")
+  g.add_argument("--beta", type=_unit_float, default=None,
+                 help="L-inf bound of the noise in [0,1] pixel units "
+                 "(default 16/255)")
+  g.add_argument("--schedule", type=_schedule, default=None,
+                 help="0-based epochs before which the noise is updated, "
+                 "e.g. 5,15,40 (default: mnist 9, cifar10 5,15,40, digits "
+                 "5,15; entries beyond --epochs are dropped from the "
+                 "default)")
+  g.add_argument("--gamma-decay-epoch", type=nonneg_int, default=40,
+                 help="use gamma/10 from this epoch on (authors: 40)")
+  g.add_argument("--no-gamma-decay", action="store_true",
+                 help="keep gamma for every update")
+  g.add_argument("--sign-step", action="store_true",
+                 help="step along sign(I_pert)")
+  g.add_argument("--rounding", choices=hint_lib.config.ROUNDINGS,
+                 default="truncate",
+                 help="how noised images are stored as uint8 (authors: "
+                 "truncate)")
+  g.add_argument("--hessian-from", choices=hint_lib.config.HESSIAN_FROM,
+                 default="selected",
+                 help="images the Hessian of later updates is taken over "
+                 "(authors: the selected set)")
+  g.add_argument("--grad-space", choices=hint_lib.config.GRAD_SPACES,
+                 default="normalized",
+                 help="for models that normalise inputs: gradient w.r.t. "
+                 "the normalised input (authors) or the pixels")
+  g.add_argument("--solver", choices=hint_lib.config.SOLVERS, default="cg",
+                 help="s_test solver (cg: the fixed point of the authors' "
+                 "LiSSA; lissa: theirs)")
+  g.add_argument("--damping", type=_unit_float, default=0.5,
+                 help="lambda of (H + lambda I) (authors' LiSSA: 0.5)")
+  g.add_argument("--hint-seed", type=nonneg_int, default=0,
+                 help="seed of HINT's own randomness (LiSSA batches)")
+
+
 def register(sub):
   p = sub.add_parser("train", help="train a model (optionally defended)")
   add_data_args(p)
   add_train_args(p)
+  add_defense_args(p)
   p.set_defaults(func=run)
+
+
+def hint_config(args, epochs):
+  """The HINT configuration from the command line; the default schedule is
+  trimmed to the run's epochs (said on stderr), an explicit one is not."""
+  schedule = args.schedule
+  if schedule is None:
+    default = hint_lib.DEFAULT_SCHEDULES.get(args.dataset, ())
+    schedule = tuple(e for e in default if e < epochs)
+    if schedule != default:
+      info(f"HINT: default schedule {list(default)} trimmed to "
+           f"{list(schedule)} for {epochs} epochs")
+  cfg = hint_lib.paper_config(
+      args.dataset, ratio=args.ratio, gamma=args.gamma, beta=args.beta,
+      schedule=schedule,
+      gamma_decay_epoch=None if args.no_gamma_decay else args.gamma_decay_epoch,
+      sign=args.sign_step, rounding=args.rounding,
+      hessian_from=args.hessian_from, grad_space=args.grad_space,
+      solver=args.solver, damping=args.damping, seed=args.hint_seed)
+  if args.no_gamma_decay:
+    cfg = dataclasses.replace(cfg, gamma_decay_epoch=None)
+  return cfg.validate(epochs)
 
 
 def load_splits(args):
@@ -95,26 +191,56 @@ def run(args):
   settings = {"dataset": args.dataset, "source": dataset.source,
               "model": model_name, "seed": args.seed,
               "split_seed": args.split_seed, "subset": args.subset,
-              "num_val": len(splits.x_val),
+              "num_val": len(splits.x_val), "defense": args.defense,
               "config": json.loads(json.dumps(dataclasses.asdict(cfg)))}
+  defence, stage_progress = None, None
+  if args.defense == "hint":
+    hint_cfg = hint_config(args, cfg.epochs)
+    settings["hint"] = json.loads(json.dumps(dataclasses.asdict(hint_cfg)))
+    stage_progress = StageProgress(False if args.no_progress else None,
+                                   prefix="HINT ")
+    defence = hint_lib.Hint(model, hint_cfg, splits.x_train, splits.y_train,
+                            splits.x_val, splits.y_val, epochs=cfg.epochs,
+                            on_progress=stage_progress)
   if args.overwrite:
     checkpoint.clear(out)
     (out / "metrics.jsonl").unlink(missing_ok=True)
   resumed = checkpoint.load(out, state, settings)
   start_epoch, history = 0, []
   if resumed is not None:
-    state, start_epoch, history, _ = resumed
+    state, start_epoch, history, extra, extra_meta = resumed
+    if defence is not None:
+      defence.load_state_arrays(extra, (extra_meta or {}).get("hint", []))
+      splits = dataclasses.replace(splits,
+                                   x_train=defence.current_images())
     info(f"resuming {out} after epoch {start_epoch}")
   elif (out / "metrics.jsonl").exists():
     (out / "metrics.jsonl").unlink()
 
   progress = Progress(False if args.no_progress else None)
 
+  def before_epoch(epoch, st, x_train):
+    if epoch in defence.config.schedule:
+      info(f"HINT: noise update before epoch {epoch + 1}")
+    x_new, seconds = defence.before_epoch(epoch, st, x_train)
+    if seconds:
+      u = defence.updates[-1]
+      info(f"HINT: {u.num_selected} examples; selection "
+           f"{u.selection_seconds:.1f} s, s_test {u.s_test_seconds:.1f} s, "
+           f"I_pert {u.pert_seconds:.1f} s, write {u.write_seconds:.2f} s; "
+           f"mean |delta| {255 * u.delta_abs_mean:.2f}/255, "
+           f"{100 * u.at_bound_fraction:.1f}% at the bound")
+    return x_new, seconds
+
   def on_epoch_end(epoch, st, record, _x):
     history.append(record)
     with open(out / "metrics.jsonl", "a") as f:
       f.write(json.dumps(record) + "\n")
-    checkpoint.save(out, st, epoch, settings, history)
+    extra, extra_meta = None, None
+    if defence is not None:
+      extra = defence.state_arrays()
+      extra_meta = {"hint": [dataclasses.asdict(u) for u in defence.updates]}
+    checkpoint.save(out, st, epoch, settings, history, extra, extra_meta)
     progress.close()
     acc = record.get("test_accuracy")
     info(f"epoch {epoch + 1}/{cfg.epochs}: loss {record['train_loss']:.4f}"
@@ -123,27 +249,40 @@ def run(args):
 
   try:
     state, _, _ = fit(trainer, state, splits, start_epoch=start_epoch,
+                      before_epoch=None if defence is None else before_epoch,
                       on_progress=progress, on_epoch_end=on_epoch_end)
   finally:
     progress.close()
+    if stage_progress is not None:
+      stage_progress.close()
   final = (trainer.evaluate(state, splits.x_test, splits.y_test)
            if not history or "test_accuracy" not in history[-1] else
            {"accuracy": history[-1]["test_accuracy"],
             "loss": history[-1]["test_loss"]})
   result = {
-      **{k: v for k, v in settings.items() if k != "config"},
+      **{k: v for k, v in settings.items() if k not in ("config", "hint")},
       "epochs": cfg.epochs, "batch_size": cfg.batch_size,
       "lr": cfg.optim.lr, "num_train": len(splits.x_train),
       "num_params": num_params(state.params),
       "test_accuracy": final["accuracy"], "test_loss": final["loss"],
       "val_accuracy": history[-1].get("val_accuracy") if history else None,
       "train_seconds": sum(r["train_seconds"] for r in history),
+      "defense_seconds": sum(r.get("hook_seconds", 0.0) for r in history),
       "total_seconds": time.perf_counter() - t_start,
       "backend": jax.default_backend(), "jax_version": jax.__version__,
       "machine": platform.machine(), "config": settings["config"],
   }
+  if defence is not None:
+    defence.save_noise(out / NOISE_FILE, splits.train_idx)
+    summary = defence.summary()
+    result["hint"] = {"config": settings["hint"], **summary,
+                      "noise_file": NOISE_FILE}
+    result["num_selected"] = summary["num_selected"]
+    for phase in ("selection", "s_test", "pert", "write"):
+      result[f"hint_{phase}_seconds"] = summary[f"{phase}_seconds"]
   write_json_atomic(out / "result.json", result)
-  print(f"{args.dataset}/{model_name}: test accuracy "
+  label = "" if defence is None else " with HINT"
+  print(f"{args.dataset}/{model_name}{label}: test accuracy "
         f"{100 * final['accuracy']:.2f}% after {cfg.epochs} epochs; "
         f"wrote {out / 'result.json'}")
   return 0

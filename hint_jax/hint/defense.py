@@ -1,0 +1,359 @@
+"""HINT (Algorithms 1-3) as a hook of the functional training loop.
+
+``Hint`` holds the defence's state between epochs (which examples were
+selected, their scores, the accumulated noise) and plugs into
+``hint_jax.train.fit`` through ``before_epoch``: at every scheduled epoch it
+
+1. computes s_test = (H + lambda I)^-1 grad_theta_top L(D_val) over
+   precomputed penultimate features (closed-form top-layer Hessian; CG by
+   default, the fixed point of the authors' LiSSA; LiSSA as an option),
+2. at the first update only, scores every training example by
+   I_up = -<grad_theta_top l(z), s_test> (closed form) and keeps the
+   ceil(r n) largest |I_up| for good (r = 1: everything, no scoring),
+3. computes I_pert = -grad_x <grad_theta_top l(x_cur, y), s_test> for all
+   selected examples at their current noised images, as one batched reverse
+   pass through the network per chunk, and
+4. updates delta = clip(delta + gamma I_pert, +-beta) and writes
+   clip(x_orig - delta, 0, 1) into the training images as uint8.
+
+Every pass runs the network in inference mode, so examples are independent.
+The work is timed by phase (`HintUpdate`); nothing is printed.
+"""
+
+import dataclasses
+import math
+import time
+from typing import Any, Callable, List, Optional
+
+import jax
+import jax.numpy as jnp
+import numpy as np
+
+from hint_jax import influence
+from hint_jax.errors import ConfigError, DataError
+from hint_jax.hint.config import HintConfig, num_selected
+from hint_jax.hint.noise import noise_write, noised_images, select_top
+from hint_jax.models import TOP_LAYER
+
+_noised_jit = jax.jit(noised_images, static_argnames=("rounding",))
+
+# Examples per call between two progress reports (a multiple of chunk_size).
+_REPORT_EVERY = 10
+
+
+@dataclasses.dataclass
+class HintUpdate:
+  """What one scheduled update did and how long each phase took (seconds).
+
+  ``selection_seconds`` is the first update's scoring work (features of the
+  whole training set, s_test, I_up, top-k) and 0 afterwards;
+  ``s_test_seconds`` is the s_test work of the later updates (features of
+  the Hessian's images, the solve) and 0 at the first, so that
+  ``selection + s_test + pert + write`` is the update's total.
+  """
+  epoch: int
+  step_size: float
+  num_selected: int
+  selection_seconds: float = 0.0
+  s_test_seconds: float = 0.0
+  pert_seconds: float = 0.0
+  write_seconds: float = 0.0
+  solver_iterations: int = 0
+  solver_residual: float = float("nan")
+  s_test_norm: float = float("nan")
+  pert_abs_mean: float = float("nan")
+  delta_abs_mean: float = float("nan")
+  at_bound_fraction: float = float("nan")
+  pixels_changed_fraction: float = float("nan")
+
+  @property
+  def seconds(self) -> float:
+    return (self.selection_seconds + self.s_test_seconds + self.pert_seconds
+            + self.write_seconds)
+
+
+def _features_in_blocks(model, params, model_state, x_u8, chunk, report):
+  """phi of uint8 images in blocks of ``_REPORT_EVERY`` chunks, reporting
+  progress between blocks."""
+  n, block = len(x_u8), chunk * _REPORT_EVERY
+  out = []
+  for start in range(0, n, block):
+    out.append(model.features_of_images(params, model_state,
+                                        x_u8[start:start + block], chunk))
+    report(min(start + block, n), n)
+  return jnp.concatenate(out) if out else jnp.zeros((0,))
+
+
+class Hint:
+  """The HINT defence for one training run.
+
+  Args:
+    model: a ``hint_jax.models.Model`` whose top layer is ``head``.
+    config: a `HintConfig` (validated here against ``epochs`` if given).
+    x_orig: the training images as received (uint8 NHWC); delta is bounded
+      relative to these.
+    y_train: their labels.
+    x_val, y_val: the clean validation set (uint8 images, labels).
+    epochs: the run's epoch count, to check the schedule against.
+    on_progress: optional ``(stage, done, total)`` callback, with stage
+      "features", "validation" or "perturbation"; for progress bars.
+
+  Use ``before_epoch`` as ``fit``'s hook; ``updates`` lists what each update
+  did; ``state_arrays`` / ``load_state_arrays`` checkpoint the defence.
+  """
+
+  def __init__(self, model, config: HintConfig, x_orig: np.ndarray,
+               y_train: np.ndarray, x_val: np.ndarray, y_val: np.ndarray, *,
+               epochs: Optional[int] = None,
+               on_progress: Optional[Callable[[str, int, int], None]] = None):
+    self.config = config.validate(epochs)
+    x_orig, y_train = np.asarray(x_orig), np.asarray(y_train)
+    if x_orig.dtype != np.uint8 or x_orig.ndim != 4:
+      raise DataError(f"HINT needs uint8 NHWC training images, got "
+                      f"{x_orig.dtype} {x_orig.shape}")
+    if len(y_train) != len(x_orig):
+      raise DataError(f"{len(x_orig)} training images but {len(y_train)} "
+                      f"labels")
+    if len(x_val) == 0:
+      raise ConfigError("HINT needs a clean validation set (s_test is the "
+                        "inverse Hessian times its loss gradient); use "
+                        "--num-val > 0")
+    self.model = model
+    self.x_orig, self.y_train = x_orig, y_train
+    self.x_val, self.y_val = np.asarray(x_val), np.asarray(y_val)
+    self.on_progress = on_progress
+    self.selected: Optional[np.ndarray] = None   # (k,) int32, sorted
+    self.scores: Optional[np.ndarray] = None     # (n,) I_up, None if r = 1
+    self.delta: Optional[jax.Array] = None       # (k, H, W, C) float32
+    self.updates: List[HintUpdate] = []
+    std = getattr(model.module, "std", None)
+    self._grad_scale = (None if std is None or config.grad_space == "pixel"
+                        else jnp.asarray(std, jnp.float32))
+
+  # ------------------------------------------------------------------ hook
+  def before_epoch(self, epoch: int, train_state, x_train: np.ndarray):
+    """``fit``'s hook: at a scheduled epoch, updates the noise and returns
+    the new training images; otherwise returns them unchanged. Returns
+    ``(x_train, seconds)``."""
+    if epoch not in self.config.schedule:
+      return x_train, 0.0
+    x_new, update = self.update(epoch, train_state.params,
+                                train_state.model_state, x_train)
+    return x_new, update.seconds
+
+  def current_images(self, x_train: Optional[np.ndarray] = None):
+    """The training images with the current noise written in: a copy of
+    ``x_train`` (default: the received images) whose selected rows are
+    ``noised_images(x_orig, delta)``. Deterministic in (x_orig, delta), so a
+    resumed run rebuilds exactly the images it had."""
+    x = np.array(self.x_orig if x_train is None else x_train)
+    if self.selected is not None and len(self.selected):
+      x[self.selected] = np.asarray(_noised_jit(
+          jnp.asarray(self.x_orig[self.selected]), self.delta,
+          self.config.rounding))
+    return x
+
+  # ---------------------------------------------------------------- update
+  def _report(self, stage):
+    if self.on_progress is None:
+      return lambda done, total: None
+    return lambda done, total: self.on_progress(stage, done, total)
+
+  def _s_test(self, top, params, model_state, phi_hessian, key):
+    cfg = self.config
+    phi_val = _features_in_blocks(self.model, params, model_state, self.x_val,
+                                  cfg.chunk_size, self._report("validation"))
+    op = influence.top_layer_hessian(top, phi_hessian)
+    options = {"method": cfg.solver, "damping": cfg.damping}
+    if cfg.solver == "cg":
+      options["tol"] = cfg.cg_tol
+    elif cfg.solver == "lissa":
+      options.update(key=key, depth=cfg.lissa_depth,
+                     batch_size=cfg.lissa_batch_size, scale=cfg.lissa_scale)
+    return influence.s_test(op, influence.top_loss_one, top, phi_val,
+                            jnp.asarray(self.y_val), **options)
+
+  def update(self, epoch: int, params: Any, model_state: Any,
+             x_train: np.ndarray):
+    """Runs one scheduled update at the given parameters.
+
+    Args:
+      epoch: the (0-based) epoch it runs before; sets the step size and
+        LiSSA's key.
+      params, model_state: the model now.
+      x_train: the current training images (uint8), i.e. the received ones
+        with the noise so far written in (``current_images()``).
+
+    Returns:
+      ``(x_new, record)``: a copy of ``x_train`` with the new noise written
+      into the selected rows, and the update's `HintUpdate` (also appended
+      to ``updates``).
+    """
+    cfg = self.config
+    if x_train.shape != self.x_orig.shape:
+      raise DataError(f"training images changed shape: {x_train.shape} vs "
+                      f"{self.x_orig.shape}")
+    top = params[TOP_LAYER]
+    key = jax.random.fold_in(jax.random.key(cfg.seed), epoch)
+    step = cfg.step_size(epoch)
+    first = self.selected is None
+    record = HintUpdate(epoch=epoch, step_size=step, num_selected=0)
+
+    # 1-2. s_test, and at the first update the selection.
+    t0 = time.perf_counter()
+    if first:
+      phi = _features_in_blocks(self.model, params, model_state, self.x_orig,
+                                cfg.chunk_size, self._report("features"))
+      s, info = self._s_test(top, params, model_state, phi, key)
+      n = len(self.x_orig)
+      k = num_selected(n, cfg.ratio)
+      if k == n:  # r = 1: every example, no scoring pass
+        selected = np.arange(n, dtype=np.int32)
+      else:
+        scores = influence.top_layer_up_scores(top, phi,
+                                               jnp.asarray(self.y_train), s)
+        selected = np.asarray(select_top(scores, k))
+        self.scores = np.asarray(scores)
+      del phi
+      self.selected = selected
+      self.delta = jnp.zeros((len(selected),) + self.x_orig.shape[1:],
+                             jnp.float32)
+      jax.block_until_ready(self.delta)
+      record.selection_seconds = time.perf_counter() - t0
+    else:
+      hess_images = (x_train[self.selected] if cfg.hessian_from == "selected"
+                     else x_train)
+      phi = _features_in_blocks(self.model, params, model_state, hess_images,
+                                cfg.chunk_size, self._report("features"))
+      s, info = self._s_test(top, params, model_state, phi, key)
+      jax.block_until_ready(s)
+      del phi
+      record.s_test_seconds = time.perf_counter() - t0
+    record.num_selected = len(self.selected)
+    record.solver_iterations = int(info.iterations)
+    record.solver_residual = float(info.residual)
+    record.s_test_norm = float(math.sqrt(sum(
+        float(jnp.sum(v.astype(jnp.float32) ** 2))
+        for v in jax.tree.leaves(s))))
+
+    # 3. I_pert at the current (noised) images of the selected examples.
+    t0 = time.perf_counter()
+    infl = self._pert(params, model_state, top, s, x_train[self.selected])
+    jax.block_until_ready(infl)
+    record.pert_seconds = time.perf_counter() - t0
+
+    # 4. delta and the uint8 images (written by current_images()).
+    t0 = time.perf_counter()
+    self.delta, x_new = noise_write(
+        jnp.asarray(self.x_orig[self.selected]), self.delta, infl,
+        jnp.float32(step), jnp.float32(cfg.beta), sign=cfg.sign,
+        rounding=cfg.rounding)
+    x_sel = np.asarray(x_new)
+    x_out = np.array(x_train)
+    x_out[self.selected] = x_sel
+    record.write_seconds = time.perf_counter() - t0
+
+    if len(self.selected):
+      record.pert_abs_mean = float(jnp.mean(jnp.abs(infl)))
+      record.delta_abs_mean = float(jnp.mean(jnp.abs(self.delta)))
+      record.at_bound_fraction = float(jnp.mean(
+          jnp.abs(self.delta) >= cfg.beta))
+      record.pixels_changed_fraction = float(np.mean(
+          x_sel != self.x_orig[self.selected]))
+    self.updates.append(record)
+    return x_out, record
+
+  def _pert(self, params, model_state, top, s, x_cur):
+    """I_pert for the selected examples at their current images ``x_cur``
+    (uint8), in blocks of ``_REPORT_EVERY`` chunks (one batched reverse pass
+    per chunk)."""
+    cfg = self.config
+    features_fn = self.model.features_fn(params, model_state)
+    y_sel = self.y_train[self.selected]
+    k, block = len(x_cur), cfg.chunk_size * _REPORT_EVERY
+    report = self._report("perturbation")
+    out = []
+    for start in range(0, k, block):
+      xb = jnp.asarray(x_cur[start:start + block], jnp.float32) / 255.0
+      out.append(influence.top_layer_pert(
+          features_fn, top, xb, jnp.asarray(y_sel[start:start + block]), s,
+          chunk_size=cfg.chunk_size))
+      report(min(start + block, k), k)
+    infl = (jnp.concatenate(out) if out
+            else jnp.zeros((0,) + self.x_orig.shape[1:], jnp.float32))
+    if self._grad_scale is not None:
+      # Authors' CIFAR code: the gradient w.r.t. the normalised input,
+      # d/dx_norm = std * d/dx_pixel, added in pixel space.
+      infl = infl * self._grad_scale
+    return infl
+
+  # ----------------------------------------------------------- persistence
+  def state_arrays(self) -> dict:
+    """The defence's state as numpy arrays (for checkpoints)."""
+    if self.selected is None:
+      return {}
+    out = {"hint_selected": self.selected,
+           "hint_delta": np.asarray(self.delta)}
+    if self.scores is not None:
+      out["hint_scores"] = self.scores
+    return out
+
+  def load_state_arrays(self, arrays: dict, updates: List[dict]) -> None:
+    """Restores ``state_arrays()`` output and the update records."""
+    self.updates = [HintUpdate(**u) for u in updates]
+    if "hint_selected" not in arrays:
+      self.selected, self.delta, self.scores = None, None, None
+      return
+    selected = np.asarray(arrays["hint_selected"], np.int32)
+    delta = np.asarray(arrays["hint_delta"], np.float32)
+    if (delta.shape != (len(selected),) + self.x_orig.shape[1:]
+        or (len(selected) and (selected.min() < 0
+                               or selected.max() >= len(self.x_orig)))):
+      raise DataError("HINT checkpoint does not match the training set")
+    self.selected, self.delta = selected, jnp.asarray(delta)
+    self.scores = (np.asarray(arrays["hint_scores"])
+                   if "hint_scores" in arrays else None)
+
+  def summary(self) -> dict:
+    """Totals by phase and the per-update records, JSON-ready."""
+    ups = [dataclasses.asdict(u) for u in self.updates]
+    return {
+        "num_selected": None if self.selected is None else len(self.selected),
+        "selection_seconds": sum(u.selection_seconds for u in self.updates),
+        "s_test_seconds": sum(u.s_test_seconds for u in self.updates),
+        "pert_seconds": sum(u.pert_seconds for u in self.updates),
+        "write_seconds": sum(u.write_seconds for u in self.updates),
+        "seconds": sum(u.seconds for u in self.updates),
+        "updates": ups,
+    }
+
+  def save_noise(self, path, train_idx: Optional[np.ndarray] = None) -> None:
+    """Writes the selected examples' received and noised images, delta,
+    labels, indices and scores to an ``.npz`` file (atomically).
+
+    Keys: ``selected`` (indices into the training split), ``x_orig``,
+    ``x_noised`` (uint8), ``delta`` (float32, [0, 1] units), ``y``,
+    ``scores`` (I_up of every training example; empty when r = 1),
+    ``dataset_index`` (the selected examples' indices in the dataset's
+    training set, when ``train_idx`` is given), ``beta``.
+    """
+    import os  # pylint: disable=g-import-not-at-top
+    import pathlib  # pylint: disable=g-import-not-at-top
+    path = pathlib.Path(path)
+    sel = (self.selected if self.selected is not None
+           else np.zeros((0,), np.int32))
+    delta = (np.asarray(self.delta) if self.delta is not None
+             else np.zeros((0,) + self.x_orig.shape[1:], np.float32))
+    arrays = {
+        "selected": sel, "x_orig": self.x_orig[sel],
+        "x_noised": self.current_images()[sel], "delta": delta,
+        "y": self.y_train[sel],
+        "scores": (self.scores if self.scores is not None
+                   else np.zeros((0,), np.float32)),
+        "beta": np.float32(self.config.beta),
+    }
+    if train_idx is not None:
+      arrays["dataset_index"] = np.asarray(train_idx)[sel]
+    tmp = path.with_name(path.name + ".tmp.npz")
+    np.savez_compressed(tmp, **arrays)
+    os.replace(tmp, path)
