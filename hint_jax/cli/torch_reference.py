@@ -36,3 +36,95 @@ def make_torch_step(batch_size: int, seed: int = 0):
     return float(loss.detach())
 
   return run
+
+
+def make_torch_hint_phases(seed: int = 0, num_pool: int = 2048):
+  """The cost structure of the authors' PyTorch HINT phases, rebuilt for
+  side-by-side timing (our reconstruction from their description and
+  SPEC §2-3, not their code): the SPEC ConvNet in eval mode on random
+  MNIST-shaped data, theta_top = the final Linear layer.
+
+  Returns a dict of callables, each ``fn(count) -> seconds``:
+    * ``lissa``: ``count`` LiSSA steps on batches of 50 (double-backward
+      HVP w.r.t. theta_top, as the authors' s_test);
+    * ``up_loop``: I_up for ``count`` examples one at a time
+      (``autograd.grad`` of the example's loss, dot s_test);
+    * ``pert_loop``: I_pert for ``count`` examples one at a time (the
+      input gradient of <grad_theta l, s_test>, double backward);
+    * ``write_loop``: the noise update and uint8 write-back for ``count``
+      examples one at a time (clamp, subtract, ``.mul(255).byte()``, store
+      into the dataset's uint8 array).
+  """
+  import time  # pylint: disable=import-outside-toplevel
+  import numpy as np  # pylint: disable=import-outside-toplevel
+  import torch  # pylint: disable=import-outside-toplevel
+  from torch import nn  # pylint: disable=import-outside-toplevel
+
+  torch.manual_seed(seed)
+  body = nn.Sequential(
+      nn.Conv2d(1, 40, 5), nn.BatchNorm2d(40), nn.ReLU(), nn.AvgPool2d(2),
+      nn.Conv2d(40, 100, 5), nn.BatchNorm2d(100), nn.ReLU(), nn.AvgPool2d(2),
+      nn.Flatten())
+  head = nn.Linear(1600, 10)
+  body.eval()
+  head.eval()
+  top = list(head.parameters())
+  gen = torch.Generator().manual_seed(seed)
+  x_u8 = torch.randint(0, 256, (num_pool, 1, 28, 28), dtype=torch.uint8,
+                       generator=gen)
+  y = torch.randint(0, 10, (num_pool,), generator=gen)
+  s_test = [torch.randn_like(p) * 1e-2 for p in top]
+  loss_fn = nn.CrossEntropyLoss()
+
+  def loss_of(xb, yb):
+    return loss_fn(head(body(xb)), yb)
+
+  def lissa(count):
+    t0 = time.perf_counter()
+    v = [torch.randn_like(p) for p in top]
+    h = [t.clone() for t in v]
+    for j in range(count):
+      idx = torch.randint(0, num_pool, (50,), generator=gen)
+      xb = x_u8[idx].float() / 255.0
+      grads = torch.autograd.grad(loss_of(xb, y[idx]), top,
+                                  create_graph=True)
+      hv = torch.autograd.grad(grads, top, grad_outputs=h)
+      h = [a + 0.99 * b - c / 50.0 for a, b, c in zip(v, h, hv)]
+    return time.perf_counter() - t0
+
+  def up_loop(count):
+    t0 = time.perf_counter()
+    out = []
+    for i in range(count):
+      xb = x_u8[i % num_pool][None].float() / 255.0
+      g = torch.autograd.grad(loss_of(xb, y[i % num_pool][None]), top)
+      out.append(float(sum(torch.sum(a * b) for a, b in zip(g, s_test))))
+    return time.perf_counter() - t0
+
+  def pert_loop(count):
+    t0 = time.perf_counter()
+    for i in range(count):
+      xb = (x_u8[i % num_pool][None].float() / 255.0).requires_grad_(True)
+      g = torch.autograd.grad(loss_of(xb, y[i % num_pool][None]), top,
+                              create_graph=True)
+      dot = sum(torch.sum(a * b) for a, b in zip(g, s_test))
+      torch.autograd.grad(dot, xb)[0].neg()
+    return time.perf_counter() - t0
+
+  store = x_u8.numpy().copy()
+  deltas = torch.zeros((num_pool, 1, 28, 28))
+  infl = torch.randn((num_pool, 1, 28, 28)) * 1e-2
+
+  def write_loop(count):
+    t0 = time.perf_counter()
+    for i in range(count):
+      k = i % num_pool
+      deltas[k] = torch.clamp(deltas[k] + 0.1 * infl[k], -16 / 255, 16 / 255)
+      x_orig = torch.from_numpy(x_u8.numpy()[k]).float() / 255.0
+      x_new = torch.clamp(x_orig - deltas[k], 0.0, 1.0)
+      store[k] = x_new.mul(255).byte().numpy()
+    np.asarray(store)
+    return time.perf_counter() - t0
+
+  return {"lissa": lissa, "up_loop": up_loop, "pert_loop": pert_loop,
+          "write_loop": write_loop}

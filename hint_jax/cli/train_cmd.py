@@ -15,6 +15,7 @@ import numpy as np
 from hint_jax import data as data_lib
 from hint_jax import hint as hint_lib
 from hint_jax.cli import checkpoint
+from hint_jax.errors import ConfigError
 from hint_jax.cli.common import (Progress, StageProgress, info, nonneg_int,
                                  out_dir, positive_float, positive_int,
                                  write_json_atomic)
@@ -141,13 +142,15 @@ def register(sub):
 def hint_config(args, epochs):
   """The HINT configuration from the command line; the default schedule is
   trimmed to the run's epochs (said on stderr), an explicit one is not."""
-  schedule = args.schedule
+  schedule, trimmed = args.schedule, False
   if schedule is None:
     default = hint_lib.DEFAULT_SCHEDULES.get(args.dataset, ())
     schedule = tuple(e for e in default if e < epochs)
-    if schedule != default:
-      info(f"HINT: default schedule {list(default)} trimmed to "
-           f"{list(schedule)} for {epochs} epochs")
+    if default and not schedule:
+      raise ConfigError(f"no epoch of the default HINT schedule "
+                        f"{list(default)} is within {epochs} epochs; pass "
+                        f"--schedule (0-based epochs)")
+    trimmed = schedule != default
   cfg = hint_lib.paper_config(
       args.dataset, ratio=args.ratio, gamma=args.gamma, beta=args.beta,
       schedule=schedule,
@@ -157,7 +160,12 @@ def hint_config(args, epochs):
       solver=args.solver, damping=args.damping, seed=args.hint_seed)
   if args.no_gamma_decay:
     cfg = dataclasses.replace(cfg, gamma_decay_epoch=None)
-  return cfg.validate(epochs)
+  cfg.validate(epochs)
+  if trimmed:
+    info(f"HINT: default schedule "
+         f"{list(hint_lib.DEFAULT_SCHEDULES[args.dataset])} trimmed to "
+         f"{list(schedule)} for {epochs} epochs")
+  return cfg
 
 
 def load_splits(args):
@@ -178,11 +186,13 @@ def load_splits(args):
 def run(args):
   out = out_dir(args.out)
   t_start = time.perf_counter()
+  cfg = preset(args.dataset, epochs=args.epochs, batch_size=args.batch_size,
+               lr=args.lr, eval_every=args.eval_every)
+  # Settings are checked before any data is read.
+  hint_cfg = hint_config(args, cfg.epochs) if args.defense == "hint" else None
   dataset, splits = load_splits(args)
   info(f"data: {dataset.source}: {len(splits.x_train)} train / "
        f"{len(splits.x_val)} val / {len(splits.x_test)} test")
-  cfg = preset(args.dataset, epochs=args.epochs, batch_size=args.batch_size,
-               lr=args.lr, eval_every=args.eval_every)
   model_name = args.model or default_model(args.dataset)
   model = get_model(model_name, splits.num_classes, splits.x_train.shape[1:])
   trainer = Trainer(model, cfg, len(splits.x_train))
@@ -194,8 +204,7 @@ def run(args):
               "num_val": len(splits.x_val), "defense": args.defense,
               "config": json.loads(json.dumps(dataclasses.asdict(cfg)))}
   defence, stage_progress = None, None
-  if args.defense == "hint":
-    hint_cfg = hint_config(args, cfg.epochs)
+  if hint_cfg is not None:
     settings["hint"] = json.loads(json.dumps(dataclasses.asdict(hint_cfg)))
     stage_progress = StageProgress(False if args.no_progress else None,
                                    prefix="HINT ")
