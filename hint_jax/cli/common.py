@@ -35,12 +35,19 @@ def _int_at_least(text, low):
   return value
 
 
-def positive_float(text):
+def finite_float(text):
   try:
     value = float(text)
   except ValueError:
     raise argparse.ArgumentTypeError(f"{text!r} is not a number")
-  if not value > 0 or value != value or value == float("inf"):
+  if value != value or value in (float("inf"), float("-inf")):
+    raise argparse.ArgumentTypeError(f"must be a finite number, got {text}")
+  return value
+
+
+def positive_float(text):
+  value = finite_float(text)
+  if not value > 0:
     raise argparse.ArgumentTypeError(f"must be a finite number > 0, "
                                      f"got {text}")
   return value

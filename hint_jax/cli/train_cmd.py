@@ -4,7 +4,6 @@ metrics.jsonl, resume from the last finished epoch if interrupted."""
 import argparse
 import dataclasses
 import json
-import math
 import pathlib
 import platform
 import time
@@ -15,10 +14,10 @@ import numpy as np
 from hint_jax import data as data_lib
 from hint_jax import hint as hint_lib
 from hint_jax.cli import checkpoint
+from hint_jax.cli.common import (Progress, StageProgress, finite_float, info,
+                                 nonneg_int, out_dir, positive_float,
+                                 positive_int, write_json_atomic)
 from hint_jax.errors import ConfigError
-from hint_jax.cli.common import (Progress, StageProgress, info, nonneg_int,
-                                 out_dir, positive_float, positive_int,
-                                 write_json_atomic)
 from hint_jax.models import MODEL_NAMES, get_model, num_params
 from hint_jax.train import Trainer, fit
 from hint_jax.train.presets import default_model, preset
@@ -76,27 +75,17 @@ def _schedule(text):
   return epochs
 
 
-def _unit_float(text):
-  try:
-    value = float(text)
-  except ValueError:
-    raise argparse.ArgumentTypeError(f"{text!r} is not a number")
-  if not math.isfinite(value):
-    raise argparse.ArgumentTypeError(f"must be finite, got {text}")
-  return value
-
-
 def add_defense_args(p):
   p.add_argument("--defense", choices=DEFENSES, default="none",
                  help="defence to train with (default: none)")
   g = p.add_argument_group("HINT (--defense hint; defaults are the "
                            "authors' settings)")
-  g.add_argument("--ratio", type=_unit_float, default=None,
+  g.add_argument("--ratio", type=finite_float, default=None,
                  help="fraction r of training examples given noise "
                  "(default 0.5; 1 noises all and skips scoring)")
-  g.add_argument("--gamma", type=_unit_float, default=None,
+  g.add_argument("--gamma", type=finite_float, default=None,
                  help="noise step size (default 0.1)")
-  g.add_argument("--beta", type=_unit_float, default=None,
+  g.add_argument("--beta", type=finite_float, default=None,
                  help="L-inf bound of the noise in [0,1] pixel units "
                  "(default 16/255)")
   g.add_argument("--schedule", type=_schedule, default=None,
@@ -125,7 +114,7 @@ def add_defense_args(p):
   g.add_argument("--solver", choices=hint_lib.config.SOLVERS, default="cg",
                  help="s_test solver (cg: the fixed point of the authors' "
                  "LiSSA; lissa: theirs)")
-  g.add_argument("--damping", type=_unit_float, default=0.5,
+  g.add_argument("--damping", type=finite_float, default=0.5,
                  help="lambda of (H + lambda I) (authors' LiSSA: 0.5)")
   g.add_argument("--hint-seed", type=nonneg_int, default=0,
                  help="seed of HINT's own randomness (LiSSA batches)")

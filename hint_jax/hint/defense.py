@@ -114,6 +114,11 @@ class Hint:
     if len(y_train) != len(x_orig):
       raise DataError(f"{len(x_orig)} training images but {len(y_train)} "
                       f"labels")
+    if len(x_val) != len(y_val) or (len(x_val) and np.shape(x_val)[1:]
+                                     != x_orig.shape[1:]):
+      raise DataError(f"validation set {np.shape(x_val)} with {len(y_val)} "
+                      f"labels does not match training images "
+                      f"{x_orig.shape[1:]}")
     if len(x_val) == 0:
       raise ConfigError("HINT needs a clean validation set (s_test is the "
                         "inverse Hessian times its loss gradient); use "
