@@ -143,11 +143,11 @@ def hint_config(args, epochs):
   cfg = hint_lib.paper_config(
       args.dataset, ratio=args.ratio, gamma=args.gamma, beta=args.beta,
       schedule=schedule,
-      gamma_decay_epoch=None if args.no_gamma_decay else args.gamma_decay_epoch,
+      gamma_decay_epoch=args.gamma_decay_epoch,
       sign=args.sign_step, rounding=args.rounding,
       hessian_from=args.hessian_from, grad_space=args.grad_space,
       solver=args.solver, damping=args.damping, seed=args.hint_seed)
-  if args.no_gamma_decay:
+  if args.no_gamma_decay:  # (paper_config ignores None overrides)
     cfg = dataclasses.replace(cfg, gamma_decay_epoch=None)
   cfg.validate(epochs)
   if trimmed:

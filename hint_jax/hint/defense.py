@@ -50,6 +50,13 @@ class HintUpdate:
   ``s_test_seconds`` is the s_test work of the later updates (features of
   the Hessian's images, the solve) and 0 at the first, so that
   ``selection + s_test + pert + write`` is the update's total.
+
+  Diagnostics: ``solver_iterations`` / ``solver_residual`` of the s_test
+  solve (CG's relative residual; LiSSA reports its own), ``s_test_norm``,
+  ``pert_abs_mean`` (mean |I_pert| over the selected pixels),
+  ``delta_abs_mean`` and ``at_bound_fraction`` (of the accumulated noise,
+  [0, 1] units), ``pixels_changed_fraction`` (selected pixels whose stored
+  grey level differs from the received one).
   """
   epoch: int
   step_size: float
