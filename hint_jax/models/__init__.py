@@ -166,6 +166,22 @@ class Model:
     return jax.tree_util.Partial(self._features_apply, params, model_state)
 
   @functools.cached_property
+  def _logits_apply(self) -> Callable:
+    module = self.module
+
+    def logits(params, model_state, x):
+      return module.apply({"params": params, "batch_stats": model_state}, x,
+                          train=False)
+
+    return logits
+
+  def logits_fn(self, params, model_state) -> Callable:
+    """``logits = f(x)`` for float images in inference mode, as a
+    ``jax.tree_util.Partial`` over the parameters: differentiable w.r.t. x
+    (the attacks' input gradients) and jit-friendly like `features_fn`."""
+    return jax.tree_util.Partial(self._logits_apply, params, model_state)
+
+  @functools.cached_property
   def _features_u8(self) -> Callable:
     module = self._forward
 

@@ -1,0 +1,21 @@
+"""Poisoning attacks (SPEC §4) and the poisoned-dataset file.
+
+Implemented so far: the untargeted PGD, DAP and DURP attacks, mixed
+poisoning in equal shares and the ``.npz`` file format. DeepConfuse, the
+``hint-jax poison`` command and the targeted attacks are still to come.
+"""
+
+from hint_jax.attacks.poisonset import FORMAT
+from hint_jax.attacks.poisonset import PoisonedSet
+from hint_jax.attacks.poisonset import assign_attacks
+from hint_jax.attacks.poisonset import load_poisoned
+from hint_jax.attacks.poisonset import save_poisoned
+from hint_jax.attacks.untargeted import budget_levels
+from hint_jax.attacks.untargeted import dap_attack
+from hint_jax.attacks.untargeted import durp_attack
+from hint_jax.attacks.untargeted import pgd_attack
+from hint_jax.attacks.untargeted import quantize_within_budget
+
+__all__ = ["FORMAT", "PoisonedSet", "assign_attacks", "budget_levels",
+           "dap_attack", "durp_attack", "load_poisoned", "pgd_attack",
+           "quantize_within_budget", "save_poisoned"]

@@ -1,0 +1,157 @@
+"""Mixed poisoning and the poisoned-dataset file.
+
+A poisoned training set is stored as one ``.npz`` file:
+
+============  ===============================================================
+key           content
+============  ===============================================================
+x             uint8 images (n, H, W, C): the training set as the victim gets it
+y             int32 labels (n,) in [0, num_classes) (poisons keep true labels)
+attack_id     int8 (n,): index into ``meta["attacks"]``, or -1 for clean
+clean_index   int64 (n,): each example's index in the clean training split
+meta          a 0-d string array holding JSON: ``format`` (FORMAT),
+              ``num_classes``, ``ratio``, ``seed``, ``attacks`` (a list of
+              dicts, each with at least ``name`` and ``eps``) and any details
+              (steps, victim, reductions from the paper's settings)
+============  ===============================================================
+
+`load_poisoned` validates all of it and, given the clean images, that every
+poisoned image is within its attack's budget and every clean one unchanged.
+"""
+
+import dataclasses
+import json
+import os
+import pathlib
+
+import jax
+import numpy as np
+
+from hint_jax.attacks.untargeted import budget_levels
+from hint_jax.errors import ConfigError, DataError
+
+FORMAT = "hint_jax.poison/1"
+
+
+def assign_attacks(n: int, ratio: float, num_attacks: int,
+                   key: jax.Array) -> np.ndarray:
+  """Which examples each attack poisons: ``round(ratio n)`` examples chosen
+  by a keyed permutation, split into ``num_attacks`` equal shares (the first
+  shares one larger when it does not divide). Returns int8 (n,) attack ids,
+  -1 for clean. MNIST, p = 0.6, 4 attacks: 23600 clean + 4 x 8850."""
+  if not 0.0 <= ratio <= 1.0:
+    raise ConfigError(f"poison ratio must be in [0, 1], got {ratio}")
+  if not 1 <= num_attacks <= 127:
+    raise ConfigError(f"need 1 to 127 attacks, got {num_attacks}")
+  m = int(round(ratio * n))
+  perm = np.asarray(jax.random.permutation(key, n))
+  ids = np.full(n, -1, np.int8)
+  for a, share in enumerate(np.array_split(perm[:m], num_attacks)):
+    ids[share] = a
+  return ids
+
+
+@dataclasses.dataclass
+class PoisonedSet:
+  x: np.ndarray
+  y: np.ndarray
+  attack_id: np.ndarray
+  clean_index: np.ndarray
+  meta: dict
+
+  def counts(self) -> dict:
+    """Examples per attack name, and "clean"."""
+    out = {"clean": int(np.sum(self.attack_id < 0))}
+    for a, att in enumerate(self.meta["attacks"]):
+      out[att["name"]] = int(np.sum(self.attack_id == a))
+    return out
+
+
+def save_poisoned(path, ps: PoisonedSet) -> None:
+  """Writes ``ps`` atomically (validated first)."""
+  _validate(ps, str(path))
+  path = pathlib.Path(path)
+  path.parent.mkdir(parents=True, exist_ok=True)
+  tmp = path.with_name(f".{path.name}.tmp.npz")
+  np.savez_compressed(tmp, x=ps.x, y=ps.y.astype(np.int32),
+                      attack_id=ps.attack_id.astype(np.int8),
+                      clean_index=ps.clean_index.astype(np.int64),
+                      meta=np.array(json.dumps({**ps.meta, "format": FORMAT},
+                                               sort_keys=True)))
+  os.replace(tmp, path)
+
+
+def load_poisoned(path, clean_x: np.ndarray | None = None) -> PoisonedSet:
+  """Reads and validates a poisoned-dataset file.
+
+  Args:
+    path: the ``.npz`` file.
+    clean_x: the clean training split's images; if given, every poisoned
+      image must be within its attack's budget of ``clean_x[clean_index]``
+      and every clean example identical to it.
+
+  Raises:
+    DataError: naming the file and what is wrong.
+  """
+  path = pathlib.Path(path)
+  if not path.exists():
+    raise DataError(f"poisoned-dataset file {path} does not exist")
+  try:
+    with np.load(path, allow_pickle=False) as f:
+      missing = {"x", "y", "attack_id", "clean_index", "meta"} - set(f.files)
+      if missing:
+        raise DataError(f"{path} is not a poisoned-dataset file: missing "
+                        f"{sorted(missing)}")
+      arrays = {k: f[k] for k in f.files}
+    meta = json.loads(str(arrays["meta"]))
+  except (OSError, ValueError) as e:
+    raise DataError(f"cannot read poisoned-dataset file {path}: {e}") from e
+  ps = PoisonedSet(arrays["x"], arrays["y"], arrays["attack_id"],
+                   arrays["clean_index"], meta)
+  _validate(ps, str(path), clean_x)
+  return ps
+
+
+def _validate(ps: PoisonedSet, where: str, clean_x=None) -> None:
+  def bad(msg):
+    raise DataError(f"{where}: {msg}")
+
+  meta = ps.meta
+  if not isinstance(meta, dict) or not isinstance(meta.get("attacks"), list):
+    bad("metadata must be a dict with a list of attacks")
+  if meta.get("format", FORMAT) != FORMAT:
+    bad(f"unknown format {meta.get('format')!r} (expected {FORMAT})")
+  x, y, ids, idx = ps.x, ps.y, ps.attack_id, ps.clean_index
+  if x.dtype != np.uint8 or x.ndim != 4:
+    bad(f"images must be uint8 (n, H, W, C), got {x.dtype} {x.shape}")
+  n = len(x)
+  for name, arr in (("y", y), ("attack_id", ids), ("clean_index", idx)):
+    if arr.shape != (n,) or not np.issubdtype(arr.dtype, np.integer):
+      bad(f"{name} must be {n} integers, got {arr.dtype} {arr.shape}")
+  k = meta.get("num_classes")
+  if not isinstance(k, int) or k < 2:
+    bad("metadata needs num_classes >= 2")
+  if n and (y.min() < 0 or y.max() >= k):
+    bad(f"labels outside [0, {k})")
+  attacks = meta["attacks"]
+  if n and (ids.min() < -1 or ids.max() >= len(attacks)):
+    bad(f"attack ids outside [-1, {len(attacks)})")
+  if len(np.unique(idx)) != n or (n and idx.min() < 0):
+    bad("clean_index must be distinct non-negative indices")
+  if clean_x is None:
+    return
+  if n and idx.max() >= len(clean_x):
+    bad(f"clean_index points past the {len(clean_x)} clean images")
+  if clean_x.shape[1:] != x.shape[1:]:
+    bad(f"image shape {x.shape[1:]} differs from the clean images' "
+        f"{clean_x.shape[1:]}")
+  diff = np.abs(x.astype(np.int16) - clean_x[idx].astype(np.int16))
+  per_example = diff.reshape(n, -1).max(axis=1) if n else diff
+  if np.any(per_example[ids < 0] != 0):
+    bad("examples marked clean differ from the clean images")
+  for a, att in enumerate(attacks):
+    levels = budget_levels(float(att["eps"]))
+    worst = per_example[ids == a].max(initial=0)
+    if worst > levels:
+      bad(f"attack {att['name']} moves a pixel by {worst} grey levels, more "
+          f"than its budget eps = {att['eps']} ({levels} levels)")

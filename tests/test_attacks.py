@@ -1,0 +1,149 @@
+"""Untargeted attacks (PGD, DAP, DURP), mixed poisoning and the
+poisoned-dataset file, on the embedded digits with a small trained victim."""
+
+import dataclasses
+import json
+
+import jax
+import numpy as np
+import pytest
+
+from hint_jax import attacks
+from hint_jax import data as data_lib
+from hint_jax.errors import ConfigError, DataError
+from hint_jax.models import get_model
+from hint_jax.train import Trainer, fit
+from hint_jax.train.presets import preset
+
+
+@pytest.fixture(scope="module")
+def victim():
+  """convnet_small trained 10 epochs on clean digits; (model, state, splits)."""
+  splits = data_lib.split_train_val(data_lib.load_dataset("digits"), seed=0)
+  model = get_model("convnet_small", 10, splits.x_train.shape[1:])
+  cfg = dataclasses.replace(preset("digits"), epochs=10, eval_every=0)
+  trainer = Trainer(model, cfg, len(splits.x_train))
+  state, _, _ = fit(trainer, trainer.init_state(jax.random.key(0)), splits)
+  return model, state, splits
+
+
+def _predict(model, state, x_u8):
+  logits = model.logits_fn(state.params, state.model_state)(
+      np.asarray(x_u8, np.float32) / 255.0)
+  return np.asarray(logits).argmax(-1)
+
+
+@pytest.mark.parametrize("eps,levels", [(0.3, 76), (8 / 255, 8),
+                                        (16 / 255, 16), (0.0, 0)])
+def test_budget_levels(eps, levels):
+  assert attacks.budget_levels(eps) == levels
+
+
+def test_pgd_and_dap_stay_in_budget_and_work(victim):
+  model, state, splits = victim
+  x, y = splits.x_test[:200], splits.y_test[:200]
+  f = model.logits_fn(state.params, state.model_state)
+  eps = 0.3
+  clean_acc = np.mean(_predict(model, state, x) == y)
+  pgd = attacks.pgd_attack(f, x, y, jax.random.key(1), eps=eps, steps=10,
+                           step_size=0.05, chunk_size=64)
+  dap = attacks.dap_attack(f, x, y, num_classes=10, eps=eps, steps=10,
+                           chunk_size=64)
+  for adv in (pgd, dap):
+    assert adv.dtype == np.uint8 and adv.shape == x.shape
+    # Exact, after uint8 quantisation: no tolerance.
+    assert np.abs(adv.astype(int) - x.astype(int)).max() <= 76
+  # PGD maximises the victim's error; DAP pushes predictions to (y+1) mod 10.
+  # Measured: clean 99%, under PGD 0%, DAP reaches (y+1) on 91%.
+  assert np.mean(_predict(model, state, pgd) == y) < clean_acc - 0.5
+  shifted = (y + 1) % 10
+  assert np.mean(_predict(model, state, dap) == shifted) > 0.5
+  assert np.mean(_predict(model, state, x) == shifted) < 0.05
+  # Same seed, same poisons; DAP is deterministic.
+  again = attacks.pgd_attack(f, x, y, jax.random.key(1), eps=eps, steps=10,
+                             step_size=0.05, chunk_size=64)
+  np.testing.assert_array_equal(pgd, again)
+  other = attacks.pgd_attack(f, x, y, jax.random.key(2), eps=eps, steps=10,
+                             step_size=0.05, chunk_size=64)
+  assert np.any(other != pgd)
+  np.testing.assert_array_equal(
+      dap, attacks.dap_attack(f, x, y, num_classes=10, eps=eps, steps=10,
+                              chunk_size=64))
+
+
+def test_durp_is_one_perturbation_per_class():
+  # Mid-grey images: x +- 76 never clips, so x_new - x is exactly the
+  # class's perturbation for every image of the class.
+  rng = np.random.default_rng(0)
+  x = rng.integers(90, 166, (60, 8, 8, 1)).astype(np.uint8)
+  y = np.arange(60) % 10
+  adv = attacks.durp_attack(x, y, jax.random.key(0), num_classes=10, eps=0.3)
+  d = adv.astype(int) - x.astype(int)
+  assert np.abs(d).max() <= 76
+  for c in range(10):
+    rows = d[y == c]
+    assert np.all(rows == rows[0])
+  assert not np.all(d[y == 0][0] == d[y == 1][0])
+  # On real images the clip at 0 and 255 keeps them valid uint8.
+  np.testing.assert_array_equal(
+      adv, attacks.durp_attack(x, y, jax.random.key(0), num_classes=10,
+                               eps=0.3))
+
+
+@pytest.mark.parametrize("n,p,clean,share", [(59000, 0.6, 23600, 8850),
+                                             (59000, 1.0, 0, 14750),
+                                             (1000, 0.0, 1000, 0)])
+def test_mixed_poisoning_counts(n, p, clean, share):
+  ids = attacks.assign_attacks(n, p, 4, jax.random.key(0))
+  assert np.sum(ids == -1) == clean
+  assert [int(np.sum(ids == a)) for a in range(4)] == [share] * 4
+  np.testing.assert_array_equal(
+      ids, attacks.assign_attacks(n, p, 4, jax.random.key(0)))
+  with pytest.raises(ConfigError):
+    attacks.assign_attacks(n, 1.5, 4, jax.random.key(0))
+
+
+def _poisoned_set(x, y):
+  ids = attacks.assign_attacks(len(x), 0.5, 1, jax.random.key(0))
+  adv = attacks.durp_attack(x, y, jax.random.key(1), num_classes=10,
+                            eps=0.1)
+  xp = np.where((ids >= 0)[:, None, None, None], adv, x)
+  meta = {"num_classes": 10, "ratio": 0.5, "seed": 0,
+          "attacks": [{"name": "durp", "eps": 0.1}]}
+  return attacks.PoisonedSet(xp, y, ids, np.arange(len(x)), meta)
+
+
+def test_poisoned_file_round_trip_and_validation(tmp_path):
+  splits = data_lib.split_train_val(data_lib.load_dataset("digits"), seed=0)
+  x, y = splits.x_train, splits.y_train
+  ps = _poisoned_set(x, y)
+  path = tmp_path / "p.npz"
+  attacks.save_poisoned(path, ps)
+  back = attacks.load_poisoned(path, clean_x=x)
+  np.testing.assert_array_equal(back.x, ps.x)
+  np.testing.assert_array_equal(back.attack_id, ps.attack_id)
+  assert back.meta["format"] == attacks.FORMAT
+  assert back.counts() == {"clean": len(x) - len(x) // 2,
+                           "durp": len(x) // 2}
+  # A budget the file does not respect, a clean row that was changed, bad
+  # labels, a missing file, a file that is not ours: all clear DataErrors.
+  over = dataclasses.replace(ps, meta={**ps.meta, "attacks": [
+      {"name": "durp", "eps": 0.05}]})
+  attacks.save_poisoned(tmp_path / "over.npz", over)
+  with pytest.raises(DataError, match="budget"):
+    attacks.load_poisoned(tmp_path / "over.npz", clean_x=x)
+  touched = ps.x.copy()
+  touched[np.flatnonzero(ps.attack_id < 0)[0]] ^= 1
+  attacks.save_poisoned(tmp_path / "t.npz",
+                        dataclasses.replace(ps, x=touched))
+  with pytest.raises(DataError, match="clean"):
+    attacks.load_poisoned(tmp_path / "t.npz", clean_x=x)
+  with pytest.raises(DataError, match="labels"):
+    attacks.save_poisoned(tmp_path / "l.npz",
+                          dataclasses.replace(ps, y=ps.y + 5))
+  with pytest.raises(DataError, match="does not exist"):
+    attacks.load_poisoned(tmp_path / "none.npz")
+  np.savez(tmp_path / "other.npz", a=np.zeros(3))
+  with pytest.raises(DataError, match="missing"):
+    attacks.load_poisoned(tmp_path / "other.npz")
+  json.loads(json.dumps(back.meta))  # metadata stays JSON
