@@ -147,3 +147,60 @@ def test_poisoned_file_round_trip_and_validation(tmp_path):
   with pytest.raises(DataError, match="missing"):
     attacks.load_poisoned(tmp_path / "other.npz")
   json.loads(json.dumps(back.meta))  # metadata stays JSON
+
+
+# ------------------------------------------------------------ command line
+def test_poison_command_resumes_and_train_uses_the_file(tmp_path,
+                                                         monkeypatch):
+  from hint_jax.cli import poison_cmd  # pylint: disable=g-import-not-at-top
+  from hint_jax.cli.main import main  # pylint: disable=g-import-not-at-top
+  out = tmp_path / "p.npz"
+  argv = ["poison", "--dataset", "digits", "--attacks", "pgd,dap,durp",
+          "--ratio", "0.6", "--pgd-steps", "5", "--dap-steps", "5",
+          "--victim-epochs", "3", "--out", str(out), "--no-progress"]
+
+  class Stop(Exception):
+    pass
+
+  def dap_fails(*_a, **_k):
+    raise Stop()
+
+  # Interrupted in DAP: the victim and PGD's chunk are kept ...
+  monkeypatch.setattr(poison_cmd.attacks, "dap_attack", dap_fails)
+  with pytest.raises(Stop):
+    main(argv)
+  work = tmp_path / "p.npz.work"
+  assert (work / "pgd_00000.npy").exists() and not out.exists()
+  monkeypatch.undo()
+  # ... and reused: PGD must not run again.
+  monkeypatch.setattr(poison_cmd.attacks, "pgd_attack", dap_fails)
+  assert main(argv) == 0
+  assert out.exists() and not work.exists()
+
+  splits = data_lib.split_train_val(data_lib.load_dataset("digits"), seed=0)
+  ps = attacks.load_poisoned(out, clean_x=splits.x_train)
+  n = len(splits.x_train)
+  counts = ps.counts()
+  assert counts["clean"] == n - round(0.6 * n)
+  assert sorted([counts["pgd"], counts["dap"], counts["durp"]])[-1] - \
+      sorted([counts["pgd"], counts["dap"], counts["durp"]])[0] <= 1
+  assert ps.meta["victim"]["epochs"] == 3
+
+  run = tmp_path / "run"
+  assert main(["train", "--dataset", "digits", "--epochs", "2", "--poison",
+               str(out), "--out", str(run), "--no-progress"]) == 0
+  result = json.loads((run / "result.json").read_text())
+  assert result["poison"]["counts"] == counts
+  # A file made from another split is refused with a one-line error.
+  assert main(["train", "--dataset", "digits", "--split-seed", "1",
+               "--epochs", "1", "--poison", str(out), "--out",
+               str(tmp_path / "other"), "--no-progress"]) == 2
+
+
+def test_poison_command_bad_input(tmp_path):
+  from hint_jax.cli.main import main  # pylint: disable=g-import-not-at-top
+  base = ["poison", "--dataset", "digits", "--out", str(tmp_path / "x.npz")]
+  assert main(base + ["--attacks", "pgd,foo"]) == 2
+  assert main(base + ["--attacks", "pgd,pgd"]) == 2
+  assert main(base + ["--ratio", "1.5"]) == 2
+  assert main(base + ["--eps", "2"]) == 2

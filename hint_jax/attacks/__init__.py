@@ -9,7 +9,9 @@ from hint_jax.attacks.poisonset import FORMAT
 from hint_jax.attacks.poisonset import PoisonedSet
 from hint_jax.attacks.poisonset import assign_attacks
 from hint_jax.attacks.poisonset import load_poisoned
+from hint_jax.attacks.poisonset import poisoned_training_images
 from hint_jax.attacks.poisonset import save_poisoned
+from hint_jax.attacks.poisonset import validate
 from hint_jax.attacks.untargeted import budget_levels
 from hint_jax.attacks.untargeted import dap_attack
 from hint_jax.attacks.untargeted import durp_attack
@@ -18,4 +20,5 @@ from hint_jax.attacks.untargeted import quantize_within_budget
 
 __all__ = ["FORMAT", "PoisonedSet", "assign_attacks", "budget_levels",
            "dap_attack", "durp_attack", "load_poisoned", "pgd_attack",
-           "quantize_within_budget", "save_poisoned"]
+           "poisoned_training_images", "quantize_within_budget",
+           "save_poisoned", "validate"]

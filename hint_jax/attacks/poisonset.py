@@ -20,6 +20,7 @@ poisoned image is within its attack's budget and every clean one unchanged.
 """
 
 import dataclasses
+import hashlib
 import json
 import os
 import pathlib
@@ -69,7 +70,7 @@ class PoisonedSet:
 
 def save_poisoned(path, ps: PoisonedSet) -> None:
   """Writes ``ps`` atomically (validated first)."""
-  _validate(ps, str(path))
+  validate(ps, str(path))
   path = pathlib.Path(path)
   path.parent.mkdir(parents=True, exist_ok=True)
   tmp = path.with_name(f".{path.name}.tmp.npz")
@@ -108,11 +109,13 @@ def load_poisoned(path, clean_x: np.ndarray | None = None) -> PoisonedSet:
     raise DataError(f"cannot read poisoned-dataset file {path}: {e}") from e
   ps = PoisonedSet(arrays["x"], arrays["y"], arrays["attack_id"],
                    arrays["clean_index"], meta)
-  _validate(ps, str(path), clean_x)
+  validate(ps, str(path), clean_x)
   return ps
 
 
-def _validate(ps: PoisonedSet, where: str, clean_x=None) -> None:
+def validate(ps: PoisonedSet, where: str, clean_x=None) -> None:
+  """Raises DataError (prefixed by ``where``) unless ``ps`` is well formed
+  and, given the clean images, within its budgets (see `load_poisoned`)."""
   def bad(msg):
     raise DataError(f"{where}: {msg}")
 
@@ -155,3 +158,29 @@ def _validate(ps: PoisonedSet, where: str, clean_x=None) -> None:
     if worst > levels:
       bad(f"attack {att['name']} moves a pixel by {worst} grey levels, more "
           f"than its budget eps = {att['eps']} ({levels} levels)")
+
+
+def poisoned_training_images(ps: PoisonedSet, x_train: np.ndarray,
+                             y_train: np.ndarray, where: str = "poisoned set"
+                             ) -> np.ndarray:
+  """The clean training split's images with the poisons written in.
+
+  Checks first that ``ps`` was made from this split (same images, by the
+  sha256 in its metadata when present, same size and labels), then its
+  budgets against the clean images.
+
+  Raises:
+    DataError: if the file belongs to another split or breaks its budget.
+  """
+  sha = hashlib.sha256(np.ascontiguousarray(x_train).tobytes()).hexdigest()
+  if (ps.meta.get("clean_sha256") not in (None, sha)
+      or len(ps.x) != len(x_train)):
+    raise DataError(f"{where} was made from another training split (the "
+                    f"dataset, --split-seed, --num-val and --subset must "
+                    f"match those it was crafted with)")
+  validate(ps, where, x_train)
+  if np.any(y_train[ps.clean_index] != ps.y):
+    raise DataError(f"{where}: labels differ from the training split's")
+  x = np.array(x_train)
+  x[ps.clean_index] = ps.x
+  return x

@@ -1,20 +1,21 @@
 """``hint-jax demo``: the README's main job on the embedded digits.
 
-Trains the same model from the same seed without and with HINT, prints both
-test accuracies and draws the healthy-noise figure. (Once poisoning attacks
-exist, this becomes a poisoned-data demo.)
+Poisons the whole training set with the mixed attack (PGD, DAP and DURP in
+equal shares, eps = 0.3; DeepConfuse is not implemented yet), trains the
+same model from the same seed on it without and with HINT, prints both
+test accuracies and draws the healthy-noise figure.
 """
 
 import json
 
-from hint_jax.cli import figure_cmd, train_cmd
+from hint_jax.cli import figure_cmd, poison_cmd, train_cmd
 from hint_jax.cli.common import info
 
 
 def register(sub):
-  p = sub.add_parser("demo", help="train on the embedded 8x8 digits (no "
-                     "download needed) without and with HINT; print both "
-                     "test accuracies")
+  p = sub.add_parser("demo", help="poison the embedded 8x8 digits (no "
+                     "download needed), train without and with HINT; print "
+                     "both test accuracies")
   p.add_argument("--out", default="runs/demo", help="output directory")
   p.add_argument("--seed", type=int, default=0)
   p.add_argument("--no-progress", action="store_true")
@@ -24,12 +25,20 @@ def register(sub):
 def run(args):
   from hint_jax.cli.main import build_parser  # pylint: disable=g-import-not-at-top
   parser = build_parser()
+  quiet = ["--no-progress"] if args.no_progress else []
+  poison_file = f"{args.out}/poison.npz"
+  info("demo: crafting the poisoned training set (mixed PGD/DAP/DURP, "
+       "p = 1)")
+  poison_cmd.run(parser.parse_args(
+      ["poison", "--dataset", "digits", "--attacks", "pgd,dap,durp",
+       "--ratio", "1", "--seed", str(args.seed), "--out", poison_file]
+      + quiet))
   results = {}
   for name, extra in (("plain", []), ("hint", ["--defense", "hint"])):
     argv = ["train", "--dataset", "digits", "--seed", str(args.seed),
-            "--out", f"{args.out}/{name}", "--overwrite"] + extra
-    if args.no_progress:
-      argv.append("--no-progress")
+            "--poison", poison_file, "--out", f"{args.out}/{name}",
+            "--overwrite"] + extra
+    argv += quiet
     info(f"demo: training {'with HINT' if extra else 'without a defence'}")
     train_cmd.run(parser.parse_args(argv))
     with open(f"{args.out}/{name}/result.json") as f:
@@ -38,14 +47,14 @@ def run(args):
                                 f"{args.out}/hint"])
   figure_cmd.run_noise(fig_args)
   plain, hinted = results["plain"], results["hint"]
-  print(f"\ndigits, {plain['model']}, {plain['epochs']} epochs, seed "
-        f"{args.seed}:")
+  print(f"\ndigits poisoned with PGD/DAP/DURP (p = 1, eps = 0.3), "
+        f"{plain['model']}, {plain['epochs']} epochs, seed {args.seed}:")
   print(f"  no defence: test accuracy {100 * plain['test_accuracy']:.2f}% "
         f"({plain['train_seconds']:.1f} s training)")
   print(f"  HINT:       test accuracy {100 * hinted['test_accuracy']:.2f}% "
         f"({hinted['train_seconds']:.1f} s training + "
         f"{hinted['defense_seconds']:.1f} s HINT, "
         f"{hinted['num_selected']} examples noised)")
-  print(f"results: {args.out}/plain/result.json, {args.out}/hint/result.json,"
-        f" {args.out}/hint/fig_noise.png")
+  print(f"results: {poison_file}, {args.out}/plain/result.json, "
+        f"{args.out}/hint/result.json, {args.out}/hint/fig_noise.png")
   return 0

@@ -11,6 +11,7 @@ import time
 import jax
 import numpy as np
 
+from hint_jax import attacks
 from hint_jax import data as data_lib
 from hint_jax import hint as hint_lib
 from hint_jax.cli import checkpoint
@@ -58,6 +59,9 @@ def add_train_args(p):
   p.add_argument("--eval-every", type=nonneg_int, default=None,
                  help="evaluate every N epochs (0: only at the end)")
   p.add_argument("--out", required=True, help="output directory")
+  p.add_argument("--poison", default=None, metavar="FILE",
+                 help="train on a poisoned set written by `hint-jax poison` "
+                 "(made from the same split)")
   p.add_argument("--overwrite", action="store_true",
                  help="discard a checkpoint of a run with other settings")
   p.add_argument("--no-progress", action="store_true")
@@ -182,6 +186,16 @@ def run(args):
   dataset, splits = load_splits(args)
   info(f"data: {dataset.source}: {len(splits.x_train)} train / "
        f"{len(splits.x_val)} val / {len(splits.x_test)} test")
+  poison = None
+  if args.poison is not None:
+    ps = attacks.load_poisoned(args.poison)
+    x_poisoned = attacks.poisoned_training_images(
+        ps, splits.x_train, splits.y_train, where=args.poison)
+    splits = dataclasses.replace(splits, x_train=x_poisoned)
+    poison = {"file": str(pathlib.Path(args.poison).resolve()),
+              "counts": ps.counts(), "attacks": ps.meta["attacks"],
+              "ratio": ps.meta.get("ratio")}
+    info(f"poisoned training set: {poison['counts']}")
   model_name = args.model or default_model(args.dataset)
   model = get_model(model_name, splits.num_classes, splits.x_train.shape[1:])
   trainer = Trainer(model, cfg, len(splits.x_train))
@@ -191,6 +205,7 @@ def run(args):
               "model": model_name, "seed": args.seed,
               "split_seed": args.split_seed, "subset": args.subset,
               "num_val": len(splits.x_val), "defense": args.defense,
+              "poison": poison,
               "config": json.loads(json.dumps(dataclasses.asdict(cfg)))}
   defence, stage_progress = None, None
   if hint_cfg is not None:

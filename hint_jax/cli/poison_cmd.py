@@ -1,0 +1,192 @@
+"""``hint-jax poison``: craft a (mixed) poisoned training set and write the
+poisoned-dataset file.
+
+A victim is trained on the clean training split (the same split `train`
+uses, so ``train --poison`` can check the file against it), then each
+attack poisons its share of the examples in chunks. Finished chunks and the
+victim are kept in ``OUT.work/``: an interrupted run resumes there, and the
+folder is removed once the file is written.
+"""
+
+import dataclasses
+import hashlib
+import json
+import pathlib
+import shutil
+import time
+
+import jax
+import numpy as np
+
+from hint_jax import attacks
+from hint_jax.cli import checkpoint
+from hint_jax.cli.common import (Progress, StageProgress, finite_float, info,
+                                 positive_int)
+from hint_jax.cli.train_cmd import add_data_args, load_splits
+from hint_jax.errors import ConfigError
+from hint_jax.models import MODEL_NAMES, get_model
+from hint_jax.train import Trainer, fit
+from hint_jax.train.presets import default_model, preset
+
+ATTACKS = ("pgd", "dap", "durp")
+# Budgets of SPEC §4 (pixel units).
+DEFAULT_EPS = {"mnist": 0.3, "cifar10": 8 / 255, "digits": 0.3}
+CHUNK = 2000   # examples per saved chunk
+
+
+def register(sub):
+  p = sub.add_parser("poison", help="craft a poisoned training set (PGD, "
+                     "DAP, DURP; mixed in equal shares)")
+  add_data_args(p)
+  p.add_argument("--attacks", default="pgd,dap,durp",
+                 help=f"comma-separated, from {', '.join(ATTACKS)}")
+  p.add_argument("--ratio", type=finite_float, default=1.0,
+                 help="fraction p of training examples poisoned, split "
+                 "equally among the attacks (default 1)")
+  p.add_argument("--eps", type=finite_float, default=None,
+                 help="L-inf budget in [0,1] units (default: mnist 0.3, "
+                 "cifar10 8/255)")
+  p.add_argument("--pgd-steps", type=positive_int, default=40)
+  p.add_argument("--pgd-step-size", type=finite_float, default=0.01)
+  p.add_argument("--dap-steps", type=positive_int, default=100)
+  p.add_argument("--model", choices=MODEL_NAMES, default=None,
+                 help="victim model (default: the dataset's)")
+  p.add_argument("--victim-epochs", type=positive_int, default=None,
+                 help="clean training epochs of the victim (default: the "
+                 "dataset's training preset)")
+  p.add_argument("--seed", type=int, default=0,
+                 help="seed of the victim, the attack assignment and the "
+                 "attacks' randomness")
+  p.add_argument("--out", required=True, help="the .npz file to write")
+  p.add_argument("--no-progress", action="store_true")
+  p.set_defaults(func=run)
+
+
+def _victim(args, splits, work, progress):
+  """Trains (or reloads from ``work``) the clean victim."""
+  cfg = preset(args.dataset, epochs=args.victim_epochs)
+  cfg = dataclasses.replace(cfg, eval_every=0)
+  model_name = args.model or default_model(args.dataset)
+  model = get_model(model_name, splits.num_classes, splits.x_train.shape[1:])
+  trainer = Trainer(model, cfg, len(splits.x_train))
+  state = trainer.init_state(jax.random.key(args.seed))
+  settings = {"model": model_name, "epochs": cfg.epochs, "seed": args.seed}
+  resumed = checkpoint.load(work, state, settings)
+  start = 0
+  if resumed is not None:
+    state, start = resumed[0], resumed[1]
+  if start < cfg.epochs:
+    info(f"victim: training {model_name} on clean data, {cfg.epochs} "
+         f"epochs" + (f" (from epoch {start + 1})" if start else ""))
+    state, _, _ = fit(trainer, state, splits, start_epoch=start,
+                      on_progress=progress,
+                      on_epoch_end=lambda e, st, rec, _x: checkpoint.save(
+                          work, st, e, settings, []))
+    progress.close()
+  acc = trainer.evaluate(state, splits.x_test, splits.y_test)["accuracy"]
+  info(f"victim: test accuracy {100 * acc:.2f}%")
+  return model, state, {"model": model_name, "epochs": cfg.epochs,
+                        "seed": args.seed, "test_accuracy": acc}
+
+
+def run(args):
+  t0 = time.perf_counter()
+  names = [a.strip() for a in args.attacks.split(",") if a.strip()]
+  if not names or any(a not in ATTACKS for a in names) or len(set(names)) \
+      != len(names):
+    raise ConfigError(f"--attacks must list distinct attacks from "
+                      f"{', '.join(ATTACKS)}; got {args.attacks!r}")
+  eps = DEFAULT_EPS[args.dataset] if args.eps is None else args.eps
+  attacks.budget_levels(eps)   # checks eps
+  if not 0.0 <= args.ratio <= 1.0:
+    raise ConfigError(f"--ratio must be in [0, 1], got {args.ratio}")
+  out = pathlib.Path(args.out)
+  if out.exists() and out.is_dir():
+    raise ConfigError(f"--out {out} is a directory; give a .npz file name")
+  dataset, splits = load_splits(args)
+  n = len(splits.x_train)
+  # Everything that determines the result; a work folder from other
+  # settings is refused rather than mixed in.
+  settings = {"dataset": args.dataset, "source": dataset.source,
+              "split_seed": args.split_seed, "num_val": len(splits.x_val),
+              "subset": args.subset, "num_train": n, "attacks": names,
+              "ratio": args.ratio, "eps": eps, "pgd_steps": args.pgd_steps,
+              "pgd_step_size": args.pgd_step_size,
+              "dap_steps": args.dap_steps, "model": args.model,
+              "victim_epochs": args.victim_epochs, "seed": args.seed}
+  work = out.with_name(out.name + ".work")
+  work.mkdir(parents=True, exist_ok=True)
+  key_file = work / "settings.json"
+  if key_file.exists() and json.loads(key_file.read_text()) != settings:
+    raise ConfigError(f"{work} holds an interrupted run with other "
+                      f"settings; delete it or use another --out")
+  key_file.write_text(json.dumps(settings))
+
+  key = jax.random.key(args.seed)
+  ids = attacks.assign_attacks(n, args.ratio, len(names),
+                               jax.random.fold_in(key, 1))
+  needs_victim = any(a in ("pgd", "dap") for a in names)
+  progress = Progress(False if args.no_progress else None, desc="victim")
+  victim_meta, logits_fn = None, None
+  if needs_victim:
+    model, state, victim_meta = _victim(args, splits, work, progress)
+    logits_fn = model.logits_fn(state.params, state.model_state)
+
+  stage = StageProgress(False if args.no_progress else None)
+  x_out = splits.x_train.copy()
+  attack_meta = []
+  for a, name in enumerate(names):
+    rows = np.flatnonzero(ids == a)
+    akey = jax.random.fold_in(key, 100 + a)
+    meta = {"name": name, "eps": eps, "count": int(len(rows))}
+    if name == "pgd":
+      meta.update(steps=args.pgd_steps, step_size=args.pgd_step_size,
+                  random_start=True)
+    elif name == "dap":
+      meta.update(steps=args.dap_steps, step_size=eps / 5,
+                  target="(y + 1) mod num_classes")
+    attack_meta.append(meta)
+    info(f"{name}: {len(rows)} examples")
+    for c, start in enumerate(range(0, len(rows), CHUNK)):
+      part = rows[start:start + CHUNK]
+      chunk_file = work / f"{name}_{c:05d}.npy"
+      if chunk_file.exists():
+        x_out[part] = np.load(chunk_file)
+        continue
+      xb, yb = splits.x_train[part], splits.y_train[part]
+      report = lambda d, t, s=start: stage(name, s + d, len(rows))
+      if name == "pgd":
+        adv = attacks.pgd_attack(logits_fn, xb, yb, jax.random.fold_in(
+            akey, c), eps=eps, steps=args.pgd_steps,
+                                 step_size=args.pgd_step_size,
+                                 on_progress=report)
+      elif name == "dap":
+        adv = attacks.dap_attack(logits_fn, xb, yb,
+                                 num_classes=splits.num_classes, eps=eps,
+                                 steps=args.dap_steps, on_progress=report)
+      else:
+        # One perturbation per class for the whole attack: the key does not
+        # depend on the chunk.
+        adv = attacks.durp_attack(xb, yb, akey,
+                                  num_classes=splits.num_classes, eps=eps)
+      np.save(chunk_file, adv)
+      x_out[part] = adv
+    stage.close()
+
+  meta = {"dataset": args.dataset, "source": dataset.source,
+          "num_classes": splits.num_classes, "ratio": args.ratio,
+          "seed": args.seed, "split_seed": args.split_seed,
+          "num_val": len(splits.x_val), "subset": args.subset,
+          "attacks": attack_meta, "victim": victim_meta,
+          "clean_sha256": hashlib.sha256(np.ascontiguousarray(
+              splits.x_train).tobytes()).hexdigest(),
+          "notes": "PGD and DAP follow SPEC §4 defaults unless the steps "
+                   "were changed on the command line; the victim is the "
+                   "dataset's training preset unless --victim-epochs."}
+  ps = attacks.PoisonedSet(x_out, splits.y_train, ids, np.arange(n), meta)
+  attacks.save_poisoned(out, ps)
+  shutil.rmtree(work, ignore_errors=True)
+  counts = ps.counts()
+  print(f"wrote {out}: {', '.join(f'{k} {v}' for k, v in counts.items())} "
+        f"({time.perf_counter() - t0:.0f} s)")
+  return 0
