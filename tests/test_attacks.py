@@ -155,7 +155,8 @@ def test_poison_command_resumes_and_train_uses_the_file(tmp_path,
   from hint_jax.cli import poison_cmd  # pylint: disable=g-import-not-at-top
   from hint_jax.cli.main import main  # pylint: disable=g-import-not-at-top
   out = tmp_path / "p.npz"
-  argv = ["poison", "--dataset", "digits", "--attacks", "pgd,dap,durp",
+  argv = ["poison", "--dataset", "digits", "--attacks", "pgd,dap,durp,dc",
+          "--dc-steps", "5",
           "--ratio", "0.6", "--pgd-steps", "5", "--dap-steps", "5",
           "--victim-epochs", "3", "--out", str(out), "--no-progress"]
 
@@ -182,8 +183,8 @@ def test_poison_command_resumes_and_train_uses_the_file(tmp_path,
   n = len(splits.x_train)
   counts = ps.counts()
   assert counts["clean"] == n - round(0.6 * n)
-  assert sorted([counts["pgd"], counts["dap"], counts["durp"]])[-1] - \
-      sorted([counts["pgd"], counts["dap"], counts["durp"]])[0] <= 1
+  shares = [counts[a] for a in ("pgd", "dap", "durp", "dc")]
+  assert max(shares) - min(shares) <= 1
   assert ps.meta["victim"]["epochs"] == 3
 
   run = tmp_path / "run"
@@ -204,3 +205,34 @@ def test_poison_command_bad_input(tmp_path):
   assert main(base + ["--attacks", "pgd,pgd"]) == 2
   assert main(base + ["--ratio", "1.5"]) == 2
   assert main(base + ["--eps", "2"]) == 2
+
+
+def test_deepconfuse_generator_learns_its_objective_within_budget():
+  from hint_jax.attacks import deepconfuse as dc  # pylint: disable=g-import-not-at-top
+  splits = data_lib.split_train_val(data_lib.load_dataset("digits"), seed=0)
+  x, y = splits.x_train, splits.y_train
+  cfg = dc.DeepConfuseConfig(eps=0.3, steps=200)
+  g, f, losses = dc.train_generator(x, y, jax.random.key(0), num_classes=10,
+                                    config=cfg)
+  assert losses.shape == (200,) and np.all(np.isfinite(losses))
+  g0 = dc.Generator(cfg.width).init(jax.random.split(jax.random.key(0), 3)[0],
+                                    np.zeros((1, 8, 8, 1), np.float32))
+  # At the final classifier, the trained generator's poisons leave a higher
+  # clean loss after the unrolled step than an untrained generator's
+  # (measured at 300 steps: 1.21 against 1.10).
+  trained = dc.unrolled_clean_loss(g, f, x[:500], y[:500], num_classes=10,
+                                   config=cfg)
+  untrained = dc.unrolled_clean_loss(g0, f, x[:500], y[:500],
+                                     num_classes=10, config=cfg)
+  assert trained > untrained
+  xp = dc.deepconfuse_poison(g, x, config=cfg, chunk_size=500)
+  diff = np.abs(xp.astype(int) - x.astype(int))
+  assert diff.max() <= 76 and diff.mean() > 5
+  g2, _, _ = dc.train_generator(x, y, jax.random.key(0), num_classes=10,
+                                config=dataclasses.replace(cfg, steps=5))
+  g3, _, _ = dc.train_generator(x, y, jax.random.key(0), num_classes=10,
+                                config=dataclasses.replace(cfg, steps=5))
+  for a, b in zip(jax.tree.leaves(g2), jax.tree.leaves(g3)):
+    np.testing.assert_array_equal(a, b)
+  with pytest.raises(ConfigError):
+    dc.DeepConfuseConfig(steps=0).validate()

@@ -1,10 +1,13 @@
 """Poisoning attacks (SPEC §4) and the poisoned-dataset file.
 
-Implemented so far: the untargeted PGD, DAP and DURP attacks, mixed
-poisoning in equal shares and the ``.npz`` file format. DeepConfuse, the
-``hint-jax poison`` command and the targeted attacks are still to come.
+Implemented so far: the untargeted PGD, DAP, DURP and DeepConfuse attacks,
+mixed poisoning in equal shares and the ``.npz`` file format (the targeted
+attacks are still to come).
 """
 
+from hint_jax.attacks.deepconfuse import DeepConfuseConfig
+from hint_jax.attacks.deepconfuse import deepconfuse_poison
+from hint_jax.attacks.deepconfuse import train_generator
 from hint_jax.attacks.poisonset import FORMAT
 from hint_jax.attacks.poisonset import PoisonedSet
 from hint_jax.attacks.poisonset import assign_attacks
@@ -18,7 +21,7 @@ from hint_jax.attacks.untargeted import durp_attack
 from hint_jax.attacks.untargeted import pgd_attack
 from hint_jax.attacks.untargeted import quantize_within_budget
 
-__all__ = ["FORMAT", "PoisonedSet", "assign_attacks", "budget_levels",
-           "dap_attack", "durp_attack", "load_poisoned", "pgd_attack",
+__all__ = ["DeepConfuseConfig", "FORMAT", "PoisonedSet", "assign_attacks", "budget_levels",
+           "dap_attack", "deepconfuse_poison", "durp_attack", "load_poisoned", "pgd_attack",
            "poisoned_training_images", "quantize_within_budget",
-           "save_poisoned", "validate"]
+           "save_poisoned", "train_generator", "validate"]

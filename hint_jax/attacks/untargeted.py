@@ -1,5 +1,5 @@
 """Untargeted poisoning attacks of the paper's Table II (SPEC §4): PGD,
-DAP and DURP. (DeepConfuse is not implemented yet.)
+DAP and DURP (DeepConfuse is in `deepconfuse`).
 
 Every attack maps uint8 images to uint8 images within an L-inf budget
 ``eps`` in [0, 1] pixel units, and the budget holds exactly after

@@ -1,7 +1,8 @@
 """``hint-jax demo``: the README's main job on the embedded digits.
 
-Poisons the whole training set with the mixed attack (PGD, DAP and DURP in
-equal shares, eps = 0.3; DeepConfuse is not implemented yet), trains the
+Poisons the whole training set with the mixed attack (PGD, DAP, DURP and
+DeepConfuse in equal shares, eps = 0.3; DeepConfuse's generator trained for
+300 steps), trains the
 same model from the same seed on it without and with HINT, prints both
 test accuracies and draws the healthy-noise figure.
 """
@@ -27,12 +28,12 @@ def run(args):
   parser = build_parser()
   quiet = ["--no-progress"] if args.no_progress else []
   poison_file = f"{args.out}/poison.npz"
-  info("demo: crafting the poisoned training set (mixed PGD/DAP/DURP, "
-       "p = 1)")
+  info("demo: crafting the poisoned training set (mixed PGD/DAP/DURP/"
+       "DeepConfuse, p = 1)")
   poison_cmd.run(parser.parse_args(
-      ["poison", "--dataset", "digits", "--attacks", "pgd,dap,durp",
-       "--ratio", "1", "--seed", str(args.seed), "--out", poison_file]
-      + quiet))
+      ["poison", "--dataset", "digits", "--attacks", "pgd,dap,durp,dc",
+       "--dc-steps", "300", "--ratio", "1", "--seed", str(args.seed),
+       "--out", poison_file] + quiet))
   results = {}
   for name, extra in (("plain", []), ("hint", ["--defense", "hint"])):
     argv = ["train", "--dataset", "digits", "--seed", str(args.seed),
@@ -47,7 +48,8 @@ def run(args):
                                 f"{args.out}/hint"])
   figure_cmd.run_noise(fig_args)
   plain, hinted = results["plain"], results["hint"]
-  print(f"\ndigits poisoned with PGD/DAP/DURP (p = 1, eps = 0.3), "
+  print(f"\ndigits poisoned with PGD/DAP/DURP/DeepConfuse (p = 1, "
+        f"eps = 0.3), "
         f"{plain['model']}, {plain['epochs']} epochs, seed {args.seed}:")
   print(f"  no defence: test accuracy {100 * plain['test_accuracy']:.2f}% "
         f"({plain['train_seconds']:.1f} s training)")

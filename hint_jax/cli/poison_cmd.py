@@ -15,20 +15,23 @@ import pathlib
 import shutil
 import time
 
+import flax.serialization
 import jax
 import numpy as np
 
 from hint_jax import attacks
 from hint_jax.cli import checkpoint
+from hint_jax.attacks.deepconfuse import (DeepConfuseConfig,
+                                          deepconfuse_poison, train_generator)
 from hint_jax.cli.common import (Progress, StageProgress, finite_float, info,
-                                 positive_int)
+                                 positive_int, write_bytes_atomic)
 from hint_jax.cli.train_cmd import add_data_args, load_splits
 from hint_jax.errors import ConfigError
 from hint_jax.models import MODEL_NAMES, get_model
 from hint_jax.train import Trainer, fit
 from hint_jax.train.presets import default_model, preset
 
-ATTACKS = ("pgd", "dap", "durp")
+ATTACKS = ("pgd", "dap", "durp", "dc")
 # Budgets of SPEC §4 (pixel units).
 DEFAULT_EPS = {"mnist": 0.3, "cifar10": 8 / 255, "digits": 0.3}
 CHUNK = 2000   # examples per saved chunk
@@ -36,9 +39,9 @@ CHUNK = 2000   # examples per saved chunk
 
 def register(sub):
   p = sub.add_parser("poison", help="craft a poisoned training set (PGD, "
-                     "DAP, DURP; mixed in equal shares)")
+                     "DAP, DURP, DeepConfuse; mixed in equal shares)")
   add_data_args(p)
-  p.add_argument("--attacks", default="pgd,dap,durp",
+  p.add_argument("--attacks", default="pgd,dap,durp,dc",
                  help=f"comma-separated, from {', '.join(ATTACKS)}")
   p.add_argument("--ratio", type=finite_float, default=1.0,
                  help="fraction p of training examples poisoned, split "
@@ -49,6 +52,9 @@ def register(sub):
   p.add_argument("--pgd-steps", type=positive_int, default=40)
   p.add_argument("--pgd-step-size", type=finite_float, default=0.01)
   p.add_argument("--dap-steps", type=positive_int, default=100)
+  p.add_argument("--dc-steps", type=positive_int, default=1000,
+                 help="DeepConfuse generator/classifier steps (reduced from "
+                 "the original's many epochs to fit a CPU)")
   p.add_argument("--model", choices=MODEL_NAMES, default=None,
                  help="victim model (default: the dataset's)")
   p.add_argument("--victim-epochs", type=positive_int, default=None,
@@ -112,7 +118,8 @@ def run(args):
               "subset": args.subset, "num_train": n, "attacks": names,
               "ratio": args.ratio, "eps": eps, "pgd_steps": args.pgd_steps,
               "pgd_step_size": args.pgd_step_size,
-              "dap_steps": args.dap_steps, "model": args.model,
+              "dap_steps": args.dap_steps, "dc_steps": args.dc_steps,
+              "model": args.model,
               "victim_epochs": args.victim_epochs, "seed": args.seed}
   work = out.with_name(out.name + ".work")
   work.mkdir(parents=True, exist_ok=True)
@@ -145,6 +152,29 @@ def run(args):
     elif name == "dap":
       meta.update(steps=args.dap_steps, step_size=eps / 5,
                   target="(y + 1) mod num_classes")
+    generator = None
+    if name == "dc":
+      dc_cfg = DeepConfuseConfig(eps=eps, steps=args.dc_steps)
+      meta.update(steps=dc_cfg.steps, batch_size=dc_cfg.batch_size,
+                  classifier_lr=dc_cfg.classifier_lr,
+                  generator_lr=dc_cfg.generator_lr, width=dc_cfg.width,
+                  note="small conv autoencoder and CNN; steps reduced from "
+                  "the original's training to fit a CPU")
+      if len(rows):
+        gen_file = work / "dc_generator.msgpack"
+        if gen_file.exists():
+          generator = flax.serialization.msgpack_restore(
+              gen_file.read_bytes())
+        else:
+          info(f"dc: training the generator, {dc_cfg.steps} steps")
+          generator, _, losses = train_generator(
+              splits.x_train, splits.y_train, akey,
+              num_classes=splits.num_classes, config=dc_cfg,
+              on_progress=lambda d, t: stage("dc generator", d, t))
+          stage.close()
+          meta["final_unrolled_clean_loss"] = float(losses[-10:].mean())
+          write_bytes_atomic(gen_file, flax.serialization.msgpack_serialize(
+              jax.device_get(generator)))
     attack_meta.append(meta)
     info(f"{name}: {len(rows)} examples")
     for c, start in enumerate(range(0, len(rows), CHUNK)):
@@ -164,6 +194,8 @@ def run(args):
         adv = attacks.dap_attack(logits_fn, xb, yb,
                                  num_classes=splits.num_classes, eps=eps,
                                  steps=args.dap_steps, on_progress=report)
+      elif name == "dc":
+        adv = deepconfuse_poison(generator, xb, config=dc_cfg)
       else:
         # One perturbation per class for the whole attack: the key does not
         # depend on the chunk.
@@ -181,8 +213,9 @@ def run(args):
           "clean_sha256": hashlib.sha256(np.ascontiguousarray(
               splits.x_train).tobytes()).hexdigest(),
           "notes": "PGD and DAP follow SPEC §4 defaults unless the steps "
-                   "were changed on the command line; the victim is the "
-                   "dataset's training preset unless --victim-epochs."}
+                   "were changed on the command line; DeepConfuse is "
+                   "reduced (see its entry); the victim is the dataset's "
+                   "training preset unless --victim-epochs."}
   ps = attacks.PoisonedSet(x_out, splits.y_train, ids, np.arange(n), meta)
   attacks.save_poisoned(out, ps)
   shutil.rmtree(work, ignore_errors=True)
