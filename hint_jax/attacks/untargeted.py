@@ -49,15 +49,28 @@ def quantize_within_budget(x_orig_u8: jax.Array, x_adv: jax.Array,
 
 @functools.partial(jax.jit, static_argnames=("descend",), donate_argnums=(2,))
 def _signed_step(logits_fn, x0, delta, y, eps, step_size, *, descend):
-  """One projected signed-gradient step on the summed cross-entropy:
-  ascent (error-maximising) or descent (toward the labels ``y``)."""
+  """One projected signed-gradient step on each example's cross-entropy:
+  ascent (error-maximising) or descent (toward the labels ``y``).
 
-  def loss(d):
-    logits = logits_fn(jnp.clip(x0 + d, 0.0, 1.0))
-    return jnp.sum(optax.softmax_cross_entropy_with_integer_labels(logits, y))
-
-  g = jax.grad(loss)(delta)
-  direction = -jnp.sign(g) if descend else jnp.sign(g)
+  The input gradient is a vector-Jacobian product with the cross-entropy's
+  logit gradient softmax(z) - e_y, rescaled per example to a maximum of 1
+  (entries below 1e-20 set to 0). A positive per-example scale leaves the
+  sign of that example's input gradient unchanged (examples are independent
+  in inference mode) and keeps the backward pass in the normal float range
+  when DAP drives an example's target probability to ~1 (raw logit
+  gradients ~1e-39). Examples whose logit gradient is entirely below 1e-20
+  have converged and stop moving. (Measured speed is the same as a plain
+  ``jax.grad`` of the summed loss: ~2000 image-steps/s on the MNIST
+  ConvNet, 2-core CPU.)
+  """
+  logits, vjp = jax.vjp(lambda d: logits_fn(jnp.clip(x0 + d, 0.0, 1.0)),
+                        delta)
+  g = jax.nn.softmax(logits.astype(jnp.float32), axis=-1) - jax.nn.one_hot(
+      y, logits.shape[-1], dtype=jnp.float32)
+  g = jnp.where(jnp.abs(g) < 1e-20, 0.0, g)
+  g = g / jnp.maximum(jnp.max(jnp.abs(g), axis=-1, keepdims=True), 1e-20)
+  (grad,) = vjp(g.astype(logits.dtype))
+  direction = -jnp.sign(grad) if descend else jnp.sign(grad)
   delta = jnp.clip(delta + step_size * direction, -eps, eps)
   return jnp.clip(x0 + delta, 0.0, 1.0) - x0   # stay a valid image
 
