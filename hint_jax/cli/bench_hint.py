@@ -26,7 +26,6 @@ import statistics
 import time
 
 import jax
-import numpy as np
 
 from hint_jax.cli.common import Progress, info, positive_int, write_json_atomic
 

@@ -20,9 +20,9 @@ import jax
 import numpy as np
 
 from hint_jax import attacks
-from hint_jax.cli import checkpoint
 from hint_jax.attacks.deepconfuse import (DeepConfuseConfig,
                                           deepconfuse_poison, train_generator)
+from hint_jax.cli import checkpoint
 from hint_jax.cli.common import (Progress, StageProgress, finite_float, info,
                                  positive_int, write_bytes_atomic)
 from hint_jax.cli.train_cmd import add_data_args, load_splits
