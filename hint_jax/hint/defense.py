@@ -22,6 +22,8 @@ The work is timed by phase (`HintUpdate`); nothing is printed.
 
 import dataclasses
 import math
+import os
+import pathlib
 import time
 from typing import Any, Callable, List, Optional
 
@@ -254,10 +256,11 @@ class Hint:
     jax.block_until_ready(infl)
     record.pert_seconds = time.perf_counter() - t0
 
-    # 4. delta and the uint8 images (written by current_images()).
+    # 4. delta and the uint8 images.
     t0 = time.perf_counter()
+    x_orig_sel = self.x_orig[self.selected]
     self.delta, x_new = noise_write(
-        jnp.asarray(self.x_orig[self.selected]), self.delta, infl,
+        jnp.asarray(x_orig_sel), self.delta, infl,
         jnp.float32(step), jnp.float32(cfg.beta), sign=cfg.sign,
         rounding=cfg.rounding)
     x_sel = np.asarray(x_new)
@@ -271,7 +274,7 @@ class Hint:
       record.at_bound_fraction = float(jnp.mean(
           jnp.abs(self.delta) >= cfg.beta))
       record.pixels_changed_fraction = float(np.mean(
-          x_sel != self.x_orig[self.selected]))
+          x_sel != x_orig_sel))
     self.updates.append(record)
     return x_out, record
 
@@ -349,8 +352,6 @@ class Hint:
     ``dataset_index`` (the selected examples' indices in the dataset's
     training set, when ``train_idx`` is given), ``beta``.
     """
-    import os  # pylint: disable=g-import-not-at-top
-    import pathlib  # pylint: disable=g-import-not-at-top
     path = pathlib.Path(path)
     sel = (self.selected if self.selected is not None
            else np.zeros((0,), np.int32))
