@@ -13,6 +13,7 @@ import numpy as np
 
 from hint_jax import attacks
 from hint_jax import data as data_lib
+from hint_jax import defenses
 from hint_jax import hint as hint_lib
 from hint_jax.cli import checkpoint
 from hint_jax.cli.common import (Progress, StageProgress, finite_float, info,
@@ -23,7 +24,7 @@ from hint_jax.models import MODEL_NAMES, get_model, num_params
 from hint_jax.train import Trainer, fit
 from hint_jax.train.presets import default_model, preset
 
-DEFENSES = ("none", "hint")
+DEFENSES = ("none", "hint", "epic")
 NOISE_FILE = "hint_noise.npz"
 
 
@@ -124,11 +125,40 @@ def add_defense_args(p):
                  help="seed of HINT's own randomness (LiSSA batches)")
 
 
+def add_epic_args(p):
+  g = p.add_argument_group("EPIC (--defense epic; defaults per dataset are "
+                           "the paper's: MNIST K = 5, T = 2; CIFAR-10 K = "
+                           "10, T = 4)")
+  g.add_argument("--epic-warmup", type=nonneg_int, default=None,
+                 help="epochs before the first selection (K)")
+  g.add_argument("--epic-period", type=positive_int, default=None,
+                 help="epochs between selections (T)")
+  g.add_argument("--epic-budget", type=finite_float, default=0.1,
+                 help="medoids per class, fraction of the class (0.1)")
+  g.add_argument("--epic-scale", type=finite_float, default=10.0,
+                 help="similarity exp(-||g_i - g_j|| / scale) (10)")
+
+
+def epic_config(args, epochs):
+  base = defenses.PAPER_EPIC.get(args.dataset, defenses.EpicConfig())
+  cfg = dataclasses.replace(
+      base, budget=args.epic_budget, scale=args.epic_scale,
+      **{k: v for k, v in (("warmup", args.epic_warmup),
+                           ("period", args.epic_period)) if v is not None})
+  cfg.validate()
+  if cfg.warmup >= epochs:
+    raise ConfigError(f"EPIC warm-up of {cfg.warmup} epochs leaves no "
+                      f"selection in a {epochs}-epoch run; lower "
+                      f"--epic-warmup")
+  return cfg
+
+
 def register(sub):
   p = sub.add_parser("train", help="train a model (optionally defended)")
   add_data_args(p)
   add_train_args(p)
   add_defense_args(p)
+  add_epic_args(p)
   p.set_defaults(func=run)
 
 
@@ -183,6 +213,7 @@ def run(args):
                lr=args.lr, eval_every=args.eval_every)
   # Settings are checked before any data is read.
   hint_cfg = hint_config(args, cfg.epochs) if args.defense == "hint" else None
+  epic_cfg = epic_config(args, cfg.epochs) if args.defense == "epic" else None
   dataset, splits = load_splits(args)
   info(f"data: {dataset.source}: {len(splits.x_train)} train / "
        f"{len(splits.x_val)} val / {len(splits.x_test)} test")
@@ -215,6 +246,10 @@ def run(args):
     defence = hint_lib.Hint(model, hint_cfg, splits.x_train, splits.y_train,
                             splits.x_val, splits.y_val, epochs=cfg.epochs,
                             on_progress=stage_progress)
+  epic = None
+  if epic_cfg is not None:
+    settings["epic"] = dataclasses.asdict(epic_cfg)
+    epic = defenses.Epic(model, epic_cfg, splits.y_train)
   if args.overwrite:
     checkpoint.clear(out)
     (out / "metrics.jsonl").unlink(missing_ok=True)
@@ -226,11 +261,22 @@ def run(args):
       defence.load_state_arrays(extra, (extra_meta or {}).get("hint", []))
       splits = dataclasses.replace(splits,
                                    x_train=defence.current_images())
+    if epic is not None:
+      epic.load_state(extra["epic_active"], (extra_meta or {}).get("epic", []))
     info(f"resuming {out} after epoch {start_epoch}")
   elif (out / "metrics.jsonl").exists():
     (out / "metrics.jsonl").unlink()
 
   progress = Progress(False if args.no_progress else None)
+
+  def epic_before_epoch(epoch, st, x_train):
+    x_new, seconds = epic.before_epoch(epoch, st, x_train)
+    if seconds:
+      r = epic.records[-1]
+      info(f"EPIC before epoch {epoch + 1}: {r['medoids']} medoids, dropped "
+           f"{r['dropped']}, {r['active']} of {len(x_train)} left "
+           f"({r['seconds']:.1f} s)")
+    return x_new, seconds
 
   def before_epoch(epoch, st, x_train):
     if epoch in defence.config.schedule:
@@ -253,6 +299,8 @@ def run(args):
     if defence is not None:
       extra = defence.state_arrays()
       extra_meta = {"hint": [dataclasses.asdict(u) for u in defence.updates]}
+    if epic is not None:
+      extra, extra_meta = epic.state_arrays(), {"epic": epic.records}
     checkpoint.save(out, st, epoch, settings, history, extra, extra_meta)
     progress.close()
     acc = record.get("test_accuracy")
@@ -261,9 +309,12 @@ def run(args):
          + f" ({record['train_seconds']:.1f} s)")
 
   try:
+    hook = (before_epoch if defence is not None else
+            epic_before_epoch if epic is not None else None)
     state, _, _ = fit(trainer, state, splits, start_epoch=start_epoch,
-                      before_epoch=None if defence is None else before_epoch,
-                      on_progress=progress, on_epoch_end=on_epoch_end)
+                      before_epoch=hook, on_progress=progress,
+                      on_epoch_end=on_epoch_end,
+                      active_fn=None if epic is None else epic.active_indices)
   finally:
     progress.close()
     if stage_progress is not None:
@@ -273,7 +324,8 @@ def run(args):
            {"accuracy": history[-1]["test_accuracy"],
             "loss": history[-1]["test_loss"]})
   result = {
-      **{k: v for k, v in settings.items() if k not in ("config", "hint")},
+      **{k: v for k, v in settings.items()
+         if k not in ("config", "hint", "epic")},
       "epochs": cfg.epochs, "batch_size": cfg.batch_size,
       "lr": cfg.optim.lr, "num_train": len(splits.x_train),
       "num_params": num_params(state.params),
@@ -293,8 +345,13 @@ def run(args):
     result["num_selected"] = summary["num_selected"]
     for phase in ("selection", "s_test", "pert", "write"):
       result[f"hint_{phase}_seconds"] = summary[f"{phase}_seconds"]
+  if epic is not None:
+    result["epic"] = {"config": settings["epic"], **epic.summary()}
+    result["num_train_kept"] = int(epic.active.sum())
+    result["epic_seconds"] = result["epic"]["epic_seconds"]
   write_json_atomic(out / "result.json", result)
-  label = "" if defence is None else " with HINT"
+  label = {"none": "", "hint": " with HINT", "epic": " with EPIC"}[
+      args.defense]
   print(f"{args.dataset}/{model_name}{label}: test accuracy "
         f"{100 * final['accuracy']:.2f}% after {cfg.epochs} epochs; "
         f"wrote {out / 'result.json'}")

@@ -84,19 +84,33 @@ class Trainer:
   def init_state(self, key) -> TrainState:
     return create_train_state(self.model, self.optimizer, key)
 
-  def epoch_batches(self, state: TrainState, epoch: int, num_train: int):
-    """The epoch's batch indices, ``(steps_per_epoch, batch_size)`` int32,
-    from a permutation keyed by (run key, epoch)."""
-    perm = np.asarray(jax.random.permutation(shuffle_key(state, epoch),
-                                             num_train))
-    used = self.steps_per_epoch * self.config.batch_size
-    return perm[:used].reshape(self.steps_per_epoch,
-                               self.config.batch_size).astype(np.int32)
+  def epoch_batches(self, state: TrainState, epoch: int, num_train: int,
+                    active: Optional[np.ndarray] = None):
+    """The epoch's batch indices, ``(steps, batch_size)`` int32, from a
+    permutation keyed by (run key, epoch): over all ``num_train`` examples
+    (``steps_per_epoch`` steps), or over the indices ``active`` only (a
+    defence that drops examples; ``len(active) // batch_size`` steps)."""
+    bs = self.config.batch_size
+    if active is None:
+      perm = np.asarray(jax.random.permutation(shuffle_key(state, epoch),
+                                               num_train))
+      steps = self.steps_per_epoch
+    else:
+      active = np.asarray(active)
+      perm = active[np.asarray(jax.random.permutation(
+          shuffle_key(state, epoch), len(active)))]
+      steps = len(active) // bs
+      if steps == 0:
+        raise ConfigError(f"only {len(active)} active training examples, "
+                          f"fewer than one batch of {bs}")
+    return perm[:steps * bs].reshape(steps, bs).astype(np.int32)
 
   def train_epoch(self, state, x_u8, y, epoch: int,
-                  on_progress: Optional[Callable] = None):
-    """One epoch over ``(x_u8, y)``; returns ``(state, metrics)``."""
-    batches = self.epoch_batches(state, epoch, len(x_u8))
+                  on_progress: Optional[Callable] = None,
+                  active: Optional[np.ndarray] = None):
+    """One epoch over ``(x_u8, y)`` (only the rows ``active`` if given);
+    returns ``(state, metrics)``."""
+    batches = self.epoch_batches(state, epoch, len(x_u8), active)
     x_dev, y_dev = jnp.asarray(x_u8), jnp.asarray(y)
     loss_sum, correct, done = 0.0, 0, 0
     for start in range(0, len(batches), self.config.steps_per_call):
@@ -139,7 +153,8 @@ class Trainer:
 def fit(trainer: Trainer, state: TrainState, data, *, start_epoch: int = 0,
         before_epoch: Optional[Callable] = None,
         on_progress: Optional[Callable] = None,
-        on_epoch_end: Optional[Callable] = None):
+        on_epoch_end: Optional[Callable] = None,
+        active_fn: Optional[Callable] = None):
   """Trains ``state`` from ``start_epoch`` to ``trainer.config.epochs``.
 
   Args:
@@ -154,6 +169,8 @@ def fit(trainer: Trainer, state: TrainState, data, *, start_epoch: int = 0,
     on_progress: optional ``(epoch, steps_done, steps_total, mean_loss)``.
     on_epoch_end: optional ``(epoch, state, record, x_train)`` called after
       each epoch with that epoch's metrics record.
+    active_fn: optional ``() -> indices`` asked after ``before_epoch``: the
+      epoch trains on those rows only (e.g. EPIC's surviving examples).
 
   The training steps donate their input state's buffers (no copy per step):
   after the call, use the returned state, not the one passed in.
@@ -173,8 +190,9 @@ def fit(trainer: Trainer, state: TrainState, data, *, start_epoch: int = 0,
         raise ValueError("before_epoch must keep the images' shape and dtype")
       x_train = new_x
     t0 = time.perf_counter()
+    active = None if active_fn is None else active_fn()
     state, metrics = trainer.train_epoch(state, x_train, data.y_train, epoch,
-                                         on_progress)
+                                         on_progress, active)
     jax.block_until_ready(state.params)
     train_seconds = time.perf_counter() - t0
     record = {"epoch": epoch + 1, **metrics,
