@@ -24,7 +24,7 @@ from hint_jax.models import MODEL_NAMES, get_model, num_params
 from hint_jax.train import Trainer, fit
 from hint_jax.train.presets import default_model, preset
 
-DEFENSES = ("none", "hint", "epic")
+DEFENSES = ("none", "hint", "epic", "friends")
 NOISE_FILE = "hint_noise.npz"
 
 
@@ -139,6 +139,36 @@ def add_epic_args(p):
                  help="similarity exp(-||g_i - g_j|| / scale) (10)")
 
 
+def add_friends_args(p):
+  d = defenses.FriendsConfig()
+  g = p.add_argument_group("FRIENDS (--defense friends; defaults are the "
+                           "paper's)")
+  g.add_argument("--friends-begin-epoch", type=nonneg_int,
+                 default=d.begin_epoch,
+                 help="epoch (0-based) before which the friendly noise is "
+                 "computed, once")
+  g.add_argument("--friends-steps", type=positive_int, default=d.steps)
+  g.add_argument("--friends-lr", type=finite_float, default=d.lr)
+  g.add_argument("--friends-mu", type=finite_float, default=d.mu)
+  g.add_argument("--friends-clamp", type=finite_float, default=d.clamp,
+                 help="friendly noise bound, [0,1] units (16/255)")
+  g.add_argument("--friends-bernoulli", type=finite_float,
+                 default=d.bernoulli,
+                 help="Bernoulli noise amplitude, [0,1] units (8/255); 0 "
+                 "turns it off")
+
+
+def friends_config(args, epochs):
+  cfg = defenses.FriendsConfig(
+      begin_epoch=args.friends_begin_epoch, steps=args.friends_steps,
+      lr=args.friends_lr, mu=args.friends_mu, clamp=args.friends_clamp,
+      bernoulli=args.friends_bernoulli).validate()
+  if cfg.begin_epoch >= epochs:
+    raise ConfigError(f"--friends-begin-epoch {cfg.begin_epoch} is not "
+                      f"before the end of a {epochs}-epoch run")
+  return cfg
+
+
 def epic_config(args, epochs):
   base = defenses.PAPER_EPIC.get(args.dataset, defenses.EpicConfig())
   cfg = dataclasses.replace(
@@ -159,6 +189,7 @@ def register(sub):
   add_train_args(p)
   add_defense_args(p)
   add_epic_args(p)
+  add_friends_args(p)
   p.set_defaults(func=run)
 
 
@@ -214,6 +245,10 @@ def run(args):
   # Settings are checked before any data is read.
   hint_cfg = hint_config(args, cfg.epochs) if args.defense == "hint" else None
   epic_cfg = epic_config(args, cfg.epochs) if args.defense == "epic" else None
+  friends_cfg = (friends_config(args, cfg.epochs)
+                 if args.defense == "friends" else None)
+  if friends_cfg is not None:
+    cfg = dataclasses.replace(cfg, bernoulli_noise=friends_cfg.bernoulli)
   dataset, splits = load_splits(args)
   info(f"data: {dataset.source}: {len(splits.x_train)} train / "
        f"{len(splits.x_val)} val / {len(splits.x_test)} test")
@@ -246,6 +281,14 @@ def run(args):
     defence = hint_lib.Hint(model, hint_cfg, splits.x_train, splits.y_train,
                             splits.x_val, splits.y_val, epochs=cfg.epochs,
                             on_progress=stage_progress)
+  friends = None
+  if friends_cfg is not None:
+    settings["friends"] = dataclasses.asdict(friends_cfg)
+    stage_progress = StageProgress(False if args.no_progress else None,
+                                   prefix="FRIENDS ")
+    friends = defenses.Friends(
+        model, friends_cfg, splits.x_train,
+        on_progress=lambda d, t: stage_progress("friendly noise", d, t))
   epic = None
   if epic_cfg is not None:
     settings["epic"] = dataclasses.asdict(epic_cfg)
@@ -261,6 +304,10 @@ def run(args):
       defence.load_state_arrays(extra, (extra_meta or {}).get("hint", []))
       splits = dataclasses.replace(splits,
                                    x_train=defence.current_images())
+    if friends is not None:
+      friends.load_state(extra, (extra_meta or {}).get("friends"))
+      splits = dataclasses.replace(splits,
+                                   x_train=friends.current_images())
     if epic is not None:
       epic.load_state(extra["epic_active"], (extra_meta or {}).get("epic", []))
     info(f"resuming {out} after epoch {start_epoch}")
@@ -276,6 +323,16 @@ def run(args):
       info(f"EPIC before epoch {epoch + 1}: {r['medoids']} medoids, dropped "
            f"{r['dropped']}, {r['active']} of {len(x_train)} left "
            f"({r['seconds']:.1f} s)")
+    return x_new, seconds
+
+  def friends_before_epoch(epoch, st, x_train):
+    x_new, seconds = friends.before_epoch(epoch, st, x_train)
+    if seconds:
+      stage_progress.close()
+      r = friends.record
+      info(f"FRIENDS before epoch {epoch + 1}: friendly noise in "
+           f"{r['seconds']:.1f} s, mean |noise| {r['mean_abs_levels']:.2f}"
+           f"/255, KL {r['kl_last']:.4f}")
     return x_new, seconds
 
   def before_epoch(epoch, st, x_train):
@@ -301,6 +358,8 @@ def run(args):
       extra_meta = {"hint": [dataclasses.asdict(u) for u in defence.updates]}
     if epic is not None:
       extra, extra_meta = epic.state_arrays(), {"epic": epic.records}
+    if friends is not None:
+      extra, extra_meta = friends.state_arrays(), {"friends": friends.record}
     checkpoint.save(out, st, epoch, settings, history, extra, extra_meta)
     progress.close()
     acc = record.get("test_accuracy")
@@ -310,7 +369,8 @@ def run(args):
 
   try:
     hook = (before_epoch if defence is not None else
-            epic_before_epoch if epic is not None else None)
+            epic_before_epoch if epic is not None else
+            friends_before_epoch if friends is not None else None)
     state, _, _ = fit(trainer, state, splits, start_epoch=start_epoch,
                       before_epoch=hook, on_progress=progress,
                       on_epoch_end=on_epoch_end,
@@ -325,7 +385,7 @@ def run(args):
             "loss": history[-1]["test_loss"]})
   result = {
       **{k: v for k, v in settings.items()
-         if k not in ("config", "hint", "epic")},
+         if k not in ("config", "hint", "epic", "friends")},
       "epochs": cfg.epochs, "batch_size": cfg.batch_size,
       "lr": cfg.optim.lr, "num_train": len(splits.x_train),
       "num_params": num_params(state.params),
@@ -345,12 +405,16 @@ def run(args):
     result["num_selected"] = summary["num_selected"]
     for phase in ("selection", "s_test", "pert", "write"):
       result[f"hint_{phase}_seconds"] = summary[f"{phase}_seconds"]
+  if friends is not None:
+    result["friends"] = {"config": settings["friends"], **friends.summary()}
+    result["friends_seconds"] = result["friends"]["friends_seconds"]
   if epic is not None:
     result["epic"] = {"config": settings["epic"], **epic.summary()}
     result["num_train_kept"] = int(epic.active.sum())
     result["epic_seconds"] = result["epic"]["epic_seconds"]
   write_json_atomic(out / "result.json", result)
-  label = {"none": "", "hint": " with HINT", "epic": " with EPIC"}[
+  label = {"none": "", "hint": " with HINT", "epic": " with EPIC",
+           "friends": " with FRIENDS"}[
       args.defense]
   print(f"{args.dataset}/{model_name}{label}: test accuracy "
         f"{100 * final['accuracy']:.2f}% after {cfg.epochs} epochs; "

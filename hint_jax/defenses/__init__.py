@@ -1,6 +1,10 @@
-"""Defence baselines of the paper (SPEC §5): EPIC so far."""
+"""Defence baselines of the paper (SPEC §5): EPIC and FRIENDS so far."""
 
 from hint_jax.defenses.epic import (Epic, EpicConfig, PAPER_EPIC,
                                     facility_location_greedy,
                                     gradient_proxies, select_isolated,
                                     similarity)
+from hint_jax.defenses.friends import (Friends, FriendsConfig,
+                                       apply_friendly, friendly_noise,
+                                       friendly_objective)
+from hint_jax.train.augment import bernoulli_noise

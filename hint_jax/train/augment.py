@@ -36,3 +36,10 @@ def random_shift_flip(key, x_BHWC, max_shift: int = 4, flip: bool = True):
     do_flip = jax.random.bernoulli(k_flip, 0.5, (b, 1, 1, 1))
     out = jnp.where(do_flip, out[:, :, ::-1, :], out)
   return out
+
+
+def bernoulli_noise(key, x, amplitude):
+  """``clip(x + amplitude * s, 0, 1)`` with s = +-1 per element, equally
+  likely (FRIENDS' Bernoulli noise)."""
+  s = jnp.where(jax.random.bernoulli(key, 0.5, x.shape), 1.0, -1.0)
+  return jnp.clip(x + amplitude * s.astype(x.dtype), 0.0, 1.0)

@@ -16,7 +16,7 @@ import jax.numpy as jnp
 import numpy as np
 
 from hint_jax.errors import ConfigError
-from hint_jax.train.augment import random_shift_flip
+from hint_jax.train.augment import bernoulli_noise, random_shift_flip
 from hint_jax.train.optim import OptimConfig, make_optimizer
 from hint_jax.train.state import (TrainState, create_train_state,
                                   make_eval_batch, make_train_step,
@@ -34,6 +34,9 @@ class TrainConfig:
       keeps every step the same shape and so compiled once.
     optim: optimizer and schedule.
     augment: random shift (up to 4 px) + horizontal flip, on device.
+    bernoulli_noise: if > 0, every pixel of every drawn example moves by
+      +- this much (equally likely, fresh each step), then [0, 1] clip
+      (FRIENDS' Bernoulli noise; after any shift/flip).
     eval_batch_size: batch size of evaluation passes.
     steps_per_call: training steps dispatched between two progress reports
       (the steps themselves are jitted one by one, see make_train_steps).
@@ -44,6 +47,7 @@ class TrainConfig:
   batch_size: int = 128
   optim: OptimConfig = OptimConfig()
   augment: bool = False
+  bernoulli_noise: float = 0.0
   eval_batch_size: int = 250
   steps_per_call: int = 50
   eval_every: int = 1
@@ -56,8 +60,27 @@ class TrainConfig:
       raise ConfigError(f"batch size must be >= 1, got {self.batch_size}")
     if self.steps_per_call < 1 or self.eval_batch_size < 1:
       raise ConfigError("steps_per_call and eval_batch_size must be >= 1")
+    if not 0.0 <= self.bernoulli_noise <= 1.0:
+      raise ConfigError(f"bernoulli_noise must be in [0, 1], got "
+                        f"{self.bernoulli_noise}")
     self.optim.validate()
     return self
+
+
+def _augmentation(config: TrainConfig) -> Optional[Callable]:
+  """The per-step ``(key, x) -> x`` of ``config``, or None."""
+  amp = config.bernoulli_noise
+  if not config.augment and not amp:
+    return None
+
+  def augment(key, x):
+    if config.augment:
+      x = random_shift_flip(key, x)
+    if amp:
+      x = bernoulli_noise(jax.random.fold_in(key, 1), x, amp)
+    return x
+
+  return augment
 
 
 class Trainer:
@@ -76,7 +99,7 @@ class Trainer:
       raise ConfigError(f"{num_train} training examples are fewer than one "
                         f"batch of {config.batch_size}")
     self.optimizer = make_optimizer(config.optim, max(self.steps_per_epoch, 1))
-    augment = random_shift_flip if config.augment else None
+    augment = _augmentation(config)
     self.train_step = make_train_step(model, self.optimizer, augment)
     self.train_steps = make_train_steps(self.train_step)
     self.eval_batch = make_eval_batch(model)
