@@ -24,7 +24,7 @@ from hint_jax.models import MODEL_NAMES, get_model, num_params
 from hint_jax.train import Trainer, fit
 from hint_jax.train.presets import default_model, preset
 
-DEFENSES = ("none", "hint", "epic", "friends")
+DEFENSES = ("none", "hint", "epic", "friends", "atda")
 NOISE_FILE = "hint_noise.npz"
 
 
@@ -169,6 +169,27 @@ def friends_config(args, epochs):
   return cfg
 
 
+def _tau(text):
+  if text.lower() == "none":
+    return None
+  return nonneg_int(text)
+
+
+def add_atda_args(p):
+  d = defenses.AtdaConfig()
+  g = p.add_argument_group("ATDA (--defense atda: adversarial training, "
+                           "FAT early stop)")
+  g.add_argument("--atda-eps", type=finite_float, default=d.eps,
+                 help="L-inf budget, [0,1] units (0.25 against untargeted "
+                 "attacks; the paper uses 0.062 against targeted ones)")
+  g.add_argument("--atda-steps", type=positive_int, default=d.steps)
+  g.add_argument("--atda-step-size", type=finite_float, default=None,
+                 help="default eps/5")
+  g.add_argument("--atda-tau", type=_tau, default=d.tau,
+                 help="FAT: steps allowed after the first misclassification "
+                 "(0); 'none' for plain PGD adversarial training")
+
+
 def epic_config(args, epochs):
   base = defenses.PAPER_EPIC.get(args.dataset, defenses.EpicConfig())
   cfg = dataclasses.replace(
@@ -190,6 +211,7 @@ def register(sub):
   add_defense_args(p)
   add_epic_args(p)
   add_friends_args(p)
+  add_atda_args(p)
   p.set_defaults(func=run)
 
 
@@ -249,6 +271,11 @@ def run(args):
                  if args.defense == "friends" else None)
   if friends_cfg is not None:
     cfg = dataclasses.replace(cfg, bernoulli_noise=friends_cfg.bernoulli)
+  atda_cfg = None
+  if args.defense == "atda":
+    atda_cfg = defenses.AtdaConfig(
+        eps=args.atda_eps, steps=args.atda_steps,
+        step_size=args.atda_step_size, tau=args.atda_tau).validate()
   dataset, splits = load_splits(args)
   info(f"data: {dataset.source}: {len(splits.x_train)} train / "
        f"{len(splits.x_val)} val / {len(splits.x_test)} test")
@@ -264,7 +291,8 @@ def run(args):
     info(f"poisoned training set: {poison['counts']}")
   model_name = args.model or default_model(args.dataset)
   model = get_model(model_name, splits.num_classes, splits.x_train.shape[1:])
-  trainer = Trainer(model, cfg, len(splits.x_train))
+  trainer = Trainer(model, cfg, len(splits.x_train), adversary=(
+      None if atda_cfg is None else defenses.make_adversary(model, atda_cfg)))
   state = trainer.init_state(jax.random.key(args.seed))
 
   settings = {"dataset": args.dataset, "source": dataset.source,
@@ -281,6 +309,8 @@ def run(args):
     defence = hint_lib.Hint(model, hint_cfg, splits.x_train, splits.y_train,
                             splits.x_val, splits.y_val, epochs=cfg.epochs,
                             on_progress=stage_progress)
+  if atda_cfg is not None:
+    settings["atda"] = dataclasses.asdict(atda_cfg)
   friends = None
   if friends_cfg is not None:
     settings["friends"] = dataclasses.asdict(friends_cfg)
@@ -385,7 +415,7 @@ def run(args):
             "loss": history[-1]["test_loss"]})
   result = {
       **{k: v for k, v in settings.items()
-         if k not in ("config", "hint", "epic", "friends")},
+         if k not in ("config", "hint", "epic", "friends", "atda")},
       "epochs": cfg.epochs, "batch_size": cfg.batch_size,
       "lr": cfg.optim.lr, "num_train": len(splits.x_train),
       "num_params": num_params(state.params),
@@ -405,6 +435,10 @@ def run(args):
     result["num_selected"] = summary["num_selected"]
     for phase in ("selection", "s_test", "pert", "write"):
       result[f"hint_{phase}_seconds"] = summary[f"{phase}_seconds"]
+  if atda_cfg is not None:
+    # The attack runs inside every training step: its time is in
+    # train_seconds (compare with an undefended run for the overhead).
+    result["atda"] = {"config": settings["atda"]}
   if friends is not None:
     result["friends"] = {"config": settings["friends"], **friends.summary()}
     result["friends_seconds"] = result["friends"]["friends_seconds"]
@@ -414,7 +448,7 @@ def run(args):
     result["epic_seconds"] = result["epic"]["epic_seconds"]
   write_json_atomic(out / "result.json", result)
   label = {"none": "", "hint": " with HINT", "epic": " with EPIC",
-           "friends": " with FRIENDS"}[
+           "friends": " with FRIENDS", "atda": " with ATDA"}[
       args.defense]
   print(f"{args.dataset}/{model_name}{label}: test accuracy "
         f"{100 * final['accuracy']:.2f}% after {cfg.epochs} epochs; "

@@ -1,5 +1,7 @@
-"""Defence baselines of the paper (SPEC §5): EPIC and FRIENDS so far."""
+"""Defence baselines of the paper (SPEC §5): EPIC, FRIENDS, ATDA."""
 
+from hint_jax.defenses.atda import (AtdaConfig, early_stopped_pgd,
+                                    make_adversary)
 from hint_jax.defenses.epic import (Epic, EpicConfig, PAPER_EPIC,
                                     facility_location_greedy,
                                     gradient_proxies, select_isolated,

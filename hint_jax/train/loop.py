@@ -90,7 +90,11 @@ class Trainer:
   second ``fit`` or ``evaluate`` does not recompile.
   """
 
-  def __init__(self, model, config: TrainConfig, num_train: int):
+  def __init__(self, model, config: TrainConfig, num_train: int,
+               adversary: Optional[Callable] = None):
+    """``adversary``: optional ``(params, model_state, key, x, y) -> x``
+    applied to every training batch (adversarial training, e.g.
+    ``hint_jax.defenses.atda.make_adversary``)."""
     config.validate()
     self.model = model
     self.config = config
@@ -100,7 +104,8 @@ class Trainer:
                         f"batch of {config.batch_size}")
     self.optimizer = make_optimizer(config.optim, max(self.steps_per_epoch, 1))
     augment = _augmentation(config)
-    self.train_step = make_train_step(model, self.optimizer, augment)
+    self.train_step = make_train_step(model, self.optimizer, augment,
+                                      adversary)
     self.train_steps = make_train_steps(self.train_step)
     self.eval_batch = make_eval_batch(model)
 

@@ -10,6 +10,7 @@ import optax
 # Sub-streams of the state's root key; each use folds in its own counter.
 _SHUFFLE_STREAM = 1
 _AUGMENT_STREAM = 2
+_ADVERSARY_STREAM = 3
 
 
 @flax.struct.dataclass
@@ -55,8 +56,13 @@ def cross_entropy(logits, y):
 
 
 def make_train_step(model, optimizer,
-                    augment: Optional[Callable] = None) -> Callable:
+                    augment: Optional[Callable] = None,
+                    adversary: Optional[Callable] = None) -> Callable:
   """Returns the pure step ``(state, x_u8, y) -> (state, metrics)``.
+
+  ``augment(key, x)`` transforms the float batch; then ``adversary(params,
+  model_state, key, x, y)`` (adversarial training) replaces it by inputs
+  crafted against the current model.
 
   ``metrics`` holds the batch's mean loss and its number of correct
   predictions (in train mode, before the update).
@@ -73,6 +79,10 @@ def make_train_step(model, optimizer,
       key = jax.random.fold_in(
           jax.random.fold_in(state.key, _AUGMENT_STREAM), state.step)
       x = augment(key, x)
+    if adversary is not None:
+      key = jax.random.fold_in(
+          jax.random.fold_in(state.key, _ADVERSARY_STREAM), state.step)
+      x = adversary(state.params, state.model_state, key, x, y)
     (loss, (model_state, logits)), grads = jax.value_and_grad(
         loss_fn, has_aux=True)(state.params, state.model_state, x, y)
     updates, opt_state = optimizer.update(grads, state.opt_state, state.params)

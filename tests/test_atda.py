@@ -1,0 +1,99 @@
+"""ATDA: the FAT early stop, the attack's budget, adversarial training in
+the loop and on the command line."""
+
+import dataclasses
+import json
+
+import jax
+import jax.numpy as jnp
+import numpy as np
+import pytest
+
+from hint_jax import data as data_lib
+from hint_jax.defenses import atda
+from hint_jax.errors import ConfigError
+from hint_jax.models import get_model
+from hint_jax.train import Trainer, fit
+from hint_jax.train.presets import preset
+
+
+@pytest.fixture(scope="module")
+def digits():
+  return data_lib.split_train_val(data_lib.load_dataset("digits"), seed=0)
+
+
+@pytest.fixture(scope="module")
+def trained(digits):
+  model = get_model("convnet_small", 10, digits.x_train.shape[1:])
+  cfg = dataclasses.replace(preset("digits"), epochs=5, eval_every=0)
+  tr = Trainer(model, cfg, len(digits.x_train))
+  st, _, _ = fit(tr, tr.init_state(jax.random.key(0)), digits)
+  return model, st
+
+
+@pytest.mark.parametrize("tau", [0, 2])
+def test_fat_stops_tau_steps_after_the_first_misclassification(
+    digits, trained, tau):
+  model, st = trained
+  f = model.logits_fn(st.params, st.model_state)
+  x = jnp.asarray(digits.x_train[:200], jnp.float32) / 255
+  y = jnp.asarray(digits.y_train[:200])
+  # A small budget, so that some examples resist the whole attack.
+  cfg = atda.AtdaConfig(eps=0.08, steps=10, tau=tau)
+  x_adv, moved, first = atda.early_stopped_pgd(f, x, y, jax.random.key(0),
+                                               cfg)
+  moved, first = np.asarray(moved), np.asarray(first)
+  never = first == cfg.steps
+  assert (~never).sum() > 50 and never.sum() > 0   # both kinds present
+  np.testing.assert_array_equal(moved[never], cfg.steps)
+  # Misclassified at check m: it moved at checks 0..m-1 and then at most
+  # tau more times (exactly tau if it stays misclassified).
+  assert np.all(moved[~never] <= first[~never] + tau)
+  assert np.all(moved[~never] >= first[~never])
+  if tau == 0:
+    np.testing.assert_array_equal(moved[~never], first[~never])
+  d = np.abs(np.asarray(x_adv - x))
+  assert d.max() <= 0.08 + 1e-6
+  plain = atda.early_stopped_pgd(f, x, y, jax.random.key(0),
+                                 dataclasses.replace(cfg, tau=None))
+  np.testing.assert_array_equal(np.asarray(plain[1]), cfg.steps)
+
+
+def test_config_checks():
+  for bad in (dict(eps=0.0), dict(steps=0), dict(step_size=-1.0),
+              dict(tau=-1)):
+    with pytest.raises(ConfigError):
+      atda.AtdaConfig(**bad).validate()
+  assert atda.AtdaConfig(eps=0.25).alpha == pytest.approx(0.05)
+
+
+def test_adversarial_training_changes_the_steps_and_is_reproducible(digits):
+  model = get_model("convnet_small", 10, digits.x_train.shape[1:])
+  cfg = dataclasses.replace(preset("digits"), epochs=1, eval_every=0)
+  adv = atda.make_adversary(model, atda.AtdaConfig(eps=0.3, steps=3))
+  runs = []
+  for adversary in (None, adv, adv):
+    tr = Trainer(model, cfg, len(digits.x_train), adversary=adversary)
+    st, hist, _ = fit(tr, tr.init_state(jax.random.key(0)), digits)
+    runs.append((st, hist[-1]["train_loss"]))
+  # Training on adversarial batches: a higher training loss, and a
+  # different model from plain training; same key, same model.
+  assert runs[1][1] > runs[0][1]
+  for a, b in zip(jax.tree.leaves(runs[1][0].params),
+                  jax.tree.leaves(runs[2][0].params)):
+    np.testing.assert_array_equal(a, b)
+  assert not np.allclose(runs[0][0].params["head"]["kernel"],
+                         runs[1][0].params["head"]["kernel"])
+
+
+def test_train_with_atda_cli(tmp_path):
+  from hint_jax.cli.main import main  # pylint: disable=g-import-not-at-top
+  out = tmp_path / "run"
+  assert main(["train", "--dataset", "digits", "--epochs", "2", "--defense",
+               "atda", "--atda-steps", "3", "--out", str(out),
+               "--no-progress"]) == 0
+  r = json.loads((out / "result.json").read_text())
+  assert r["defense"] == "atda"
+  assert r["atda"]["config"]["steps"] == 3 and r["atda"]["config"]["tau"] == 0
+  assert r["defense_seconds"] == 0.0   # inside the training steps
+  assert r["train_seconds"] > 0
