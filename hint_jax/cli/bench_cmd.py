@@ -30,9 +30,10 @@ def register(sub):
                  help="skip the PyTorch reference even if torch is installed")
   t.add_argument("--json", default=None, help="write the figures here")
   t.set_defaults(func=bench_train)
-  from hint_jax.cli import bench_hint, bench_influence  # pylint: disable=g-import-not-at-top
+  from hint_jax.cli import bench_defenses, bench_hint, bench_influence  # pylint: disable=g-import-not-at-top
   bench_influence.register(bsub)
   bench_hint.register(bsub)
+  bench_defenses.register(bsub)
 
 
 def interleaved_medians(fns: dict, repeats: int):
