@@ -35,3 +35,54 @@ def cache_dir(tmp_path_factory):
 def _isolated_cache(cache_dir, monkeypatch):
   """No test writes to the user's ~/.cache."""
   monkeypatch.setenv("HINT_JAX_CACHE_DIR", str(cache_dir))
+
+
+@pytest.fixture(scope="session")
+def digits_splits():
+  """The embedded 8x8 digits, split with seed 0."""
+  from hint_jax import data as data_lib  # pylint: disable=g-import-not-at-top
+  return data_lib.split_train_val(data_lib.load_dataset("digits"), seed=0)
+
+
+@pytest.fixture(scope="session")
+def digits_convnet(digits_splits):
+  """convnet_small trained 5 epochs on the digits: (model, state)."""
+  import dataclasses  # pylint: disable=g-import-not-at-top
+  import jax  # pylint: disable=g-import-not-at-top
+  from hint_jax.models import get_model  # pylint: disable=g-import-not-at-top
+  from hint_jax.train import Trainer, fit  # pylint: disable=g-import-not-at-top
+  from hint_jax.train.presets import preset  # pylint: disable=g-import-not-at-top
+  model = get_model("convnet_small", 10, digits_splits.x_train.shape[1:])
+  cfg = dataclasses.replace(preset("digits"), epochs=5, eval_every=0)
+  trainer = Trainer(model, cfg, len(digits_splits.x_train))
+  state, _, _ = fit(trainer, trainer.init_state(jax.random.key(0)),
+                    digits_splits)
+  return model, state
+
+
+@pytest.fixture
+def interrupted_run(monkeypatch):
+  """``run(argv, epoch)``: runs ``hint-jax argv`` killed right after the
+  checkpoint of 0-based ``epoch``, then the same command again (resuming);
+  returns the resumed run's exit status."""
+  from hint_jax.cli import checkpoint  # pylint: disable=g-import-not-at-top
+  from hint_jax.cli.main import main  # pylint: disable=g-import-not-at-top
+
+  class Stop(Exception):
+    pass
+
+  real_save = checkpoint.save
+
+  def run(argv, epoch):
+    def save_then_stop(out, state, e, *args, **kwargs):
+      real_save(out, state, e, *args, **kwargs)
+      if e == epoch:
+        raise Stop()
+
+    monkeypatch.setattr(checkpoint, "save", save_then_stop)
+    with pytest.raises(Stop):
+      main(argv)
+    monkeypatch.setattr(checkpoint, "save", real_save)
+    return main(argv)
+
+  return run

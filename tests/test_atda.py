@@ -9,7 +9,6 @@ import jax.numpy as jnp
 import numpy as np
 import pytest
 
-from hint_jax import data as data_lib
 from hint_jax.defenses import atda
 from hint_jax.errors import ConfigError
 from hint_jax.models import get_model
@@ -17,24 +16,11 @@ from hint_jax.train import Trainer, fit
 from hint_jax.train.presets import preset
 
 
-@pytest.fixture(scope="module")
-def digits():
-  return data_lib.split_train_val(data_lib.load_dataset("digits"), seed=0)
-
-
-@pytest.fixture(scope="module")
-def trained(digits):
-  model = get_model("convnet_small", 10, digits.x_train.shape[1:])
-  cfg = dataclasses.replace(preset("digits"), epochs=5, eval_every=0)
-  tr = Trainer(model, cfg, len(digits.x_train))
-  st, _, _ = fit(tr, tr.init_state(jax.random.key(0)), digits)
-  return model, st
-
-
 @pytest.mark.parametrize("tau", [0, 2])
 def test_fat_stops_tau_steps_after_the_first_misclassification(
-    digits, trained, tau):
-  model, st = trained
+    digits_splits, digits_convnet, tau):
+  digits = digits_splits
+  model, st = digits_convnet
   f = model.logits_fn(st.params, st.model_state)
   x = jnp.asarray(digits.x_train[:200], jnp.float32) / 255
   y = jnp.asarray(digits.y_train[:200])
@@ -67,7 +53,9 @@ def test_config_checks():
   assert atda.AtdaConfig(eps=0.25).alpha == pytest.approx(0.05)
 
 
-def test_adversarial_training_changes_the_steps_and_is_reproducible(digits):
+def test_adversarial_training_changes_the_steps_and_is_reproducible(
+    digits_splits):
+  digits = digits_splits
   model = get_model("convnet_small", 10, digits.x_train.shape[1:])
   cfg = dataclasses.replace(preset("digits"), epochs=1, eval_every=0)
   adv = atda.make_adversary(model, atda.AtdaConfig(eps=0.3, steps=3))

@@ -9,7 +9,6 @@ import jax
 import numpy as np
 import pytest
 
-from hint_jax import data as data_lib
 from hint_jax.defenses import epic
 from hint_jax.errors import ConfigError
 from hint_jax.models import get_model
@@ -89,12 +88,8 @@ def test_gradient_proxies_are_softmax_minus_onehot():
                              rtol=1e-6)
 
 
-@pytest.fixture(scope="module")
-def digits():
-  return data_lib.split_train_val(data_lib.load_dataset("digits"), seed=0)
-
-
-def test_epoch_trains_on_active_rows_only(digits):
+def test_epoch_trains_on_active_rows_only(digits_splits):
+  digits = digits_splits
   model = get_model("logreg", 10, digits.x_train.shape[1:])
   cfg = dataclasses.replace(preset("digits"), epochs=1, eval_every=0)
   tr = Trainer(model, cfg, len(digits.x_train))
@@ -112,7 +107,8 @@ def test_epoch_trains_on_active_rows_only(digits):
     tr.epoch_batches(st, 0, n, active[:3])
 
 
-def test_epic_hook_drops_for_good(digits):
+def test_epic_hook_drops_for_good(digits_splits):
+  digits = digits_splits
   model = get_model("logreg", 10, digits.x_train.shape[1:])
   cfg = dataclasses.replace(preset("digits"), epochs=6, eval_every=0)
   tr = Trainer(model, cfg, len(digits.x_train))
@@ -139,8 +135,8 @@ def test_epic_hook_drops_for_good(digits):
   assert s["epic_dropped"] == int((~ep.active).sum()) > 0
 
 
-def test_train_with_epic_records_drops_and_resumes(tmp_path, monkeypatch):
-  from hint_jax.cli import checkpoint  # pylint: disable=g-import-not-at-top
+def test_train_with_epic_records_drops_and_resumes(tmp_path,
+                                                   interrupted_run):
   from hint_jax.cli.main import main  # pylint: disable=g-import-not-at-top
   base = ["train", "--dataset", "digits", "--epochs", "5", "--defense",
           "epic", "--epic-warmup", "2", "--epic-period", "1",
@@ -151,22 +147,8 @@ def test_train_with_epic_records_drops_and_resumes(tmp_path, monkeypatch):
   assert [r["epoch"] for r in a["epic"]["epic_selections"]] == [2, 3, 4]
   assert a["num_train_kept"] == a["num_train"] - a["epic"]["epic_dropped"]
   assert a["epic_seconds"] > 0 and a["defense_seconds"] > 0
-
-  class Stop(Exception):
-    pass
-
-  real_save = checkpoint.save
-
-  def save_then_stop(out, state, epoch, *args, **kwargs):
-    real_save(out, state, epoch, *args, **kwargs)
-    if epoch == 2:   # after the first selection
-      raise Stop()
-
-  monkeypatch.setattr(checkpoint, "save", save_then_stop)
-  with pytest.raises(Stop):
-    main(base + ["--out", str(tmp_path / "cut")])
-  monkeypatch.setattr(checkpoint, "save", real_save)
-  assert main(base + ["--out", str(tmp_path / "cut")]) == 0
+  # Killed after epoch 3 (after the first selection), resumed.
+  assert interrupted_run(base + ["--out", str(tmp_path / "cut")], 2) == 0
   b = json.loads((tmp_path / "cut" / "result.json").read_text())
   assert b["test_accuracy"] == a["test_accuracy"]
   assert b["num_train_kept"] == a["num_train_kept"]

@@ -10,26 +10,11 @@ import jax.numpy as jnp
 import numpy as np
 import pytest
 
-from hint_jax import data as data_lib
 from hint_jax import defenses
 from hint_jax.errors import ConfigError
 from hint_jax.models import get_model
 from hint_jax.train import Trainer, fit
 from hint_jax.train.presets import preset
-
-
-@pytest.fixture(scope="module")
-def digits():
-  return data_lib.split_train_val(data_lib.load_dataset("digits"), seed=0)
-
-
-@pytest.fixture(scope="module")
-def trained(digits):
-  model = get_model("convnet_small", 10, digits.x_train.shape[1:])
-  cfg = dataclasses.replace(preset("digits"), epochs=5, eval_every=0)
-  tr = Trainer(model, cfg, len(digits.x_train))
-  st, _, _ = fit(tr, tr.init_state(jax.random.key(0)), digits)
-  return model, st
 
 
 def _kl(logits_fn, x0, x1):
@@ -38,10 +23,10 @@ def _kl(logits_fn, x0, x1):
   return float(jnp.mean(jnp.sum(jnp.exp(lp) * (lp - lq), -1)))
 
 
-def test_friendly_noise_grows_and_keeps_the_prediction(digits, trained):
-  model, st = trained
+def test_friendly_noise_grows_and_keeps_the_prediction(digits_splits, digits_convnet):
+  model, st = digits_convnet
   f = model.logits_fn(st.params, st.model_state)
-  x_u8 = digits.x_train[:256]
+  x_u8 = digits_splits.x_train[:256]
   cfg = defenses.FriendsConfig()
   trace = []
   e = defenses.friendly_noise(f, x_u8, jax.random.key(0), cfg, trace=trace)
@@ -82,7 +67,8 @@ def test_trainer_bernoulli_setting_is_checked():
     defenses.FriendsConfig(clamp=2.0).validate()
 
 
-def test_friends_hook_changes_images_once_within_the_clamp(digits):
+def test_friends_hook_changes_images_once_within_the_clamp(digits_splits):
+  digits = digits_splits
   model = get_model("convnet_small", 10, digits.x_train.shape[1:])
   cfg = dataclasses.replace(preset("digits"), epochs=4, eval_every=0,
                             bernoulli_noise=8 / 255)
@@ -98,8 +84,7 @@ def test_friends_hook_changes_images_once_within_the_clamp(digits):
   assert fr.record["mean_sq_last"] > fr.record["mean_sq_first"]
 
 
-def test_train_with_friends_cli_and_resume(tmp_path, monkeypatch):
-  from hint_jax.cli import checkpoint  # pylint: disable=g-import-not-at-top
+def test_train_with_friends_cli_and_resume(tmp_path, interrupted_run):
   from hint_jax.cli.main import main  # pylint: disable=g-import-not-at-top
   base = ["train", "--dataset", "digits", "--epochs", "4", "--defense",
           "friends", "--friends-begin-epoch", "1", "--no-progress"]
@@ -107,21 +92,7 @@ def test_train_with_friends_cli_and_resume(tmp_path, monkeypatch):
   a = json.loads((tmp_path / "full" / "result.json").read_text())
   assert a["defense"] == "friends" and a["friends_seconds"] > 0
   assert a["config"]["bernoulli_noise"] == pytest.approx(8 / 255)
-
-  class Stop(Exception):
-    pass
-
-  real_save = checkpoint.save
-
-  def save_then_stop(out, state, epoch, *args, **kwargs):
-    real_save(out, state, epoch, *args, **kwargs)
-    if epoch == 2:
-      raise Stop()
-
-  monkeypatch.setattr(checkpoint, "save", save_then_stop)
-  with pytest.raises(Stop):
-    main(base + ["--out", str(tmp_path / "cut")])
-  monkeypatch.setattr(checkpoint, "save", real_save)
-  assert main(base + ["--out", str(tmp_path / "cut")]) == 0
+  # Killed after epoch 3 (the noise computed before epoch 2), resumed.
+  assert interrupted_run(base + ["--out", str(tmp_path / "cut")], 2) == 0
   b = json.loads((tmp_path / "cut" / "result.json").read_text())
   assert b["test_accuracy"] == a["test_accuracy"]

@@ -19,8 +19,8 @@ from hint_jax.train.presets import preset
 
 
 @pytest.fixture(scope="module")
-def digits():
-  return data_lib.split_train_val(data_lib.load_dataset("digits"), seed=0)
+def digits(digits_splits):
+  return digits_splits
 
 
 @pytest.fixture(scope="module")
