@@ -236,3 +236,65 @@ def test_deepconfuse_generator_learns_its_objective_within_budget():
     np.testing.assert_array_equal(a, b)
   with pytest.raises(ConfigError):
     dc.DeepConfuseConfig(steps=0).validate()
+
+
+def _mixed_set(x, y, ratio, num_attacks=4):
+  """A poisoned set with ``num_attacks`` DURP-like attacks of different
+  budgets (each a distinct marker), at ``ratio``."""
+  ids = attacks.assign_attacks(len(x), ratio, num_attacks, jax.random.key(3))
+  xp = np.array(x)
+  for a in range(num_attacks):
+    rows = ids == a
+    xp[rows] = attacks.durp_attack(x[rows], y[rows], jax.random.key(10 + a),
+                                   num_classes=10, eps=0.1)
+  meta = {"num_classes": 10, "ratio": ratio, "seed": 0,
+          "attacks": [{"name": f"a{a}", "eps": 0.1}
+                      for a in range(num_attacks)]}
+  return attacks.PoisonedSet(xp, y, ids, np.arange(len(x)), meta)
+
+
+def test_lower_ratio_keeps_a_nested_subset_with_the_mixed_shares(
+    digits_splits):
+  x, y = digits_splits.x_train, digits_splits.y_train
+  n = len(x)
+  full = _mixed_set(x, y, 1.0)
+  key = jax.random.key(7)
+  low = attacks.lower_ratio(full, 0.6, x, key)
+  # The shares are those assign_attacks gives at 0.6 (round(0.6 n) poisons
+  # split equally, the first shares one larger).
+  want = attacks.assign_attacks(n, 0.6, 4, jax.random.key(0))
+  assert low.counts() == {"clean": int(np.sum(want < 0)),
+                          **{f"a{a}": int(np.sum(want == a))
+                             for a in range(4)}}
+  assert low.meta["ratio"] == 0.6
+  assert low.meta["lowered_from"]["ratio"] == 1.0
+  kept = low.attack_id >= 0
+  # A kept example keeps its attack and its poisoned image; every other
+  # example is the clean image again.
+  np.testing.assert_array_equal(low.attack_id[kept], full.attack_id[kept])
+  np.testing.assert_array_equal(low.x[kept], full.x[kept])
+  np.testing.assert_array_equal(low.x[~kept], x[~kept])
+  # Same key: the same set, and a lower ratio keeps a subset of it.
+  again = attacks.lower_ratio(full, 0.6, x, key)
+  np.testing.assert_array_equal(again.attack_id, low.attack_id)
+  lower = attacks.lower_ratio(full, 0.3, x, key)
+  assert np.all(kept[lower.attack_id >= 0])
+  assert attacks.lower_ratio(full, 0.0, x, key).counts()["clean"] == n
+  np.testing.assert_array_equal(attacks.lower_ratio(full, 1.0, x, key).x,
+                                full.x)
+
+
+def test_lower_ratio_refuses_bad_input(digits_splits):
+  x, y = digits_splits.x_train, digits_splits.y_train
+  half = _mixed_set(x, y, 0.5)
+  key = jax.random.key(0)
+  with pytest.raises(ConfigError, match="lowered"):
+    attacks.lower_ratio(half, 0.8, x, key)
+  with pytest.raises(ConfigError, match="lowered"):
+    attacks.lower_ratio(half, -0.1, x, key)
+  other = np.array(x)
+  other[0] = 255 - other[0]
+  with pytest.raises(DataError):
+    attacks.lower_ratio(half, 0.2, other, key)
+  with pytest.raises(DataError):
+    attacks.lower_ratio(half, 0.2, x[:-1], key)

@@ -12,6 +12,7 @@ from hint_jax.attacks.poisonset import FORMAT
 from hint_jax.attacks.poisonset import PoisonedSet
 from hint_jax.attacks.poisonset import assign_attacks
 from hint_jax.attacks.poisonset import load_poisoned
+from hint_jax.attacks.poisonset import lower_ratio
 from hint_jax.attacks.poisonset import poisoned_training_images
 from hint_jax.attacks.poisonset import save_poisoned
 from hint_jax.attacks.poisonset import validate
@@ -22,6 +23,7 @@ from hint_jax.attacks.untargeted import pgd_attack
 from hint_jax.attacks.untargeted import quantize_within_budget
 
 __all__ = ["DeepConfuseConfig", "FORMAT", "PoisonedSet", "assign_attacks", "budget_levels",
-           "dap_attack", "deepconfuse_poison", "durp_attack", "load_poisoned", "pgd_attack",
+           "dap_attack", "deepconfuse_poison", "durp_attack", "load_poisoned", "lower_ratio",
+           "pgd_attack",
            "poisoned_training_images", "quantize_within_budget",
            "save_poisoned", "train_generator", "validate"]

@@ -184,3 +184,65 @@ def poisoned_training_images(ps: PoisonedSet, x_train: np.ndarray,
   x = np.array(x_train)
   x[ps.clean_index] = ps.x
   return x
+
+
+def lower_ratio(ps: PoisonedSet, ratio: float, x_clean: np.ndarray,
+                key: jax.Array) -> PoisonedSet:
+  """The same poisons at a lower poison ratio.
+
+  Keeps, for each attack, a keyed random subset of its poisoned examples and
+  writes the clean image back into every other row, so that the result has
+  the shares `assign_attacks` gives at ``ratio``: ``round(ratio n)`` poisoned
+  examples split equally across the attacks (the first shares one larger).
+  Every attack here crafts each example independently of the others (PGD
+  and DAP against a fixed victim, DURP from one vector per class,
+  DeepConfuse from a generator trained on the whole clean split), so the
+  result is distributed as a set crafted at ``ratio`` from the same victim
+  and generator; an experiment crafts once, at p = 1. With the same key the
+  kept subsets are nested: those of a lower ratio are among a higher one's.
+
+  Args:
+    ps: a poisoned set of the whole training split (``clean_index`` a
+      permutation of ``arange(n)``).
+    ratio: the new poison ratio, at most ``ps``'s.
+    x_clean: the clean training images ``ps`` was made from.
+    key: chooses the kept examples.
+
+  Raises:
+    ConfigError: if ``ratio`` is outside [0, ps's ratio] or an attack has
+      fewer examples than its new share.
+    DataError: if ``x_clean`` is not the split ``ps`` was made from or
+      ``ps`` breaks its budgets.
+  """
+  old = ps.meta.get("ratio")
+  if not isinstance(old, (int, float)) or not 0.0 <= ratio <= old:
+    raise ConfigError(f"a poisoned set at ratio {old} can only be lowered "
+                      f"to a ratio in [0, {old}], got {ratio}")
+  n, k = len(ps.x), len(ps.meta["attacks"])
+  sha = hashlib.sha256(np.ascontiguousarray(x_clean).tobytes()).hexdigest()
+  if (len(x_clean) != n or ps.meta.get("clean_sha256") not in (None, sha)
+      or not np.array_equal(np.sort(ps.clean_index), np.arange(n))):
+    raise DataError("lower_ratio needs a poisoned set of the whole training "
+                    "split and that split's clean images")
+  validate(ps, "the poisoned set to lower", x_clean)
+  m = int(round(ratio * n))
+  shares = [len(s) for s in np.array_split(np.arange(m), k)]
+  new_ids = np.full(n, -1, np.int8)   # indexed like ps's rows
+  for a, share in enumerate(shares):
+    rows = np.flatnonzero(ps.attack_id == a)
+    if share > len(rows):
+      raise ConfigError(f"attack {ps.meta['attacks'][a]['name']} has "
+                        f"{len(rows)} examples, fewer than its share {share} "
+                        f"at ratio {ratio}")
+    keep = np.asarray(jax.random.permutation(jax.random.fold_in(key, a),
+                                             len(rows)))[:share]
+    new_ids[rows[keep]] = a
+  x = np.where((new_ids >= 0)[:, None, None, None], ps.x,
+               x_clean[ps.clean_index])
+  attacks_meta = [dict(att, count=int(np.sum(new_ids == a)))
+                  for a, att in enumerate(ps.meta["attacks"])]
+  meta = dict(ps.meta, ratio=ratio, attacks=attacks_meta,
+              lowered_from={"ratio": old, "counts": ps.counts()})
+  out = PoisonedSet(x.astype(np.uint8), ps.y, new_ids, ps.clean_index, meta)
+  validate(out, "the lowered poisoned set", x_clean)
+  return out
