@@ -1,0 +1,207 @@
+"""``hint-jax experiment TABLE --profile P --out DIR``: run a paper table.
+
+Layout of DIR (shared by every table and profile run into it):
+
+* ``cells/<cell id>/`` -- one ``hint-jax train`` run per cell (its
+  ``result.json``, ``metrics.jsonl``, checkpoint and ``cell.json`` with the
+  cell's settings). A cell whose ``result.json`` exists is finished and is
+  skipped; an unfinished one resumes from its last finished epoch. Cells of
+  different tables with the same settings are the same directory.
+* ``poison/<dataset>_<digest>/p1.npz`` -- the mixed-attack set crafted once
+  (``hint-jax poison`` at p = 1, resumable), and ``p<ratio>.npz`` for each
+  lower ratio, a keyed subset of it (`hint_jax.attacks.lower_ratio`; the
+  subsets are nested: the poisons at p = 0.3 are among those at p = 0.6).
+* ``experiment_<table>_<profile>.json`` -- the profile, its cells, the
+  machine and every command that ran it; ``hint-jax report DIR`` reads these.
+"""
+
+import dataclasses
+import datetime
+import json
+import os
+import pathlib
+import platform
+import shlex
+import sys
+import time
+
+import jax
+
+from hint_jax import attacks
+from hint_jax import experiment as exp
+from hint_jax.cli import poison_cmd, train_cmd
+from hint_jax.cli.common import info, out_dir, write_json_atomic
+from hint_jax.errors import ConfigError
+
+POISON_LOWER_STREAM = 7   # key of lower_ratio: fold_in(key(poison seed), 7)
+
+
+def register(sub):
+  p = sub.add_parser(
+      "experiment", help="run a paper table (every cell a resumable train "
+      "run; finished cells are skipped)")
+  p.add_argument("table", choices=exp.TABLES)
+  p.add_argument("--profile", choices=exp.PROFILE_NAMES, required=True,
+                 help="quick: embedded digits, minutes; cpu: real MNIST on a "
+                 "CPU, hours; paper: the paper's settings (accelerator)")
+  p.add_argument("--out", required=True, help="experiment directory")
+  p.add_argument("--data-dir", default=None,
+                 help="directory with the dataset files (default: "
+                 "$HINT_JAX_DATA_DIR)")
+  p.add_argument("--dry-run", action="store_true",
+                 help="list the cells and which are finished; run nothing")
+  p.add_argument("--no-progress", action="store_true")
+  p.set_defaults(func=run)
+
+
+def machine() -> dict:
+  return {"platform": platform.platform(), "machine": platform.machine(),
+          "cpus": os.cpu_count(), "backend": jax.default_backend(),
+          "devices": [str(d) for d in jax.devices()],
+          "jax_version": jax.__version__, "python": platform.python_version()}
+
+
+def _parser():
+  from hint_jax.cli.main import build_parser  # pylint: disable=g-import-not-at-top
+  return build_parser()
+
+
+def _common(args):
+  return ((["--data-dir", args.data_dir] if args.data_dir else [])
+          + (["--no-progress"] if args.no_progress else []))
+
+
+def poison_dir(out, profile, dataset) -> pathlib.Path:
+  key = profile.poison_key(dataset)
+  return out / "poison" / f"{dataset}_{exp.configs.digest(key)}"
+
+
+def poison_file(out, profile, dataset, ratio) -> pathlib.Path:
+  return poison_dir(out, profile, dataset) / f"p{ratio:g}.npz"
+
+
+def ensure_poison(args, out, profile, dataset, ratios, log):
+  """Crafts (or finds) the p = 1 set of ``dataset`` and writes each lower
+  ratio of ``ratios``."""
+  ratios = sorted({r for r in ratios if r > 0})
+  if not ratios:
+    return
+  full = poison_file(out, profile, dataset, 1.0)
+  if not full.exists():
+    argv = (["poison", "--dataset", dataset, "--ratio", "1", "--seed",
+             str(profile.poison_seed)] + list(profile.poison_flags)
+            + profile.poison_key(dataset)["split"]
+            + ["--out", str(full)] + _common(args))
+    info(f"experiment: crafting the poisoned {dataset} set (p = 1) into "
+         f"{full}")
+    write_json_atomic(full.parent / "poison.json",
+                      profile.poison_key(dataset))
+    log(argv)
+    poison_cmd.run(_parser().parse_args(argv))
+  lower = [r for r in ratios if r < 1.0 and
+           not poison_file(out, profile, dataset, r).exists()]
+  if not lower:
+    return
+  ps = attacks.load_poisoned(full)
+  split_argv = (["train", "--dataset", dataset, "--out", str(out)]
+                + profile.poison_key(dataset)["split"]
+                + (["--data-dir", args.data_dir] if args.data_dir else []))
+  _, splits = train_cmd.load_splits(_parser().parse_args(split_argv))
+  key = jax.random.fold_in(jax.random.key(profile.poison_seed),
+                           POISON_LOWER_STREAM)
+  for r in lower:
+    low = attacks.lower_ratio(ps, r, splits.x_train, key)
+    attacks.save_poisoned(poison_file(out, profile, dataset, r), low)
+    info(f"experiment: {dataset} p = {r:g}: {low.counts()} (kept from the "
+         f"p = 1 set)")
+
+
+def cell_dir(out, cell) -> pathlib.Path:
+  return out / "cells" / cell.cell_id
+
+
+def cell_argv(args, out, cell) -> list:
+  argv = ["train"] + cell.train_flags()
+  if cell.ratio > 0:
+    argv += ["--poison", str(poison_file(out, cell.profile, cell.dataset,
+                                         cell.ratio))]
+  return argv + ["--out", str(cell_dir(out, cell))] + _common(args)
+
+
+def cell_record(out, cell) -> dict:
+  return {"id": cell.cell_id, "dataset": cell.dataset, "ratio": cell.ratio,
+          "method": cell.method.label, "defense": cell.method.defense,
+          "trial": cell.trial, "dir": str(cell_dir(out, cell).relative_to(
+              out)), "key": cell.key()}
+
+
+def manifest_path(out, profile) -> pathlib.Path:
+  return out / f"experiment_{profile.table}_{profile.name}.json"
+
+
+def run(args):
+  profile = exp.get_profile(args.table, args.profile)
+  out = out_dir(args.out)
+  cells = profile.cells()
+  done = [(cell_dir(out, c) / "result.json").exists() for c in cells]
+  if args.dry_run:
+    for c, d in zip(cells, done):
+      print(f"{'done   ' if d else 'pending'} {c.cell_id}")
+    print(f"{args.table} --profile {args.profile}: {len(cells)} cells, "
+          f"{sum(done)} finished")
+    return 0
+  if args.data_dir is not None and not pathlib.Path(args.data_dir).is_dir():
+    raise ConfigError(f"--data-dir {args.data_dir} is not a directory")
+
+  path = manifest_path(out, profile)
+  manifest = (json.loads(path.read_text()) if path.exists() else
+              {"commands": [], "invocations": []})
+  manifest.update(
+      table=profile.table, profile=profile.name,
+      description=profile.description,
+      settings=json.loads(json.dumps(dataclasses.asdict(profile))),
+      cells=[cell_record(out, c) for c in cells], machine=machine(),
+      data_dir=(str(pathlib.Path(args.data_dir).resolve()) if args.data_dir
+                else os.environ.get("HINT_JAX_DATA_DIR")))
+  invocation = {"argv": ["hint-jax"] + sys.argv[1:] if sys.argv else [],
+                "started": _now(), "cells_skipped": sum(done),
+                "cells_run": 0, "finished": None}
+  manifest["invocations"].append(invocation)
+
+  def log(argv):
+    manifest["commands"].append("hint-jax " + shlex.join(argv))
+    write_json_atomic(path, manifest)
+
+  write_json_atomic(path, manifest)
+  info(f"experiment {profile.table}/{profile.name}: {len(cells)} cells, "
+       f"{sum(done)} already finished, in {out}")
+  for dataset in profile.datasets:
+    ratios = [c.ratio for c, d in zip(cells, done)
+              if c.dataset == dataset and not d]
+    ensure_poison(args, out, profile, dataset, ratios, log)
+  todo = [c for c, d in zip(cells, done) if not d]
+  for i, cell in enumerate(todo):
+    d = cell_dir(out, cell)
+    d.mkdir(parents=True, exist_ok=True)
+    write_json_atomic(d / "cell.json", cell_record(out, cell))
+    info(f"experiment [{i + 1}/{len(todo)}] {cell.dataset}, p = "
+         f"{cell.ratio:g}, {cell.method.label}, trial {cell.trial}")
+    argv = cell_argv(args, out, cell)
+    log(argv)
+    t0 = time.perf_counter()
+    train_cmd.run(_parser().parse_args(argv))
+    invocation["cells_run"] += 1
+    info(f"experiment: cell done in {time.perf_counter() - t0:.0f} s")
+    write_json_atomic(path, manifest)
+  invocation["finished"] = _now()
+  write_json_atomic(path, manifest)
+  print(f"experiment {profile.table}/{profile.name}: {len(cells)} cells "
+        f"finished ({len(todo)} run now, {sum(done)} skipped); "
+        f"`hint-jax report {out}` writes the tables")
+  return 0
+
+
+def _now():
+  return datetime.datetime.now(datetime.timezone.utc).isoformat(
+      timespec="seconds")
+

@@ -1,0 +1,13 @@
+"""The paper's experiments: table configurations (`configs`) and the
+reports built from their results (`report`). The command line runs them:
+``hint-jax experiment`` and ``hint-jax report``."""
+
+from hint_jax.experiment.configs import Cell
+from hint_jax.experiment.configs import Method
+from hint_jax.experiment.configs import PROFILE_NAMES
+from hint_jax.experiment.configs import Profile
+from hint_jax.experiment.configs import TABLES
+from hint_jax.experiment.configs import get_profile
+
+__all__ = ["Cell", "Method", "PROFILE_NAMES", "Profile", "TABLES",
+           "get_profile"]

@@ -1,0 +1,272 @@
+"""The paper's experiments as configurations: one per table, three profiles.
+
+Every table is a grid of *cells* (dataset x poison ratio p x method x trial);
+a cell is one ``hint-jax train`` run and its ``result.json``. Profiles:
+
+* ``quick`` -- the embedded 8x8 digits, a few minutes on a laptop CPU; CI
+  runs it. It checks the machinery, not the paper's numbers.
+* ``cpu`` -- real MNIST at the paper's MNIST settings on a 2-core CPU, with
+  fewer trials (one) than the paper; each table's docstring below gives the
+  command and the run time measured on such a machine.
+* ``paper`` -- the paper's settings, MNIST and CIFAR-10, five trials; for an
+  accelerator.
+
+Trials differ only by the training seed (``--seed`` and ``--hint-seed`` are
+``trial``); the poisoned set is crafted once per dataset, at p = 1, from
+the profile's poison seed, and every lower ratio keeps a keyed subset of
+those poisons (`hint_jax.attacks.lower_ratio`), so all tables share it.
+"""
+
+import dataclasses
+import hashlib
+import json
+from typing import Tuple
+
+from hint_jax.errors import ConfigError
+
+
+@dataclasses.dataclass(frozen=True)
+class Method:
+  """A defence and its ``hint-jax train`` flags.
+
+  Attributes:
+    label: the name in reports ("none", "HINT", "HINT r=0.25", ...).
+    defense: the ``--defense`` value.
+    flags: further ``hint-jax train`` flags.
+  """
+  label: str
+  defense: str
+  flags: Tuple[str, ...] = ()
+
+  @property
+  def slug(self) -> str:
+    return "".join(c if c.isalnum() or c in ".-" else "_"
+                   for c in self.label.replace("=", "")).lower()
+
+
+NONE = Method("none", "none")
+HINT = Method("HINT", "hint")
+ATDA = Method("ATDA", "atda")
+FRIENDS = Method("FRIENDS", "friends")
+EPIC = Method("EPIC", "epic")
+TABLE2_METHODS = (NONE, HINT, ATDA, FRIENDS, EPIC)
+
+
+def _hint_r(r):
+  return Method(f"HINT r={r:g}", "hint", ("--ratio", repr(r)))
+
+
+def _hint_beta(levels):
+  return Method(f"HINT beta={levels / 255:.3f}", "hint",
+                ("--beta", repr(levels / 255)))
+
+
+# Table IV: r at beta = 16/255 (the default), and beta = 8, 16, 32, 64 / 255
+# (the paper's 0.031, 0.062, 0.125, 0.251) at r = 0.5. "HINT" is the shared
+# r = 0.5, beta = 16/255 cell.
+TABLE4_METHODS = (_hint_r(0.25), HINT, _hint_r(0.75), _hint_r(1.0),
+                  _hint_beta(8), _hint_beta(32), _hint_beta(64))
+TABLE5_METHODS = (NONE, _hint_r(0.25), HINT, _hint_r(0.75), _hint_r(1.0),
+                  ATDA, FRIENDS, EPIC)
+
+
+@dataclasses.dataclass(frozen=True)
+class Profile:
+  """One profile of one table.
+
+  Attributes:
+    table: "table2", "table4" or "table5".
+    name: "quick", "cpu" or "paper".
+    datasets: the datasets, in report order.
+    ratios: the poison ratios p.
+    methods: the defences (with their flags).
+    trials: trials per (dataset, p, method); trial t trains with seed t.
+    train_flags: extra ``hint-jax train`` flags for every cell.
+    poison_flags: extra ``hint-jax poison`` flags (the attacks, budgets and
+      steps default to SPEC §4's).
+    poison_seed: seed of the crafting (victim, assignment, attacks).
+    description: what the profile reduces from the paper, the command and
+      the measured run time.
+  """
+  table: str
+  name: str
+  datasets: Tuple[str, ...]
+  ratios: Tuple[float, ...]
+  methods: Tuple[Method, ...]
+  trials: int
+  train_flags: Tuple[str, ...] = ()
+  poison_flags: Tuple[str, ...] = ()
+  poison_seed: int = 0
+  description: str = ""
+
+  def poison_key(self, dataset: str) -> dict:
+    """Everything that determines the crafted set of ``dataset``."""
+    return {"dataset": dataset, "flags": list(self.poison_flags), "seed": self.poison_seed,
+            "split": _split_flags(self.train_flags)}
+
+  def cells(self):
+    return [Cell(self, d, p, m, t) for d in self.datasets
+            for p in self.ratios for m in self.methods
+            for t in range(self.trials)]
+
+
+def _split_flags(flags):
+  """The flags of ``flags`` that change the training split (and so must
+  reach ``hint-jax poison`` too)."""
+  out, it = [], iter(flags)
+  for f in it:
+    if f in ("--subset", "--num-val", "--split-seed", "--source"):
+      out += [f, next(it)]
+  return out
+
+
+def digest(obj) -> str:
+  return hashlib.sha256(json.dumps(obj, sort_keys=True).encode()
+                        ).hexdigest()[:10]
+
+
+@dataclasses.dataclass(frozen=True)
+class Cell:
+  """One training run of a profile."""
+  profile: Profile
+  dataset: str
+  ratio: float
+  method: Method
+  trial: int
+
+  def train_flags(self) -> list:
+    """The ``hint-jax train`` flags, without ``--data-dir``, ``--poison``
+    and ``--out`` (the runner adds them)."""
+    return (["--dataset", self.dataset, "--defense", self.method.defense,
+             "--seed", str(self.trial)]
+            + (["--hint-seed", str(self.trial)]
+               if self.method.defense == "hint" else [])
+            + list(self.method.flags) + list(self.profile.train_flags))
+
+  def key(self) -> dict:
+    """Everything that determines the cell's result: cells of different
+    tables with equal keys are the same run and are shared."""
+    return {"train": self.train_flags(), "ratio": self.ratio,
+            "poison": (self.profile.poison_key(self.dataset)
+                       if self.ratio > 0 else None)}
+
+  @property
+  def cell_id(self) -> str:
+    return (f"{self.dataset}_p{self.ratio:g}_{self.method.slug}_"
+            f"t{self.trial}_{digest(self.key())}")
+
+
+_QUICK_POISON = ("--dc-steps", "300")
+
+PROFILES = {}
+
+
+def _add(p: Profile):
+  PROFILES[(p.table, p.name)] = p
+
+
+_add(Profile(
+    "table2", "quick", ("digits",), (0.0, 0.5, 1.0), TABLE2_METHODS, 1,
+    poison_flags=_QUICK_POISON, description=(
+        "The embedded 8x8 digits (1297 training images), the digits "
+        "training preset (30 epochs), DeepConfuse's generator trained for "
+        "300 steps; one trial. A smoke test of the machinery: the numbers "
+        "are not the paper's. Command: hint-jax experiment table2 --profile "
+        "quick --out runs/exp. About 3 minutes on a 2-core CPU.")))
+_add(Profile(
+    "table2", "cpu", ("mnist",), (0.0, 0.6, 1.0), TABLE2_METHODS, 1,
+    description=(
+        "Real MNIST at the paper's MNIST settings (ConvNet, 10 epochs of "
+        "SGD 0.01, batch 128; HINT r = 0.5 before epoch 10; each baseline "
+        "at its SPEC §5 defaults); the four-attack mix crafted once at "
+        "p = 1 with SPEC §4's defaults (DeepConfuse reduced to 1000 "
+        "generator steps), p = 0.6 keeping a subset of it. One trial "
+        "instead of the paper's five. Command: hint-jax experiment table2 "
+        "--profile cpu --data-dir DATA --out runs/exp. Measured on the "
+        "2-core CPU: crafting about 38 min; per p, no defence about 9 min, "
+        "HINT 12, FRIENDS 22, EPIC 10, ATDA about 60; about 6.5 hours in "
+        "all.")))
+_add(Profile(
+    "table2", "paper", ("mnist", "cifar10"), (0.0, 0.6, 1.0),
+    TABLE2_METHODS, 5, description=(
+        "The paper's Table II: MNIST and CIFAR-10, p = 0, 0.6, 1, five "
+        "trials, every setting at its paper default. For an accelerator.")))
+
+_add(Profile(
+    "table4", "quick", ("digits",), (0.5,),
+    (_hint_r(0.25), HINT, _hint_beta(8)), 1, poison_flags=_QUICK_POISON,
+    description=(
+        "Digits, p = 0.5, three of the seven variants; a smoke test. "
+        "Command: hint-jax experiment table4 --profile quick --out runs/exp. "
+        "About a minute.")))
+_add(Profile(
+    "table4", "cpu", ("mnist",), (0.6,), TABLE4_METHODS, 1, description=(
+        "The paper's Table IV on real MNIST at p = 0.6: r = 0.25, 0.5, "
+        "0.75, 1 at beta = 16/255 and beta = 8, 32, 64 /255 at r = 0.5; one "
+        "trial instead of five. Shares the crafted set and the HINT p = 0.6 "
+        "cell with table2. Command: hint-jax experiment table4 --profile cpu "
+        "--data-dir DATA --out runs/exp. About 1.5 hours on the 2-core CPU "
+        "(plus the crafting if table2 has not run).")))
+_add(Profile(
+    "table4", "paper", ("mnist", "cifar10"), (0.6,), TABLE4_METHODS, 5,
+    description="The paper's Table IV: MNIST and CIFAR-10, p = 0.6, five "
+    "trials. For an accelerator."))
+
+_add(Profile(
+    "table5", "quick", ("digits",), (1.0,), TABLE5_METHODS, 1,
+    poison_flags=_QUICK_POISON, description=(
+        "Wall time of each defence on the digits at p = 1 as a ratio to no "
+        "defence; a smoke test (the digits train in seconds, so the ratios "
+        "say little). Command: hint-jax experiment table5 --profile quick "
+        "--out runs/exp.")))
+_add(Profile(
+    "table5", "cpu", ("mnist",), (1.0,), TABLE5_METHODS, 1, description=(
+        "Wall time of each defence on real MNIST at p = 1 (the paper's "
+        "Table V is CIFAR-10 on a V100), one run each; shares the p = 1 "
+        "cells of table2. Cells run at different times on a shared machine, "
+        "so ratios carry that noise; `hint-jax bench defenses` measures "
+        "side by side. Command: hint-jax experiment table5 --profile cpu "
+        "--data-dir DATA --out runs/exp.")))
+_add(Profile(
+    "table5", "paper", ("cifar10",), (1.0,), TABLE5_METHODS, 1,
+    description="The paper's Table V: CIFAR-10 wall time of each defence. "
+    "For an accelerator."))
+
+TABLES = ("table2", "table4", "table5")
+PROFILE_NAMES = ("quick", "cpu", "paper")
+
+
+def get_profile(table: str, name: str) -> Profile:
+  if (table, name) not in PROFILES:
+    raise ConfigError(f"no profile {name!r} for {table!r}; tables: "
+                      f"{', '.join(TABLES)}; profiles: "
+                      f"{', '.join(PROFILE_NAMES)}")
+  return PROFILES[(table, name)]
+
+
+# The paper's numbers (SPEC §6; Tables II, IV, V), for the reports.
+PAPER_TABLE2 = {
+    "mnist": {0.0: {"none": 98.44, "HINT": 98.87},
+              0.6: {"none": 96.64, "HINT": 96.87},
+              1.0: {"none": 74.62, "HINT": 88.92, "ATDA": 80.60,
+                    "FRIENDS": 77.08, "EPIC": 77.84}},
+    "cifar10": {0.0: {"none": 93.86, "HINT": 93.64},
+                0.6: {"none": 83.51, "HINT": 91.94},
+                1.0: {"none": 48.62, "HINT": 90.79, "ATDA": 89.41,
+                      "FRIENDS": 86.76, "EPIC": 84.73}},
+}
+PAPER_TABLE4 = {  # p = 0.6; mean (std) over five trials
+    "mnist": {"HINT r=0.25": (97.13, 0.03), "HINT": (96.87, 0.02),
+              "HINT r=0.75": (96.62, 0.03), "HINT r=1": (96.46, 0.05),
+              "HINT beta=0.031": (96.76, 0.01),
+              "HINT beta=0.125": (96.74, 0.05),
+              "HINT beta=0.251": (96.43, 0.01)},
+    "cifar10": {"HINT r=0.25": (92.06, 0.08), "HINT": (91.94, 0.21),
+                "HINT r=0.75": (91.83, 0.11), "HINT r=1": (91.72, 0.15),
+                "HINT beta=0.031": (91.80, 0.18),
+                "HINT beta=0.125": (91.77, 0.13),
+                "HINT beta=0.251": (91.40, 0.20)},
+}
+PAPER_TABLE5 = {  # CIFAR-10 seconds on a V100
+    "none": 1600, "HINT r=0.25": 2113, "HINT": 2427, "HINT r=0.75": 2745,
+    "HINT r=1": 2875, "ATDA": 5760, "FRIENDS": 2426, "EPIC": 3147}

@@ -1,0 +1,172 @@
+"""The experiment runner and report: cells, sharing, resume, tables.
+
+The quick profiles (the embedded digits) run here for real: crafting the
+mixed poison once, training every cell, then the report. About two minutes.
+"""
+
+import json
+
+import numpy as np
+import pytest
+
+from hint_jax import attacks
+from hint_jax import experiment as exp
+from hint_jax.cli import experiment_cmd, poison_cmd, train_cmd
+from hint_jax.cli.main import main
+from hint_jax.errors import ConfigError
+from hint_jax.experiment import report as rep
+
+
+def test_cells_are_distinct_and_shared_across_tables():
+  t2 = exp.get_profile("table2", "quick")
+  t4 = exp.get_profile("table4", "quick")
+  t5 = exp.get_profile("table5", "quick")
+  for prof in (t2, t4, t5):
+    ids = [c.cell_id for c in prof.cells()]
+    assert len(ids) == len(set(ids))
+  ids2 = {(c.ratio, c.method.label): c.cell_id for c in t2.cells()}
+  # Table V's p = 1 cells of the Table II methods are Table II's cells, and
+  # Table IV's default HINT variant at p = 0.5 is Table II's HINT cell.
+  for c in t5.cells():
+    if (c.ratio, c.method.label) in ids2:
+      assert c.cell_id == ids2[(c.ratio, c.method.label)]
+  assert sum((c.ratio, c.method.label) in ids2 for c in t5.cells()) == 5
+  hint4 = [c for c in t4.cells() if c.method.label == "HINT"][0]
+  assert hint4.cell_id == ids2[(0.5, "HINT")]
+  # Other poisons change only the poisoned cells.
+  import dataclasses  # pylint: disable=g-import-not-at-top
+  other = dataclasses.replace(t2, poison_flags=("--dc-steps", "10"))
+  for a, b in zip(t2.cells(), other.cells()):
+    assert (a.cell_id == b.cell_id) == (a.ratio == 0)
+  # Trials differ by the training seed (and HINT's own).
+  two = dataclasses.replace(t2, trials=2)
+  flags = {c.trial: c.train_flags() for c in two.cells()
+           if c.method.label == "HINT" and c.ratio == 1.0}
+  assert flags[0][flags[0].index("--seed") + 1] == "0"
+  assert flags[1][flags[1].index("--seed") + 1] == "1"
+  assert flags[1][flags[1].index("--hint-seed") + 1] == "1"
+  with pytest.raises(ConfigError):
+    exp.get_profile("table3", "quick")
+
+
+def test_every_profile_is_complete():
+  for table in exp.TABLES:
+    for name in exp.PROFILE_NAMES:
+      prof = exp.get_profile(table, name)
+      assert prof.cells() and prof.description
+      assert "hint-jax experiment" in prof.description or name == "paper"
+
+
+@pytest.fixture(scope="module")
+def quick_dir(tmp_path_factory):
+  out = tmp_path_factory.mktemp("exp")
+  for table in ("table2", "table4", "table5"):
+    assert main(["experiment", table, "--profile", "quick", "--out",
+                 str(out), "--no-progress"]) == 0
+  return out
+
+
+def test_quick_profiles_run_every_cell(quick_dir):
+  manifests, cells = rep.collect(quick_dir)
+  assert {m["table"] for m in manifests} == {"table2", "table4", "table5"}
+  # 15 table2 cells; table4 adds 2 (r = 0.25 and beta = 8/255 at p = 0.5)
+  # and table5 adds 3 (r = 0.25, 0.75, 1 at p = 1).
+  assert len(cells) == 20
+  for c in cells:
+    r = c["result"]
+    assert r is not None, c["id"]
+    assert r["defense"] == c["defense"] and r["seed"] == c["trial"]
+    assert 0.0 <= r["test_accuracy"] <= 1.0
+    if c["ratio"] > 0:
+      assert r["poison"]["ratio"] == c["ratio"]
+    else:
+      assert r["poison"] is None
+  # One crafting for every table: one poison folder with p = 1 and the
+  # lowered p = 0.5.
+  (folder,) = (quick_dir / "poison").iterdir()
+  assert sorted(f.name for f in folder.glob("*.npz")) == ["p0.5.npz",
+                                                          "p1.npz"]
+  full = attacks.load_poisoned(folder / "p1.npz")
+  half = attacks.load_poisoned(folder / "p0.5.npz")
+  assert full.counts()["clean"] == 0
+  n = len(full.x)
+  assert half.counts()["clean"] == n - round(0.5 * n)
+  kept = half.attack_id >= 0
+  np.testing.assert_array_equal(half.x[kept], full.x[kept])
+
+
+def test_rerun_skips_finished_cells_and_resumes_unfinished(quick_dir,
+                                                           monkeypatch):
+  calls = []
+
+  def fake_train(args):
+    calls.append(args.out)
+    # The real command resumes from the cell's checkpoint (its last epoch)
+    # and writes result.json again.
+    return real_train(args)
+
+  real_train = train_cmd.run
+  monkeypatch.setattr(train_cmd, "run", fake_train)
+  monkeypatch.setattr(poison_cmd, "run", lambda a: pytest.fail(
+      "the poisoned set was crafted again"))
+  assert main(["experiment", "table2", "--profile", "quick", "--out",
+               str(quick_dir), "--no-progress"]) == 0
+  assert calls == []
+  manifest = json.loads((quick_dir / "experiment_table2_quick.json")
+                        .read_text())
+  last = manifest["invocations"][-1]
+  assert last["cells_run"] == 0 and last["cells_skipped"] == 15
+  # A cell killed after its last epoch but before result.json: only it
+  # runs again, from its checkpoint.
+  cell = next(c for c in exp.get_profile("table2", "quick").cells()
+              if c.method.label == "EPIC" and c.ratio == 1.0)
+  result = experiment_cmd.cell_dir(quick_dir, cell) / "result.json"
+  before = json.loads(result.read_text())
+  result.unlink()
+  assert main(["experiment", "table2", "--profile", "quick", "--out",
+               str(quick_dir), "--no-progress"]) == 0
+  assert calls == [str(experiment_cmd.cell_dir(quick_dir, cell))]
+  after = json.loads(result.read_text())
+  assert after["test_accuracy"] == before["test_accuracy"]
+  assert after["num_train_kept"] == before["num_train_kept"]
+
+
+def test_report_tables_and_figures(quick_dir):
+  assert main(["report", str(quick_dir)]) == 0
+  text = (quick_dir / "report.md").read_text()
+  _, cells = rep.collect(quick_dir)
+  by = {(c["ratio"], c["method"]): c["result"]["test_accuracy"]
+        for c in cells}
+  assert "## Table II" in text and "## Table IV" in text
+  assert "## Table V" in text
+  # Table II's p = 1 row carries each method's accuracy as measured.
+  row = next(line for line in text.splitlines() if line.startswith("| 1 |"))
+  for method in ("none", "HINT", "ATDA", "FRIENDS", "EPIC"):
+    assert f"{100 * by[(1.0, method)]:.2f}" in row
+  # Table V: no defence is 1.00x by construction.
+  assert "| none |" in text and "1.00x" in text
+  assert "hint-jax train --dataset digits --defense hint" in text
+  for name in ("accuracy_vs_p.png", "fig1_noise_digits.png",
+               "fig2_predictions_digits.png"):
+    data = (quick_dir / "figures" / name).read_bytes()
+    assert data[:8] == b"\x89PNG\r\n\x1a\n", name
+    assert f"figures/{name}" in text
+
+
+def test_mean_std_format_and_recovery():
+  assert rep.fmt([]) == "—"
+  assert rep.fmt([97.0]) == "97.00"
+  # Sample standard deviation over trials: [96, 98] -> 1.41.
+  assert rep.fmt([96.0, 98.0]) == "97.00 ± 1.41 (n=2)"
+  cells = [{"dataset": "mnist", "ratio": p, "method": m, "trial": 0,
+            "result": {"test_accuracy": a}}
+           for p, m, a in ((0.0, "none", 0.98), (1.0, "none", 0.78),
+                           (1.0, "HINT", 0.90), (0.0, "HINT", 0.979))]
+  text = rep.recovery(cells, "mnist")
+  # (90 - 78) / (98 - 78) = 60%; 97.9 - 98 = -0.10.
+  assert "recovering 60%" in text and "-0.10 points" in text
+
+
+def test_report_without_experiments_is_a_clear_error(tmp_path, capsys):
+  assert main(["report", str(tmp_path)]) == 2
+  assert "hint-jax experiment" in capsys.readouterr().err
