@@ -170,3 +170,35 @@ def test_mean_std_format_and_recovery():
 def test_report_without_experiments_is_a_clear_error(tmp_path, capsys):
   assert main(["report", str(tmp_path)]) == 2
   assert "hint-jax experiment" in capsys.readouterr().err
+
+
+def test_given_poison_file_and_filters(quick_dir, tmp_path):
+  """--poison-file uses an existing p = 1 set (its cells keyed by the file's
+  hash), --ratios/--methods run part of the table."""
+  (folder,) = (quick_dir / "poison").iterdir()
+  given = folder / "p1.npz"
+  out = tmp_path / "given"
+  assert main(["experiment", "table2", "--profile", "quick", "--out",
+               str(out), "--poison-file", str(given), "--ratios", "1",
+               "--methods", "none", "--no-progress"]) == 0
+  manifest = json.loads((out / "experiment_table2_quick.json").read_text())
+  assert manifest["poison_files"] == {"digits": str(given.resolve())}
+  _, cells = rep.collect(out)
+  finished = [c for c in cells if c["result"] is not None]
+  assert [(c["ratio"], c["method"]) for c in finished] == [(1.0, "none")]
+  (copied,) = (out / "poison").glob("*/p1.npz")
+  assert copied.read_bytes() == given.read_bytes()
+  # Same poisons and seed as the crafted run's cell: the same training, to
+  # the bit (CPU XLA is deterministic); a different cell id all the same.
+  _, crafted = rep.collect(quick_dir)
+  twin = next(c for c in crafted if c["ratio"] == 1.0
+              and c["method"] == "none")
+  assert twin["id"] != finished[0]["id"]
+  assert (twin["result"]["test_accuracy"]
+          == finished[0]["result"]["test_accuracy"])
+  # Bad requests are one-line errors.
+  for argv in (["--ratios", "0.3"], ["--methods", "HINT,nope"],
+               ["--poison-file", str(folder / "p0.5.npz")],
+               ["--poison-file", str(given), "--poison-file", str(given)]):
+    assert main(["experiment", "table2", "--profile", "quick", "--out",
+                 str(out), "--dry-run"] + argv) == 2, argv

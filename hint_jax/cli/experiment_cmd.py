@@ -15,13 +15,16 @@ Layout of DIR (shared by every table and profile run into it):
   machine and every command that ran it; ``hint-jax report DIR`` reads these.
 """
 
+import argparse
 import dataclasses
 import datetime
+import hashlib
 import json
 import os
 import pathlib
 import platform
 import shlex
+import shutil
 import sys
 import time
 
@@ -48,10 +51,53 @@ def register(sub):
   p.add_argument("--data-dir", default=None,
                  help="directory with the dataset files (default: "
                  "$HINT_JAX_DATA_DIR)")
+  p.add_argument("--poison-file", action="append", default=[],
+                 metavar="FILE", help="use this p = 1 poisoned set (from "
+                 "`hint-jax poison --ratio 1`) for its dataset instead of "
+                 "crafting one; repeatable, one per dataset")
+  p.add_argument("--ratios", type=_floats, default=None,
+                 help="run only the cells at these p (comma list); the "
+                 "report shows what has finished")
+  p.add_argument("--methods", type=_labels, default=None,
+                 help="run only these methods (comma list of report labels, "
+                 "e.g. none,HINT,ATDA)")
   p.add_argument("--dry-run", action="store_true",
                  help="list the cells and which are finished; run nothing")
   p.add_argument("--no-progress", action="store_true")
   p.set_defaults(func=run)
+
+
+def _floats(text):
+  try:
+    return [float(t) for t in text.split(",") if t.strip()]
+  except ValueError:
+    raise argparse.ArgumentTypeError(f"{text!r} is not a comma list of "
+                                     f"numbers")
+
+
+def _labels(text):
+  return [t.strip() for t in text.split(",") if t.strip()]
+
+
+def given_poisons(paths, profile) -> dict:
+  """``{dataset: (path, sha256)}`` of ``--poison-file`` sets, checked to be
+  well-formed p = 1 sets of the profile's datasets."""
+  given = {}
+  for path in paths:
+    ps = attacks.load_poisoned(path)
+    dataset = ps.meta.get("dataset")
+    if dataset not in profile.datasets:
+      raise ConfigError(f"--poison-file {path} is a {dataset!r} set; this "
+                        f"profile runs {', '.join(profile.datasets)}")
+    if ps.meta.get("ratio") != 1.0:
+      raise ConfigError(f"--poison-file {path} has ratio "
+                        f"{ps.meta.get('ratio')}; give a p = 1 set (lower "
+                        f"ratios are kept subsets of it)")
+    if dataset in given:
+      raise ConfigError(f"two --poison-file sets for {dataset}")
+    digest = hashlib.sha256(pathlib.Path(path).read_bytes()).hexdigest()
+    given[dataset] = (pathlib.Path(path), digest)
+  return given
 
 
 def machine() -> dict:
@@ -80,14 +126,23 @@ def poison_file(out, profile, dataset, ratio) -> pathlib.Path:
   return poison_dir(out, profile, dataset) / f"p{ratio:g}.npz"
 
 
-def ensure_poison(args, out, profile, dataset, ratios, log):
-  """Crafts (or finds) the p = 1 set of ``dataset`` and writes each lower
-  ratio of ``ratios``."""
+def ensure_poison(args, out, profile, dataset, ratios, log, given=None):
+  """Crafts (or finds, or copies from ``given``, a path) the p = 1 set of
+  ``dataset`` and writes each lower ratio of ``ratios``."""
   ratios = sorted({r for r in ratios if r > 0})
   if not ratios:
     return
   full = poison_file(out, profile, dataset, 1.0)
-  if not full.exists():
+  if not full.exists() and given is not None:
+    full.parent.mkdir(parents=True, exist_ok=True)
+    tmp = full.with_name(".p1.npz.tmp")
+    shutil.copyfile(given, tmp)
+    os.replace(tmp, full)
+    write_json_atomic(full.parent / "poison.json",
+                      dict(profile.poison_key(dataset),
+                           copied_from=str(pathlib.Path(given).resolve())))
+    info(f"experiment: using {given} as the {dataset} p = 1 set")
+  elif not full.exists():
     argv = (["poison", "--dataset", dataset, "--ratio", "1", "--seed",
              str(profile.poison_seed)] + list(profile.poison_flags)
             + profile.poison_key(dataset)["split"]
@@ -142,11 +197,25 @@ def manifest_path(out, profile) -> pathlib.Path:
 def run(args):
   profile = exp.get_profile(args.table, args.profile)
   out = out_dir(args.out)
+  given = given_poisons(args.poison_file, profile)
+  profile = dataclasses.replace(profile, poison_files=tuple(
+      (d, sha) for d, (_, sha) in sorted(given.items())))
   cells = profile.cells()
+  for name, wanted, have in (
+      ("--ratios", args.ratios, {c.ratio for c in cells}),
+      ("--methods", args.methods, {c.method.label for c in cells})):
+    unknown = sorted(set(wanted or ()) - have, key=str)
+    if unknown:
+      raise ConfigError(f"{name}: {unknown} not in this profile "
+                        f"({', '.join(str(h) for h in sorted(have, key=str))})")
   done = [(cell_dir(out, c) / "result.json").exists() for c in cells]
+  chosen = [(args.ratios is None or c.ratio in args.ratios)
+            and (args.methods is None or c.method.label in args.methods)
+            for c in cells]
   if args.dry_run:
-    for c, d in zip(cells, done):
-      print(f"{'done   ' if d else 'pending'} {c.cell_id}")
+    for c, d, ch in zip(cells, done, chosen):
+      print(f"{'done   ' if d else 'pending' if ch else 'skipped'} "
+            f"{c.cell_id}")
     print(f"{args.table} --profile {args.profile}: {len(cells)} cells, "
           f"{sum(done)} finished")
     return 0
@@ -162,7 +231,8 @@ def run(args):
       settings=json.loads(json.dumps(dataclasses.asdict(profile))),
       cells=[cell_record(out, c) for c in cells], machine=machine(),
       data_dir=(str(pathlib.Path(args.data_dir).resolve()) if args.data_dir
-                else os.environ.get("HINT_JAX_DATA_DIR")))
+                else os.environ.get("HINT_JAX_DATA_DIR")),
+      poison_files={d: str(p.resolve()) for d, (p, _) in given.items()})
   invocation = {"argv": ["hint-jax"] + sys.argv[1:] if sys.argv else [],
                 "started": _now(), "cells_skipped": sum(done),
                 "cells_run": 0, "finished": None}
@@ -176,10 +246,11 @@ def run(args):
   info(f"experiment {profile.table}/{profile.name}: {len(cells)} cells, "
        f"{sum(done)} already finished, in {out}")
   for dataset in profile.datasets:
-    ratios = [c.ratio for c, d in zip(cells, done)
-              if c.dataset == dataset and not d]
-    ensure_poison(args, out, profile, dataset, ratios, log)
-  todo = [c for c, d in zip(cells, done) if not d]
+    ratios = [c.ratio for c, d, ch in zip(cells, done, chosen)
+              if c.dataset == dataset and ch and not d]
+    ensure_poison(args, out, profile, dataset, ratios, log,
+                  given.get(dataset, (None,))[0])
+  todo = [c for c, d, ch in zip(cells, done, chosen) if ch and not d]
   for i, cell in enumerate(todo):
     d = cell_dir(out, cell)
     d.mkdir(parents=True, exist_ok=True)
@@ -195,8 +266,9 @@ def run(args):
     write_json_atomic(path, manifest)
   invocation["finished"] = _now()
   write_json_atomic(path, manifest)
-  print(f"experiment {profile.table}/{profile.name}: {len(cells)} cells "
-        f"finished ({len(todo)} run now, {sum(done)} skipped); "
+  finished = sum((cell_dir(out, c) / "result.json").exists() for c in cells)
+  print(f"experiment {profile.table}/{profile.name}: {finished} of "
+        f"{len(cells)} cells finished ({len(todo)} run now); "
         f"`hint-jax report {out}` writes the tables")
   return 0
 

@@ -85,6 +85,9 @@ class Profile:
     poison_flags: extra ``hint-jax poison`` flags (the attacks, budgets and
       steps default to SPEC §4's).
     poison_seed: seed of the crafting (victim, assignment, attacks).
+    poison_files: ``(dataset, sha256)`` pairs of p = 1 sets given by the
+      user (``hint-jax experiment --poison-file``) instead of crafted ones;
+      part of the cells' keys, so cells of other poisons are never mixed.
     description: what the profile reduces from the paper, the command and
       the measured run time.
   """
@@ -97,12 +100,17 @@ class Profile:
   train_flags: Tuple[str, ...] = ()
   poison_flags: Tuple[str, ...] = ()
   poison_seed: int = 0
+  poison_files: Tuple[Tuple[str, str], ...] = ()
   description: str = ""
 
   def poison_key(self, dataset: str) -> dict:
-    """Everything that determines the crafted set of ``dataset``."""
-    return {"dataset": dataset, "flags": list(self.poison_flags), "seed": self.poison_seed,
-            "split": _split_flags(self.train_flags)}
+    """Everything that determines the poisoned set of ``dataset``."""
+    given = dict(self.poison_files).get(dataset)
+    if given is not None:
+      return {"dataset": dataset, "file_sha256": given,
+              "split": _split_flags(self.train_flags)}
+    return {"dataset": dataset, "flags": list(self.poison_flags),
+            "seed": self.poison_seed, "split": _split_flags(self.train_flags)}
 
   def cells(self):
     return [Cell(self, d, p, m, t) for d in self.datasets
