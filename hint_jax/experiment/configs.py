@@ -190,10 +190,11 @@ _add(Profile(
         "p = 1 with SPEC §4's defaults (DeepConfuse reduced to 1000 "
         "generator steps), p = 0.6 keeping a subset of it. One trial "
         "instead of the paper's five. Command: hint-jax experiment table2 "
-        "--profile cpu --data-dir DATA --out runs/exp. Measured on the "
-        "2-core CPU: crafting about 38 min; per p, no defence about 9 min, "
-        "HINT 12, FRIENDS 22, EPIC 10, ATDA about 60; about 6.5 hours in "
-        "all.")))
+        "--profile cpu --data-dir DATA --out runs/exp. Measured per cell on "
+        "the 2-core CPU at p = 1 (wall time of the whole train run): no "
+        "defence 10 min, HINT 9, FRIENDS 21, EPIC 11, ATDA 50; crafting "
+        "about 38 min; about 5.5 hours in all (--ratios / --methods run it "
+        "in parts).")))
 _add(Profile(
     "table2", "paper", ("mnist", "cifar10"), (0.0, 0.6, 1.0),
     TABLE2_METHODS, 5, description=(
