@@ -8,7 +8,7 @@ import jax
 import numpy as np
 
 from hint_jax.cli.common import write_bytes_atomic, write_json_atomic
-from hint_jax.errors import ConfigError
+from hint_jax.errors import ConfigError, DataError
 
 STATE_FILE = "checkpoint.msgpack"
 META_FILE = "checkpoint.json"
@@ -56,6 +56,24 @@ def load(out, template_state, settings: dict):
   state = raw.replace(key=jax.random.wrap_key_data(raw.key))
   return (state, int(meta["epochs_done"]), meta["history"],
           payload.get("extra") or {}, meta.get("extra_meta"))
+
+
+def read_final(out):
+  """``(settings, params, model_state)`` of the last checkpoint in ``out``
+  as plain arrays, without a template state (for figures and reports).
+
+  Raises:
+    DataError: if ``out`` holds no checkpoint.
+  """
+  out = pathlib.Path(out)
+  meta_path, state_path = out / META_FILE, out / STATE_FILE
+  for path in (meta_path, state_path):
+    if not path.exists():
+      raise DataError(f"{path} is missing: {out} is not the --out directory "
+                      f"of a `hint-jax train` run")
+  settings = json.loads(meta_path.read_text())["settings"]
+  state = flax.serialization.msgpack_restore(state_path.read_bytes())["state"]
+  return settings, state["params"], state.get("model_state") or {}
 
 
 def clear(out):

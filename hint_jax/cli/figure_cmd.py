@@ -8,7 +8,6 @@ model sees the received and the noised copies; the paper does not say which
 model its figure uses.
 """
 
-import json
 import pathlib
 
 import numpy as np
@@ -40,26 +39,22 @@ def register(sub):
 
 def load_run(run_dir):
   """Returns ``(settings, params, model_state, noise)`` of a HINT run."""
-  import flax.serialization  # pylint: disable=g-import-not-at-top
   from hint_jax.cli import checkpoint  # pylint: disable=g-import-not-at-top
   from hint_jax.cli.train_cmd import NOISE_FILE  # pylint: disable=g-import-not-at-top
   run_dir = pathlib.Path(run_dir)
-  meta_path = run_dir / checkpoint.META_FILE
-  state_path = run_dir / checkpoint.STATE_FILE
   noise_path = run_dir / NOISE_FILE
-  for path in (meta_path, state_path, noise_path):
+  for path in (run_dir / checkpoint.META_FILE, run_dir / checkpoint.STATE_FILE,
+               noise_path):
     if not path.exists():
       raise DataError(f"{path} is missing: --run must be the --out directory "
                       f"of a finished `hint-jax train --defense hint` run")
-  settings = json.loads(meta_path.read_text())["settings"]
-  payload = flax.serialization.msgpack_restore(state_path.read_bytes())
-  state = payload["state"]
+  settings, params, model_state = checkpoint.read_final(run_dir)
   with np.load(noise_path) as f:
     noise = {k: f[k] for k in f.files}
   if len(noise["selected"]) == 0:
     raise DataError(f"{noise_path} holds no noised examples (the run had no "
                     f"scheduled update)")
-  return settings, state["params"], state.get("model_state") or {}, noise
+  return settings, params, model_state, noise
 
 
 def predict(model, params, model_state, x_u8, batch_size=250):

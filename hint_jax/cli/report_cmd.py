@@ -9,11 +9,11 @@ defence's prediction and confidence on the same test images).
 """
 
 import argparse
-import json
 import pathlib
 
 import numpy as np
 
+from hint_jax.cli import checkpoint
 from hint_jax.cli.common import info, positive_int
 from hint_jax.experiment import report as rep
 
@@ -28,20 +28,6 @@ def register(sub):
   p.add_argument("--num-images", type=positive_int, default=5,
                  help="test images in Fig. 2")
   p.set_defaults(func=run)
-
-
-def _load_model(cell_path):
-  """The final model of a finished cell: ``(settings, params,
-  model_state)``."""
-  import flax.serialization  # pylint: disable=g-import-not-at-top
-  from hint_jax.cli import checkpoint  # pylint: disable=g-import-not-at-top
-  meta = json.loads((cell_path / checkpoint.META_FILE).read_text())
-  payload = flax.serialization.msgpack_restore(
-      (cell_path / checkpoint.STATE_FILE).read_bytes())
-  state = payload["state"]
-  params = state["params"]
-  settings = meta["settings"]
-  return settings, params, state.get("model_state") or {}
 
 
 def figure2(out, manifests, cells, data_dir, num, fig_dir):
@@ -67,7 +53,8 @@ def figure2(out, manifests, cells, data_dir, num, fig_dir):
     for m in methods:
       if m not in by_method:
         continue
-      settings, params, model_state = _load_model(out / by_method[m]["dir"])
+      settings, params, model_state = checkpoint.read_final(
+          out / by_method[m]["dir"])
       k = int(np.asarray(params["head"]["bias"]).shape[0])
       model = get_model(settings["model"], k, ds.x_test.shape[1:])
       probs[m] = predict(model, params, model_state, ds.x_test)
