@@ -25,7 +25,6 @@ import pathlib
 import platform
 import shlex
 import shutil
-import sys
 import time
 
 import jax
@@ -233,7 +232,7 @@ def run(args):
       data_dir=(str(pathlib.Path(args.data_dir).resolve()) if args.data_dir
                 else os.environ.get("HINT_JAX_DATA_DIR")),
       poison_files={d: str(p.resolve()) for d, (p, _) in given.items()})
-  invocation = {"argv": ["hint-jax"] + sys.argv[1:] if sys.argv else [],
+  invocation = {"argv": invocation_argv(args),
                 "started": _now(), "cells_skipped": sum(done),
                 "cells_run": 0, "finished": None}
   manifest["invocations"].append(invocation)
@@ -271,6 +270,22 @@ def run(args):
         f"{len(cells)} cells finished ({len(todo)} run now); "
         f"`hint-jax report {out}` writes the tables")
   return 0
+
+
+def invocation_argv(args) -> list:
+  """This command as typed, rebuilt from ``args`` (``sys.argv`` is not it
+  when `main` is called in-process)."""
+  argv = ["hint-jax", "experiment", args.table, "--profile", args.profile,
+          "--out", str(args.out)]
+  if args.data_dir:
+    argv += ["--data-dir", args.data_dir]
+  for f in args.poison_file:
+    argv += ["--poison-file", str(f)]
+  if args.ratios is not None:
+    argv += ["--ratios", ",".join(f"{r:g}" for r in args.ratios)]
+  if args.methods is not None:
+    argv += ["--methods", ",".join(args.methods)]
+  return argv + (["--no-progress"] if args.no_progress else [])
 
 
 def _now():
