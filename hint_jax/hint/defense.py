@@ -32,6 +32,7 @@ import jax.numpy as jnp
 import numpy as np
 
 from hint_jax import influence
+from hint_jax.parallel import influence as sharded
 from hint_jax.errors import ConfigError, DataError
 from hint_jax.hint.config import HintConfig, num_selected
 from hint_jax.hint.noise import noise_write, noised_images, select_top
@@ -81,14 +82,17 @@ class HintUpdate:
             + self.write_seconds)
 
 
-def _features_in_blocks(model, params, model_state, x_u8, chunk, report):
+def _features_in_blocks(model, params, model_state, x_u8, chunk, report,
+                        mesh=None):
   """phi of uint8 images in blocks of ``_REPORT_EVERY`` chunks, reporting
-  progress between blocks."""
+  progress between blocks (each batch split over ``mesh`` if given)."""
   n, block = len(x_u8), chunk * _REPORT_EVERY
   out = []
   for start in range(0, n, block):
-    out.append(model.features_of_images(params, model_state,
-                                        x_u8[start:start + block], chunk))
+    xb = x_u8[start:start + block]
+    out.append(model.features_of_images(params, model_state, xb, chunk)
+               if mesh is None else sharded.features_of_images(
+                   model, params, model_state, xb, mesh, batch_size=chunk))
     report(min(start + block, n), n)
   return jnp.concatenate(out) if out else jnp.zeros((0,))
 
@@ -106,6 +110,12 @@ class Hint:
     epochs: the run's epoch count, to check the schedule against.
     on_progress: optional ``(stage, done, total)`` callback, with stage
       "features", "validation" or "perturbation"; for progress bars.
+    mesh: optional data-parallel mesh (``hint_jax.parallel
+      .make_data_mesh``): the feature, s_test (validation gradient and every
+      Hessian product), I_up and I_pert passes split their rows across its
+      devices (``hint_jax.parallel.influence``); the result equals the
+      one-device result up to float reassociation. One process only: the
+      defence keeps the whole training set on the host.
 
   Use ``before_epoch`` as ``fit``'s hook; ``updates`` lists what each update
   did; ``state_arrays`` / ``load_state_arrays`` checkpoint the defence.
@@ -114,8 +124,15 @@ class Hint:
   def __init__(self, model, config: HintConfig, x_orig: np.ndarray,
                y_train: np.ndarray, x_val: np.ndarray, y_val: np.ndarray, *,
                epochs: Optional[int] = None,
-               on_progress: Optional[Callable[[str, int, int], None]] = None):
+               on_progress: Optional[Callable[[str, int, int], None]] = None,
+               mesh=None):
     self.config = config.validate(epochs)
+    if mesh is not None and jax.process_count() > 1:
+      raise ConfigError("HINT over several processes is not supported: the "
+                        "defence scores and perturbs the whole training set "
+                        "from one host (use one process with all its "
+                        "devices)")
+    self.mesh = mesh
     x_orig, y_train = np.asarray(x_orig), np.asarray(y_train)
     if x_orig.dtype != np.uint8 or x_orig.ndim != 4:
       raise DataError(f"HINT needs uint8 NHWC training images, got "
@@ -176,14 +193,19 @@ class Hint:
   def _s_test(self, top, params, model_state, phi_hessian, key):
     cfg = self.config
     phi_val = _features_in_blocks(self.model, params, model_state, self.x_val,
-                                  cfg.chunk_size, self._report("validation"))
-    op = influence.top_layer_hessian(top, phi_hessian)
+                                  cfg.chunk_size, self._report("validation"),
+                                  self.mesh)
     options = {"method": cfg.solver, "damping": cfg.damping}
     if cfg.solver == "cg":
       options["tol"] = cfg.cg_tol
     elif cfg.solver == "lissa":
       options.update(key=key, depth=cfg.lissa_depth,
                      batch_size=cfg.lissa_batch_size, scale=cfg.lissa_scale)
+    if self.mesh is not None:
+      op = sharded.top_layer_hessian(top, phi_hessian, self.mesh)
+      return sharded.s_test(op, influence.top_loss_one, top, phi_val,
+                            jnp.asarray(self.y_val), self.mesh, **options)
+    op = influence.top_layer_hessian(top, phi_hessian)
     return influence.s_test(op, influence.top_loss_one, top, phi_val,
                             jnp.asarray(self.y_val), **options)
 
@@ -217,15 +239,18 @@ class Hint:
     t0 = time.perf_counter()
     if first:
       phi = _features_in_blocks(self.model, params, model_state, self.x_orig,
-                                cfg.chunk_size, self._report("features"))
+                                cfg.chunk_size, self._report("features"),
+                                self.mesh)
       s, info = self._s_test(top, params, model_state, phi, key)
       n = len(self.x_orig)
       k = num_selected(n, cfg.ratio)
       if k == n:  # r = 1: every example, no scoring pass
         selected = np.arange(n, dtype=np.int32)
       else:
-        scores = influence.top_layer_up_scores(top, phi,
-                                               jnp.asarray(self.y_train), s)
+        y_train = jnp.asarray(self.y_train)
+        scores = (influence.top_layer_up_scores(top, phi, y_train, s)
+                  if self.mesh is None else sharded.top_layer_up_scores(
+                      top, phi, y_train, s, self.mesh))
         selected = np.asarray(select_top(scores, k))
         self.scores = np.asarray(scores)
       del phi
@@ -238,7 +263,8 @@ class Hint:
       hess_images = (x_train[self.selected] if cfg.hessian_from == "selected"
                      else x_train)
       phi = _features_in_blocks(self.model, params, model_state, hess_images,
-                                cfg.chunk_size, self._report("features"))
+                                cfg.chunk_size, self._report("features"),
+                                self.mesh)
       s, info = self._s_test(top, params, model_state, phi, key)
       jax.block_until_ready(s)
       del phi
@@ -290,9 +316,13 @@ class Hint:
     out = []
     for start in range(0, k, block):
       xb = jnp.asarray(x_cur[start:start + block], jnp.float32) / 255.0
-      out.append(influence.top_layer_pert(
-          features_fn, top, xb, jnp.asarray(y_sel[start:start + block]), s,
-          chunk_size=cfg.chunk_size))
+      yb = jnp.asarray(y_sel[start:start + block])
+      out.append(
+          influence.top_layer_pert(features_fn, top, xb, yb, s,
+                                   chunk_size=cfg.chunk_size)
+          if self.mesh is None else sharded.top_layer_pert(
+              features_fn, top, xb, yb, s, self.mesh,
+              chunk_size=max(1, cfg.chunk_size // self.mesh.size)))
       report(min(start + block, k), k)
     infl = (jnp.concatenate(out) if out
             else jnp.zeros((0,) + self.x_orig.shape[1:], jnp.float32))

@@ -33,8 +33,10 @@ def weighted_loss(params: Any, loss_one: Callable[..., jax.Array],
 
 
 def chunked_sum(fn: Callable[[Any, jax.Array], Any], data: Any,
-                chunk_size: int | None, dtype: jnp.dtype) -> Any:
-  """Sums `fn(chunk, weights)` over chunks of `data`, each example weighted 1/n.
+                chunk_size: int | None, dtype: jnp.dtype,
+                weights: jax.Array | None = None) -> Any:
+  """Sums `fn(chunk, weights)` over chunks of `data`, each example weighted 1/n
+  (or by the given per-example `weights`).
 
   Chunks are dynamic slices of `data` (no copy, no padding): the last chunk is
   shifted back to end at example n, and the examples it shares with the
@@ -47,13 +49,20 @@ def chunked_sum(fn: Callable[[Any, jax.Array], Any], data: Any,
     data: pytree of arrays with a common leading dimension n.
     chunk_size: examples per chunk; None (or >= n) for a single chunk.
     dtype: dtype of the weights.
+    weights: optional per-example weights, shape (n,), in place of 1/n
+      (e.g. 0 for the padding rows of a sharded pass).
 
   Returns:
     The sum over chunks of `fn(chunk, weights)`.
   """
   n = num_examples(data)
+  if weights is None:
+    weights = jnp.full((n,), 1.0 / n, dtype)
+  weights = jnp.asarray(weights, dtype)
+  if weights.shape != (n,):
+    raise ConfigError(f"weights must have shape ({n},), got {weights.shape}")
   if chunk_size is None or chunk_size >= n:
-    return fn(data, jnp.full((n,), 1.0 / n, dtype))
+    return fn(data, weights)
   num_chunks = math.ceil(n / chunk_size)
   offsets = jnp.arange(chunk_size)
 
@@ -62,8 +71,8 @@ def chunked_sum(fn: Callable[[Any, jax.Array], Any], data: Any,
     start = jnp.minimum(intended, n - chunk_size)
     chunk = jax.tree.map(
         lambda a: jax.lax.dynamic_slice_in_dim(a, start, chunk_size), data)
-    weights = jnp.where(start + offsets >= intended, 1.0 / n, 0.0).astype(dtype)
-    return chunk, weights
+    w = jax.lax.dynamic_slice_in_dim(weights, start, chunk_size)
+    return chunk, jnp.where(start + offsets >= intended, w, 0.0).astype(dtype)
 
   def body(total, i):
     return optax.tree.add(total, fn(*chunk_at(i))), None

@@ -91,26 +91,32 @@ def top_layer_objective(top_params: Any, phi: jax.Array, y: jax.Array, *,
   return jnp.mean(losses) + _l2_penalty(top_params, l2, l2_bias)
 
 
-def _add_l2(hv, v, l2, l2_bias):
+def add_l2(hv, v, l2, l2_bias):
   return {"kernel": hv["kernel"] + l2 * v["kernel"],
           "bias": hv["bias"] + (l2 * v["bias"] if l2_bias else 0.0)}
 
 
+def _cast_top(v, dtype):
+  return {"kernel": jnp.asarray(v["kernel"], dtype),
+          "bias": jnp.asarray(v["bias"], dtype)}
+
+
+def chunk_hvp(v, chunk, w):
+  """Σ_i w_i H_i v over a chunk of (φ, p) rows (no L2 term)."""
+  phi_c, p_c = chunk
+  u = jnp.matmul(phi_c, v["kernel"], precision=_HIGHEST) + v["bias"]
+  r = p_c * (u - jnp.sum(p_c * u, axis=-1, keepdims=True))  # J_i u_i
+  r = r * w[:, None]
+  return {"kernel": jnp.matmul(phi_c.T, r, precision=_HIGHEST),
+          "bias": jnp.sum(r, axis=0)}
+
+
 def _hvp_from_probs(phi, probs, l2, v, *, l2_bias, chunk_size):
   """H v from features and precomputed softmax probabilities."""
-  v = {"kernel": jnp.asarray(v["kernel"], phi.dtype),
-       "bias": jnp.asarray(v["bias"], phi.dtype)}
-
-  def chunk_hvp(chunk, w):
-    phi_c, p_c = chunk
-    u = jnp.matmul(phi_c, v["kernel"], precision=_HIGHEST) + v["bias"]
-    r = p_c * (u - jnp.sum(p_c * u, axis=-1, keepdims=True))  # J_i u_i
-    r = r * w[:, None]
-    return {"kernel": jnp.matmul(phi_c.T, r, precision=_HIGHEST),
-            "bias": jnp.sum(r, axis=0)}
-
-  hv = _chunks.chunked_sum(chunk_hvp, (phi, probs), chunk_size, phi.dtype)
-  return _add_l2(hv, v, l2, l2_bias)
+  v = _cast_top(v, phi.dtype)
+  hv = _chunks.chunked_sum(lambda c, w: chunk_hvp(v, c, w), (phi, probs),
+                           chunk_size, phi.dtype)
+  return add_l2(hv, v, l2, l2_bias)
 
 
 def _batch_hvp_from_probs(l2, batch, v, *, l2_bias):
@@ -118,32 +124,38 @@ def _batch_hvp_from_probs(l2, batch, v, *, l2_bias):
   return _hvp_from_probs(phi, probs, l2, v, l2_bias=l2_bias, chunk_size=None)
 
 
-def _dense_from_probs(phi, probs, l2, *, l2_bias, chunk_size):
-  """Dense H in `ravel_pytree` order: bias entries first, then W row-major."""
-  d, k = phi.shape[1], probs.shape[1]
+def chunk_dense(chunk, w):
+  """Σ_i w_i H_i over a chunk of (φ, p) rows, dense, in `ravel_pytree`
+  order: bias entries first, then W row-major (no L2 term)."""
+  # Σ_i w_i φ̃_i φ̃_iᵀ ⊗ (diag(p_i) − p_i p_iᵀ), split as the block-diagonal
+  # part G_k = Σ_i w_i p_ik φ̃_i φ̃_iᵀ minus UᵀWU with U_i = φ̃_i ⊗ p_i: two
+  # matrix products, with no (chunk, d, d) or (chunk, d, K, K) temporary.
+  phi_c, p_c = chunk
+  k = p_c.shape[1]
+  size = (phi_c.shape[1] + 1) * k
+  aug = jnp.concatenate([jnp.ones_like(phi_c[:, :1]), phi_c], axis=1)
+  wp = p_c * w[:, None]
+  blocks = jnp.einsum("nk,na,nb->kab", wp, aug, aug, precision=_HIGHEST)
+  u = (aug[:, :, None] * p_c[:, None, :]).reshape(-1, size)
+  outer = jnp.matmul((u * w[:, None]).T, u, precision=_HIGHEST)
+  diag = jnp.einsum("kab,kl->akbl", blocks, jnp.eye(k, dtype=blocks.dtype))
+  return diag.reshape(size, size) - outer
 
-  size = (d + 1) * k
 
-  def chunk_dense(chunk, w):
-    # Σ_i w_i φ̃_i φ̃_iᵀ ⊗ (diag(p_i) − p_i p_iᵀ), split as the block-diagonal
-    # part G_k = Σ_i w_i p_ik φ̃_i φ̃_iᵀ minus UᵀWU with U_i = φ̃_i ⊗ p_i: two
-    # matrix products, with no (chunk, d, d) or (chunk, d, K, K) temporary.
-    phi_c, p_c = chunk
-    aug = jnp.concatenate([jnp.ones_like(phi_c[:, :1]), phi_c], axis=1)
-    wp = p_c * w[:, None]
-    blocks = jnp.einsum("nk,na,nb->kab", wp, aug, aug, precision=_HIGHEST)
-    u = (aug[:, :, None] * p_c[:, None, :]).reshape(-1, size)
-    outer = jnp.matmul((u * w[:, None]).T, u, precision=_HIGHEST)
-    diag = jnp.einsum("kab,kl->akbl", blocks, jnp.eye(k, dtype=blocks.dtype))
-    return diag.reshape(size, size) - outer
-
-  h = _chunks.chunked_sum(chunk_dense, (phi, probs), chunk_size, phi.dtype)
+def add_dense_l2(h, d, k, l2, l2_bias):
+  """``h`` plus the L2 term's Hessian (bias entries only if ``l2_bias``)."""
   penalised = jnp.concatenate([jnp.full((k,), 1.0 if l2_bias else 0.0),
                                jnp.ones((d * k,))]).astype(h.dtype)
   return h + jnp.diag(l2 * penalised)
 
 
-def _probs(top_params, phi):
+def _dense_from_probs(phi, probs, l2, *, l2_bias, chunk_size):
+  """Dense H in `ravel_pytree` order: bias entries first, then W row-major."""
+  h = _chunks.chunked_sum(chunk_dense, (phi, probs), chunk_size, phi.dtype)
+  return add_dense_l2(h, phi.shape[1], probs.shape[1], l2, l2_bias)
+
+
+def probs_of(top_params, phi):
   return jax.nn.softmax(top_logits(top_params, phi), axis=-1)
 
 
@@ -166,7 +178,7 @@ def top_layer_hvp(top_params: Any, phi: jax.Array, v: Any, *,
     H v, a dict like `top_params`.
   """
   _check_top(top_params)
-  return _hvp_from_probs(phi, _probs(top_params, phi), l2, v,
+  return _hvp_from_probs(phi, probs_of(top_params, phi), l2, v,
                          l2_bias=l2_bias, chunk_size=chunk_size)
 
 
@@ -189,7 +201,7 @@ def top_layer_dense_hessian(top_params: Any, phi: jax.Array, *,
     Array ((d+1) K, (d+1) K) in `ravel_pytree(top_params)` order.
   """
   _check_top(top_params)
-  return _dense_from_probs(phi, _probs(top_params, phi), l2, l2_bias=l2_bias,
+  return _dense_from_probs(phi, probs_of(top_params, phi), l2, l2_bias=l2_bias,
                            chunk_size=chunk_size)
 
 
@@ -216,7 +228,7 @@ def top_layer_hessian(top_params: Any, phi: jax.Array, *,
     >>> s, info = s_test(op, top_loss_one, top, phi_val, y_val, method="cg")
   """
   _check_top(top_params)
-  probs = _probs(top_params, phi)
+  probs = probs_of(top_params, phi)
   l2 = jnp.asarray(l2, phi.dtype)
   return HessianOperator(
       matvec=closure(_hvp_from_probs, phi, probs, l2, l2_bias=l2_bias,
@@ -245,7 +257,7 @@ def top_layer_up_scores(top_params: Any, phi: jax.Array, y: jax.Array,
     Array (n,) of I_up values (see `influence_up` for the sign convention).
   """
   _check_top(top_params)
-  residual = _probs(top_params, phi) - jax.nn.one_hot(
+  residual = probs_of(top_params, phi) - jax.nn.one_hot(
       y, top_params["bias"].shape[0], dtype=phi.dtype)
   direction = (jnp.matmul(phi, jnp.asarray(s["kernel"], phi.dtype),
                           precision=_HIGHEST)

@@ -13,14 +13,18 @@ from typing import Callable, Dict, List, Optional
 
 import jax
 import jax.numpy as jnp
+from jax.sharding import NamedSharding, PartitionSpec
 import numpy as np
 
 from hint_jax.errors import ConfigError
+from hint_jax.parallel import distributed
+from hint_jax.parallel import mesh as mesh_lib
 from hint_jax.train.augment import bernoulli_noise, random_shift_flip
 from hint_jax.train.optim import OptimConfig, make_optimizer
 from hint_jax.train.state import (TrainState, create_train_state,
-                                  make_eval_batch, make_train_step,
-                                  make_train_steps, shuffle_key)
+                                  make_eval_batch, make_sharded_train_step,
+                                  make_train_step, make_train_steps,
+                                  shuffle_key)
 
 
 @dataclasses.dataclass(frozen=True)
@@ -88,16 +92,30 @@ class Trainer:
 
   Build it once and reuse it: its jitted functions are cached on it, so a
   second ``fit`` or ``evaluate`` does not recompile.
+
+  Data parallel: with ``mesh`` (``hint_jax.parallel.make_data_mesh``) every
+  batch is split by rows across the mesh's devices and the state is
+  replicated; the batches are the ones a single device would draw, so the
+  parameters agree with a one-device run up to float reassociation. Batches
+  are gathered on the host and sent each step (one device-resident copy of
+  the training set per device is not needed). Across several processes
+  (``hint_jax.parallel.distributed``), ``x_u8``/``y`` passed to
+  ``train_epoch`` are this process's rows only (``process_rows``): each
+  process shuffles its own rows (its key folds in the process index) and
+  supplies ``batch_size / process_count`` rows of every global batch.
   """
 
   def __init__(self, model, config: TrainConfig, num_train: int,
-               adversary: Optional[Callable] = None):
+               adversary: Optional[Callable] = None, mesh=None):
     """``adversary``: optional ``(params, model_state, key, x, y) -> x``
     applied to every training batch (adversarial training, e.g.
-    ``hint_jax.defenses.atda.make_adversary``)."""
+    ``hint_jax.defenses.atda.make_adversary``). ``num_train``: the size of
+    the whole training set (all processes together). ``mesh``: optional
+    data-parallel mesh (see the class docstring)."""
     config.validate()
     self.model = model
     self.config = config
+    self.mesh = mesh
     self.steps_per_epoch = num_train // config.batch_size
     if self.steps_per_epoch == 0 and config.epochs > 0:
       raise ConfigError(f"{num_train} training examples are fewer than one "
@@ -108,9 +126,22 @@ class Trainer:
                                       adversary)
     self.train_steps = make_train_steps(self.train_step)
     self.eval_batch = make_eval_batch(model)
+    if mesh is not None:
+      procs = jax.process_count()
+      if config.batch_size % mesh.size or config.batch_size % procs:
+        raise ConfigError(f"batch size {config.batch_size} must be a multiple "
+                          f"of the {mesh.size} devices (and {procs} "
+                          "processes) it is split over")
+      self.sharded_step = make_sharded_train_step(self.train_step, mesh)
 
   def init_state(self, key) -> TrainState:
-    return create_train_state(self.model, self.optimizer, key)
+    state = create_train_state(self.model, self.optimizer, key)
+    if self.mesh is not None:
+      state = self._replicate(state)
+    return state
+
+  def _replicate(self, tree):
+    return mesh_lib.replicate(tree, self.mesh)
 
   def epoch_batches(self, state: TrainState, epoch: int, num_train: int,
                     active: Optional[np.ndarray] = None):
@@ -138,6 +169,9 @@ class Trainer:
                   active: Optional[np.ndarray] = None):
     """One epoch over ``(x_u8, y)`` (only the rows ``active`` if given);
     returns ``(state, metrics)``."""
+    if self.mesh is not None:
+      return self._train_epoch_sharded(state, x_u8, y, epoch, on_progress,
+                                       active)
     batches = self.epoch_batches(state, epoch, len(x_u8), active)
     x_dev, y_dev = jnp.asarray(x_u8), jnp.asarray(y)
     loss_sum, correct, done = 0.0, 0, 0
@@ -157,12 +191,56 @@ class Trainer:
     return state, {"train_loss": float(loss_sum) / max(done, 1),
                    "train_accuracy": float(correct) / n_seen}
 
+  def _train_epoch_sharded(self, state, x_u8, y, epoch, on_progress, active):
+    """`train_epoch` over the mesh: each step's rows are gathered on the
+    host (this process's part of the global batch) and split by rows."""
+    procs = jax.process_count()
+    if procs > 1 and active is not None:
+      raise ConfigError("dropping examples (EPIC) is not supported across "
+                        "several processes")
+    if procs == 1:
+      batches = self.epoch_batches(state, epoch, len(x_u8), active)
+    else:  # this process's rows, shuffled by a key of its own
+      local = self.config.batch_size // procs
+      key = jax.random.fold_in(shuffle_key(state, epoch), jax.process_index())
+      perm = np.asarray(jax.random.permutation(key, len(x_u8)))
+      steps = self.steps_per_epoch
+      if len(perm) < steps * local:
+        raise ConfigError(f"this process holds {len(perm)} rows, fewer than "
+                          f"the {steps * local} its share of an epoch needs")
+      batches = perm[:steps * local].reshape(steps, local)
+    rows = NamedSharding(self.mesh, PartitionSpec("data"))
+    state = self._replicate(state)
+    x_u8, y = np.asarray(x_u8), np.asarray(y)
+    loss_sum, correct, done = 0.0, 0, 0
+    report_every = self.config.steps_per_call
+    for i, idx in enumerate(batches):
+      xb = distributed.global_batch(x_u8[idx], rows)
+      yb = distributed.global_batch(y[idx], rows)
+      state, m = self.sharded_step(state, xb, yb)
+      loss_sum = loss_sum + m["loss"]
+      correct = correct + m["correct"]
+      done = i + 1
+      if on_progress is not None and (done % report_every == 0
+                                      or done == len(batches)):
+        on_progress(epoch, done, len(batches), float(loss_sum) / done)
+    n_seen = max(done * self.config.batch_size, 1)
+    return state, {"train_loss": float(loss_sum) / max(done, 1),
+                   "train_accuracy": float(correct) / n_seen}
+
   def evaluate(self, state, x_u8, y) -> Dict[str, float]:
-    """Mean loss and accuracy in inference mode over ``(x_u8, y)``."""
+    """Mean loss and accuracy in inference mode over ``(x_u8, y)`` (every
+    process passes the whole evaluation set; with a mesh each batch is
+    split by rows)."""
     n = len(x_u8)
     if n == 0:
       return {"loss": float("nan"), "accuracy": float("nan")}
     bs = self.config.eval_batch_size
+    put = lambda a: a
+    if self.mesh is not None:
+      bs = -(-bs // self.mesh.size) * self.mesh.size
+      rows = NamedSharding(self.mesh, PartitionSpec("data"))
+      put = lambda a: mesh_lib.put_global(a, rows)
     loss, correct = 0.0, 0
     for start in range(0, n, bs):
       xb, yb = x_u8[start:start + bs], y[start:start + bs]
@@ -172,7 +250,8 @@ class Trainer:
         mask[len(xb):] = 0
         xb = np.concatenate([xb, np.zeros((pad,) + xb.shape[1:], xb.dtype)])
         yb = np.concatenate([yb, np.zeros((pad,), yb.dtype)])
-      l, c = self.eval_batch(state.params, state.model_state, xb, yb, mask)
+      l, c = self.eval_batch(state.params, state.model_state, put(xb),
+                             put(yb), put(mask))
       loss += float(l)
       correct += float(c)
     return {"loss": loss / n, "accuracy": correct / n}

@@ -5,6 +5,7 @@ from typing import Any, Callable, Optional
 import flax.struct
 import jax
 import jax.numpy as jnp
+from jax.sharding import NamedSharding, PartitionSpec
 import optax
 
 # Sub-streams of the state's root key; each use folds in its own counter.
@@ -124,6 +125,21 @@ def make_train_steps(train_step: Callable) -> Callable:
 
   run.step = step
   return run
+
+
+def make_sharded_train_step(train_step: Callable, mesh) -> Callable:
+  """Returns the jitted ``(state, x_u8, y) -> (state, metrics)`` for a batch
+  split by rows over ``mesh`` (``hint_jax.parallel.make_data_mesh``), the
+  state replicated. XLA partitions the step: every device runs the network
+  on its rows, and the mean loss's gradient and the BatchNorm batch
+  statistics are reduced across devices, so the step computes what one
+  device would, up to float reassociation. Donates the input state.
+  """
+  repl = NamedSharding(mesh, PartitionSpec())
+  rows = NamedSharding(mesh, PartitionSpec("data"))
+  return jax.jit(train_step, donate_argnums=0,
+                 in_shardings=(repl, rows, rows),
+                 out_shardings=(repl, repl))
 
 
 def make_eval_batch(model) -> Callable:
