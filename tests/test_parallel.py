@@ -243,6 +243,26 @@ else:
     # boundary; none did here, and at most a handful may.
     assert np.mean(x8 != x1) < 1e-4
 
+  def test_train_command_on_devices(tmp_path):
+    from hint_jax.cli.main import main  # pylint: disable=g-import-not-at-top
+    import json  # pylint: disable=g-import-not-at-top
+    acc = {}
+    for d in ("1", "8"):
+      out = tmp_path / f"d{d}"
+      assert main(["train", "--dataset", "digits", "--epochs", "1",
+                   "--defense", "hint", "--schedule", "0", "--devices", d,
+                   "--out", str(out), "--no-progress"]) == 0
+      res = json.loads((out / "result.json").read_text())
+      assert res["devices"] == int(d) and res["processes"] == 1
+      acc[d] = res["test_accuracy"]
+    # Same batches, same HINT noise up to float rounding: the same test
+    # predictions but for at most one borderline image of the 400.
+    assert abs(acc["1"] - acc["8"]) <= 1 / 400 + 1e-9
+    assert main(["train", "--dataset", "digits", "--devices", "9",
+                 "--out", str(tmp_path / "x"), "--no-progress"]) == 2
+    assert main(["train", "--dataset", "digits", "--process-id", "1",
+                 "--out", str(tmp_path / "y"), "--no-progress"]) == 2
+
   # ---------------------------------------------------------- multi-host
   def test_distributed_settings_are_checked():
     assert not distributed.initialize(environ={})

@@ -14,6 +14,7 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 
+from hint_jax.cli import bench_scaling
 from hint_jax.cli.common import info, positive_int, write_json_atomic
 
 
@@ -30,6 +31,12 @@ def register(bsub):
                  "Hessian is that of a trained model)")
   p.add_argument("--ratio", type=float, default=0.5,
                  help="fraction of the training set given I_pert (HINT r)")
+  p.add_argument("--devices", default=None, metavar="COUNTS",
+                 help="e.g. 1,2,4,8: time the sharded train step and "
+                 "influence passes on a mesh of each many devices instead "
+                 "(simulated CPU devices when there are no accelerators)")
+  p.add_argument("--subset", type=positive_int, default=10000,
+                 help="training images for --devices (default 10000)")
   p.add_argument("--json", default=None)
   p.set_defaults(func=run)
 
@@ -45,6 +52,10 @@ def _median(fn, repeats):
 
 
 def run(args):
+  if args.devices:
+    # Before anything starts JAX's backend (it fixes the CPU device count).
+    counts = bench_scaling.parse_counts(args.devices)
+    return bench_scaling.run(args, counts)
   # pylint: disable=g-import-not-at-top
   from hint_jax import data as data_lib
   from hint_jax import influence as infl

@@ -21,6 +21,7 @@ from hint_jax.cli.common import (Progress, StageProgress, finite_float, info,
                                  positive_int, write_json_atomic)
 from hint_jax.errors import ConfigError
 from hint_jax.models import MODEL_NAMES, get_model, num_params
+from hint_jax.parallel.distributed import process_rows as parallel_rows
 from hint_jax.train import Trainer, fit
 from hint_jax.train.presets import default_model, preset
 
@@ -66,6 +67,42 @@ def add_train_args(p):
   p.add_argument("--overwrite", action="store_true",
                  help="discard a checkpoint of a run with other settings")
   p.add_argument("--no-progress", action="store_true")
+  add_parallel_args(p)
+
+
+def _devices(text):
+  if text == "all":
+    return None
+  return positive_int(text)
+
+
+def add_parallel_args(p):
+  g = p.add_argument_group(
+      "devices and hosts (results equal one device's up to float rounding)")
+  g.add_argument("--devices", type=_devices, default=1, metavar="N|all",
+                 help="split every batch and HINT's passes over N devices "
+                 "(a jax.sharding mesh; default 1, the plain one-device path)")
+  g.add_argument("--coordinator", default=None, metavar="HOST:PORT",
+                 help="multi-host: the address of process 0 (also "
+                 "JAX_COORDINATOR_ADDRESS); start the same command on every "
+                 "host, each keeps only its rows of the training set")
+  g.add_argument("--num-processes", type=positive_int, default=None)
+  g.add_argument("--process-id", type=nonneg_int, default=None)
+
+
+def make_mesh(args, defense):
+  """Starts the distributed runtime if asked, then returns the data mesh
+  for ``--devices`` (None for the plain one-device path)."""
+  from hint_jax import parallel  # pylint: disable=g-import-not-at-top
+  multi = parallel.distributed.initialize(args.coordinator,
+                                          args.num_processes, args.process_id)
+  if multi and defense not in ("none", "atda"):
+    raise ConfigError(f"--defense {defense} runs on one host only (it "
+                      "scores or rewrites the whole training set); across "
+                      "hosts use --defense none or atda")
+  if multi or args.devices != 1:
+    return parallel.make_data_mesh(None if multi else args.devices)
+  return None
 
 
 def _schedule(text):
@@ -271,6 +308,7 @@ def run(args):
                  if args.defense == "friends" else None)
   if friends_cfg is not None:
     cfg = dataclasses.replace(cfg, bernoulli_noise=friends_cfg.bernoulli)
+  mesh = make_mesh(args, args.defense)
   atda_cfg = None
   if args.defense == "atda":
     atda_cfg = defenses.AtdaConfig(
@@ -292,7 +330,15 @@ def run(args):
   model_name = args.model or default_model(args.dataset)
   model = get_model(model_name, splits.num_classes, splits.x_train.shape[1:])
   trainer = Trainer(model, cfg, len(splits.x_train), adversary=(
-      None if atda_cfg is None else defenses.make_adversary(model, atda_cfg)))
+      None if atda_cfg is None else defenses.make_adversary(model, atda_cfg)),
+                    mesh=mesh)
+  num_train = len(splits.x_train)  # all processes together
+  if jax.process_count() > 1:  # this process trains on its own rows only
+    mine = parallel_rows(num_train)
+    splits = dataclasses.replace(splits, x_train=splits.x_train[mine],
+                                 y_train=splits.y_train[mine])
+    info(f"process {jax.process_index()} of {jax.process_count()}: rows "
+         f"{mine.start}..{mine.stop - 1} of the training set")
   state = trainer.init_state(jax.random.key(args.seed))
 
   settings = {"dataset": args.dataset, "source": dataset.source,
@@ -308,7 +354,7 @@ def run(args):
                                    prefix="HINT ")
     defence = hint_lib.Hint(model, hint_cfg, splits.x_train, splits.y_train,
                             splits.x_val, splits.y_val, epochs=cfg.epochs,
-                            on_progress=stage_progress)
+                            on_progress=stage_progress, mesh=mesh)
   if atda_cfg is not None:
     settings["atda"] = dataclasses.asdict(atda_cfg)
   friends = None
@@ -417,7 +463,8 @@ def run(args):
       **{k: v for k, v in settings.items()
          if k not in ("config", "hint", "epic", "friends", "atda")},
       "epochs": cfg.epochs, "batch_size": cfg.batch_size,
-      "lr": cfg.optim.lr, "num_train": len(splits.x_train),
+      "lr": cfg.optim.lr,
+      "num_train": num_train,
       "num_params": num_params(state.params),
       "test_accuracy": final["accuracy"], "test_loss": final["loss"],
       "val_accuracy": history[-1].get("val_accuracy") if history else None,
@@ -426,6 +473,8 @@ def run(args):
       "total_seconds": time.perf_counter() - t_start,
       "backend": jax.default_backend(), "jax_version": jax.__version__,
       "machine": platform.machine(), "config": settings["config"],
+      "devices": 1 if mesh is None else mesh.size,
+      "processes": jax.process_count(),
   }
   if defence is not None:
     defence.save_noise(out / NOISE_FILE, splits.train_idx)
