@@ -166,6 +166,12 @@ else:
                               damping=1.0)
     assert bool(info.converged)
     assert _tree_max_diff(s1, s8) < 1e-10
+    # LiSSA draws its batches from the operator's rows: the same batches.
+    lissa = dict(method="lissa", damping=1.0, scale=10.0, depth=30,
+                 batch_size=8, key=jax.random.key(0))
+    l1, _ = influence.solve(op1, g1, **lissa)
+    l8, _ = influence.solve(op8, g1, **lissa)
+    assert _tree_max_diff(l1, l8) < 1e-10
     up1 = influence.influence_up(loss_one, params, x, y, s1)
     up8 = sharded.influence_up(loss_one, params, x, y, s8, mesh,
                                chunk_size=2)

@@ -36,6 +36,7 @@ from hint_jax.influence._closure import as_pytree_callable, closure
 from hint_jax.influence.direct import dense_hessian
 from hint_jax.influence.hvp import hvp
 from hint_jax.influence.info import SolveInfo
+from hint_jax.influence import operator
 from hint_jax.influence.operator import HessianOperator
 from hint_jax.influence.solve import solve
 from hint_jax.parallel.mesh import DATA, rows, shard_rows
@@ -110,13 +111,6 @@ def _sharded_dense(loss_one, params, data, weights, l2, *, mesh, chunk_size):
   return h + l2 * jnp.eye(h.shape[0], dtype=h.dtype)
 
 
-def _gathered_batch_hvp(loss_one, params, l2, batch, v):
-  v = jax.tree.map(lambda a, p: jnp.asarray(a, p.dtype), v, params)
-  hv = hvp(lambda p, *b: jnp.mean(jax.vmap(loss_one, in_axes=(None, 0, 0))(
-      p, *b)), params, v, *batch)
-  return jax.tree.map(lambda h, a: h + l2 * a, hv, v)
-
-
 def loss_hessian(loss_one: Loss, params: Any, x: Any, y: Any, mesh: Mesh, *,
                  l2: float = 0.0,
                  chunk_size: int | None = None) -> HessianOperator:
@@ -131,7 +125,7 @@ def loss_hessian(loss_one: Loss, params: Any, x: Any, y: Any, mesh: Mesh, *,
   return HessianOperator(
       matvec=closure(_sharded_hvp, loss_one, params, (xs, ys), weights, l2,
                      mesh=mesh, chunk_size=chunk_size),
-      batch_hvp=closure(_gathered_batch_hvp, loss_one, params, l2),
+      batch_hvp=closure(operator._batch_hvp, loss_one, params, l2),  # pylint: disable=protected-access
       data=real,
       dense=closure(_sharded_dense, loss_one, params, (xs, ys), weights, l2,
                     mesh=mesh, chunk_size=chunk_size))
