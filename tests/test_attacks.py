@@ -71,15 +71,22 @@ def test_pgd_and_dap_stay_in_budget_and_work(victim):
                               chunk_size=64))
 
 
-def test_durp_is_one_perturbation_per_class():
+@pytest.mark.parametrize("values", ["sign", "uniform"])
+def test_durp_is_one_perturbation_per_class(values):
   # Mid-grey images: x +- 76 never clips, so x_new - x is exactly the
   # class's perturbation for every image of the class.
   rng = np.random.default_rng(0)
   x = rng.integers(90, 166, (60, 8, 8, 1)).astype(np.uint8)
   y = np.arange(60) % 10
-  adv = attacks.durp_attack(x, y, jax.random.key(0), num_classes=10, eps=0.3)
+  adv = attacks.durp_attack(x, y, jax.random.key(0), num_classes=10, eps=0.3,
+                            values=values)
   d = adv.astype(int) - x.astype(int)
   assert np.abs(d).max() <= 76
+  if values == "sign":  # every pixel moves by the whole budget, both ways
+    assert set(np.unique(d)) == {-76, 76}
+    assert 0.4 < np.mean(d > 0) < 0.6
+  else:  # uniform in [-76, 76]: mean |d| about half the budget
+    assert 30 < np.abs(d).mean() < 46 and len(np.unique(d)) > 50
   for c in range(10):
     rows = d[y == c]
     assert np.all(rows == rows[0])
@@ -87,7 +94,10 @@ def test_durp_is_one_perturbation_per_class():
   # On real images the clip at 0 and 255 keeps them valid uint8.
   np.testing.assert_array_equal(
       adv, attacks.durp_attack(x, y, jax.random.key(0), num_classes=10,
-                               eps=0.3))
+                               eps=0.3, values=values))
+  with pytest.raises(ConfigError):
+    attacks.durp_attack(x, y, jax.random.key(0), num_classes=10,
+                        values="gauss")
 
 
 @pytest.mark.parametrize("n,p,clean,share", [(59000, 0.6, 23600, 8850),

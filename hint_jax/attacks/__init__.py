@@ -18,12 +18,13 @@ from hint_jax.attacks.poisonset import save_poisoned
 from hint_jax.attacks.poisonset import validate
 from hint_jax.attacks.untargeted import budget_levels
 from hint_jax.attacks.untargeted import dap_attack
+from hint_jax.attacks.untargeted import DURP_VALUES
 from hint_jax.attacks.untargeted import durp_attack
 from hint_jax.attacks.untargeted import pgd_attack
 from hint_jax.attacks.untargeted import quantize_within_budget
 
 __all__ = ["DeepConfuseConfig", "FORMAT", "PoisonedSet", "assign_attacks", "budget_levels",
-           "dap_attack", "deepconfuse_poison", "durp_attack", "load_poisoned", "lower_ratio",
+           "DURP_VALUES", "dap_attack", "deepconfuse_poison", "durp_attack", "load_poisoned", "lower_ratio",
            "pgd_attack",
            "poisoned_training_images", "quantize_within_budget",
            "save_poisoned", "train_generator", "validate"]

@@ -14,7 +14,6 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 
-from hint_jax.cli import bench_scaling
 from hint_jax.cli.common import info, positive_int, write_json_atomic
 
 
@@ -51,29 +50,41 @@ def _median(fn, repeats):
   return statistics.median(times)
 
 
-def run(args):
-  if args.devices:
-    # Before anything starts JAX's backend (it fixes the CPU device count).
-    counts = bench_scaling.parse_counts(args.devices)
-    return bench_scaling.run(args, counts)
+def trained_convnet(args, subset):
+  """The MNIST ConvNet trained ``args.train_epochs`` epochs on ``subset``
+  training images (None: all), untimed: ``(splits, model, trainer,
+  state)``."""
   # pylint: disable=g-import-not-at-top
   from hint_jax import data as data_lib
-  from hint_jax import influence as infl
   from hint_jax.models import get_model
   from hint_jax.train import Trainer, fit
   from hint_jax.train.presets import preset
-
-  repeats = 1 if args.quick else args.repeats
   dataset = data_lib.load_dataset("mnist", args.data_dir)
-  splits = data_lib.split_train_val(dataset, subset=5000 if args.quick
-                                    else None)
+  splits = data_lib.split_train_val(dataset, subset=subset)
   n = len(splits.x_train)
   model = get_model("convnet", 10, (28, 28, 1))
   cfg = preset("mnist", epochs=args.train_epochs, eval_every=0)
   trainer = Trainer(model, cfg, n)
   info(f"training the ConvNet for {cfg.epochs} epoch(s) on {n} images "
-       "(not timed) ...")
+       "(one device, not timed) ...")
   state, _, _ = fit(trainer, trainer.init_state(jax.random.key(0)), splits)
+  return splits, model, trainer, state
+
+
+def run(args):
+  if args.devices:
+    # pylint: disable=g-import-not-at-top
+    from hint_jax.cli import bench_scaling
+    # Before anything starts JAX's backend (it fixes the CPU device count).
+    counts = bench_scaling.parse_counts(args.devices)
+    return bench_scaling.run(args, counts)
+  # pylint: disable=g-import-not-at-top
+  from hint_jax import influence as infl
+
+  repeats = 1 if args.quick else args.repeats
+  splits, model, trainer, state = trained_convnet(
+      args, 5000 if args.quick else None)
+  n = len(splits.x_train)
   params, mstate = state.params, state.model_state
   top = params["head"]
   loss_top = model.top_example_loss(params, mstate)

@@ -13,13 +13,11 @@ figures check that the sharded paths run and scale in structure, not that
 they get faster.
 """
 
-import statistics
-import time
-
 import jax
 import jax.numpy as jnp
 import numpy as np
 
+from hint_jax.cli.bench_influence import _median, trained_convnet
 from hint_jax.cli.common import info, write_json_atomic
 from hint_jax.errors import ConfigError
 
@@ -51,16 +49,6 @@ def parse_counts(text):
   return counts
 
 
-def _median(fn, repeats):
-  jax.block_until_ready(fn())  # warm-up / compile
-  times = []
-  for _ in range(repeats):
-    t0 = time.perf_counter()
-    jax.block_until_ready(fn())
-    times.append(time.perf_counter() - t0)
-  return statistics.median(times)
-
-
 def run(args, counts):
   # pylint: disable=g-import-not-at-top
   from hint_jax import parallel
@@ -72,22 +60,13 @@ def run(args, counts):
   if len(jax.devices()) < max(counts):
     raise ConfigError(f"--devices asks for {max(counts)} devices but only "
                       f"{len(jax.devices())} {backend} device(s) exist")
-  from hint_jax import data as data_lib
-  from hint_jax.models import get_model
-  from hint_jax.train import Trainer, fit
-  from hint_jax.train.presets import preset
+  from hint_jax.train import Trainer
 
   repeats = 1 if args.quick else args.repeats
-  dataset = data_lib.load_dataset("mnist", args.data_dir)
-  subset = 2000 if args.quick else args.subset
-  splits = data_lib.split_train_val(dataset, subset=subset)
+  splits, model, trainer, state = trained_convnet(
+      args, 2000 if args.quick else args.subset)
+  cfg = trainer.config
   n = len(splits.x_train)
-  model = get_model("convnet", 10, (28, 28, 1))
-  cfg = preset("mnist", epochs=args.train_epochs, eval_every=0)
-  trainer = Trainer(model, cfg, n)
-  info(f"training the ConvNet for {cfg.epochs} epoch(s) on {n} images "
-       "(one device, not timed) ...")
-  state, _, _ = fit(trainer, trainer.init_state(jax.random.key(0)), splits)
   params, mstate = state.params, state.model_state
   top = params["head"]
   m = int(np.ceil(args.ratio * n))
