@@ -9,7 +9,6 @@ import platform
 import time
 
 import jax
-import numpy as np
 
 from hint_jax import attacks
 from hint_jax import data as data_lib
