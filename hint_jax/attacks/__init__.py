@@ -1,8 +1,10 @@
 """Poisoning attacks (SPEC §4) and the poisoned-dataset file.
 
-Implemented so far: the untargeted PGD, DAP, DURP and DeepConfuse attacks,
-mixed poisoning in equal shares and the ``.npz`` file format (the targeted
-attacks are still to come).
+The untargeted PGD, DAP, DURP and DeepConfuse attacks, mixed poisoning in
+equal shares and the ``.npz`` file format; the targeted Feature Collision,
+Bullseye Polytope, Gradient Matching and MetaPoison attacks (`targeted`).
+Not yet built: the targeted attacks' file format, command line and
+attack-success harness.
 """
 
 from hint_jax.attacks.deepconfuse import DeepConfuseConfig
@@ -16,6 +18,12 @@ from hint_jax.attacks.poisonset import lower_ratio
 from hint_jax.attacks.poisonset import poisoned_training_images
 from hint_jax.attacks.poisonset import save_poisoned
 from hint_jax.attacks.poisonset import validate
+from hint_jax.attacks.targeted import GradientMatchingConfig
+from hint_jax.attacks.targeted import MetaPoisonConfig
+from hint_jax.attacks.targeted import bullseye_polytope
+from hint_jax.attacks.targeted import feature_collision
+from hint_jax.attacks.targeted import gradient_matching
+from hint_jax.attacks.targeted import metapoison
 from hint_jax.attacks.untargeted import budget_levels
 from hint_jax.attacks.untargeted import dap_attack
 from hint_jax.attacks.untargeted import DURP_VALUES
@@ -23,7 +31,9 @@ from hint_jax.attacks.untargeted import durp_attack
 from hint_jax.attacks.untargeted import pgd_attack
 from hint_jax.attacks.untargeted import quantize_within_budget
 
-__all__ = ["DeepConfuseConfig", "FORMAT", "PoisonedSet", "assign_attacks", "budget_levels",
+__all__ = ["DeepConfuseConfig", "FORMAT", "GradientMatchingConfig",
+           "MetaPoisonConfig", "bullseye_polytope", "feature_collision",
+           "gradient_matching", "metapoison", "PoisonedSet", "assign_attacks", "budget_levels",
            "DURP_VALUES", "dap_attack", "deepconfuse_poison", "durp_attack", "load_poisoned", "lower_ratio",
            "pgd_attack",
            "poisoned_training_images", "quantize_within_budget",
