@@ -255,3 +255,96 @@ def test_transfer_refuses_bad_input(digits_convnet):
     transfer.train_top_layer(model, state.params, state.model_state,
                              np.zeros((5, 8, 8, 1), np.uint8),
                              np.zeros(5, np.int32), jax.random.key(0))
+
+
+# ------------------------------------------------------------ command line
+@pytest.mark.parametrize("attack", ["fc", "gm"])
+def test_target_poison_command_and_train_report_the_target(tmp_path, attack):
+  """A transfer (fc) and a from-scratch (gm) file: crafted, validated
+  against the clean split, trained on, the target's verdict recorded."""
+  import json  # pylint: disable=g-import-not-at-top
+  from hint_jax import attacks  # pylint: disable=g-import-not-at-top
+  from hint_jax import data as data_lib  # pylint: disable=g-import-not-at-top
+  from hint_jax.cli.main import main  # pylint: disable=g-import-not-at-top
+  out = tmp_path / f"{attack}.npz"
+  assert main(["target-poison", "--dataset", "digits", "--attack", attack,
+               "--budget", "0.005", "--steps", "5", "--restarts", "2",
+               "--victim-epochs", "3", "--seed", "1", "--out", str(out),
+               "--no-progress"]) == 0
+  splits = data_lib.split_train_val(data_lib.load_dataset("digits"), seed=0)
+  ps = attacks.load_poisoned(out, clean_x=splits.x_train)
+  t = ps.target
+  n = len(splits.x_train)
+  assert ps.counts()[attack] == round(0.005 * n)
+  poisoned = ps.clean_index[ps.attack_id == 0]
+  # The poisons are images of the intended class, and the target is the
+  # test image the metadata names.
+  assert np.all(splits.y_train[poisoned] == t["intended_class"])
+  np.testing.assert_array_equal(ps.target_x, splits.x_test[t["index"]])
+  assert t["true_class"] == splits.y_test[t["index"]] != t["intended_class"]
+  if attack == "fc":
+    assert t["scenario"] == "transfer"
+    _, fine = transfer.transfer_split(n, jax.random.key(
+        t["transfer_split_seed"]), t["pretrain_fraction"])
+    assert np.all(np.isin(poisoned, fine))
+  else:
+    assert t["scenario"] == "scratch"
+
+  run = tmp_path / "run"
+  assert main(["train", "--dataset", "digits", "--epochs", "2", "--poison",
+               str(out), "--out", str(run), "--no-progress"]) == 0
+  result = json.loads((run / "result.json").read_text())
+  verdict = result["target"]
+  assert verdict["index"] == t["index"]
+  assert verdict["success"] == (verdict["predicted"] == t["intended_class"])
+  assert 0.0 <= verdict["intended_probability"] <= 1.0
+  if attack == "fc":
+    # The victim re-made the crafting run's extractor (same seed, data and
+    # epochs; CPU training is deterministic).
+    assert result["pretrain_test_accuracy"] == pytest.approx(
+        result["crafting_extractor_test_accuracy"], abs=1e-9)
+    assert main(["train", "--dataset", "digits", "--defense", "hint",
+                 "--poison", str(out), "--out", str(tmp_path / "h"),
+                 "--no-progress"]) == 2
+
+
+def test_target_poison_command_bad_input(tmp_path):
+  from hint_jax.cli.main import main  # pylint: disable=g-import-not-at-top
+  base = ["target-poison", "--dataset", "digits", "--out",
+          str(tmp_path / "x.npz"), "--no-progress"]
+  assert main(base + ["--attack", "gm", "--budget", "0"]) == 2
+  assert main(base + ["--attack", "gm", "--eps", "2"]) == 2
+  assert main(base + ["--attack", "gm", "--target-index", "100000"]) == 2
+  # Too many poisons for the fine-tuning tenth of 1297 digits.
+  assert main(base + ["--attack", "fc", "--budget", "0.5"]) == 2
+
+
+def test_targeted_file_metadata_is_validated(tmp_path):
+  from hint_jax import attacks  # pylint: disable=g-import-not-at-top
+  from hint_jax.errors import DataError  # pylint: disable=g-import-not-at-top
+  x = np.zeros((4, 8, 8, 1), np.uint8)
+  meta = {"num_classes": 10, "ratio": 0.25,
+          "attacks": [{"name": "gm", "eps": 16 / 255}],
+          "target": {"index": 3, "true_class": 2, "intended_class": 5}}
+  ids = np.array([0, -1, -1, -1], np.int8)
+  good = attacks.PoisonedSet(x, np.zeros(4, np.int32), ids, np.arange(4),
+                             meta, np.zeros((8, 8, 1), np.uint8))
+  attacks.save_poisoned(tmp_path / "g.npz", good)
+  back = attacks.load_poisoned(tmp_path / "g.npz")
+  assert back.target == meta["target"] and back.target_x.shape == (8, 8, 1)
+  bad = [
+      dataclasses.replace(good, target_x=None),
+      dataclasses.replace(good, target_x=np.zeros((4, 4, 1), np.uint8)),
+      dataclasses.replace(good, meta={**meta, "target": {
+          "index": 3, "true_class": 2, "intended_class": 2}}),
+      dataclasses.replace(good, meta={**meta, "target": {
+          "index": 3, "true_class": 2, "intended_class": 12}}),
+      dataclasses.replace(good, meta={**meta, "target": {"index": 3}}),
+  ]
+  for b in bad:
+    with pytest.raises(DataError):
+      attacks.save_poisoned(tmp_path / "b.npz", b)
+  # A target that is not this test split's image is refused.
+  with pytest.raises(DataError, match="not test image 3"):
+    attacks.check_target(back, np.ones((5, 8, 8, 1), np.uint8),
+                         np.full(5, 2))

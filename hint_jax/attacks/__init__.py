@@ -13,6 +13,7 @@ from hint_jax.attacks.deepconfuse import train_generator
 from hint_jax.attacks.poisonset import FORMAT
 from hint_jax.attacks.poisonset import PoisonedSet
 from hint_jax.attacks.poisonset import assign_attacks
+from hint_jax.attacks.poisonset import check_target
 from hint_jax.attacks.poisonset import load_poisoned
 from hint_jax.attacks.poisonset import lower_ratio
 from hint_jax.attacks.poisonset import poisoned_training_images
@@ -31,10 +32,12 @@ from hint_jax.attacks.untargeted import durp_attack
 from hint_jax.attacks.untargeted import pgd_attack
 from hint_jax.attacks.untargeted import quantize_within_budget
 
-__all__ = ["DeepConfuseConfig", "FORMAT", "GradientMatchingConfig",
-           "MetaPoisonConfig", "bullseye_polytope", "feature_collision",
-           "gradient_matching", "metapoison", "PoisonedSet", "assign_attacks", "budget_levels",
-           "DURP_VALUES", "dap_attack", "deepconfuse_poison", "durp_attack", "load_poisoned", "lower_ratio",
-           "pgd_attack",
-           "poisoned_training_images", "quantize_within_budget",
-           "save_poisoned", "train_generator", "validate"]
+__all__ = ["assign_attacks", "budget_levels", "bullseye_polytope",
+           "check_target", "dap_attack", "deepconfuse_poison",
+           "DeepConfuseConfig", "durp_attack", "DURP_VALUES",
+           "feature_collision", "FORMAT", "gradient_matching",
+           "GradientMatchingConfig", "load_poisoned", "lower_ratio",
+           "metapoison", "MetaPoisonConfig", "pgd_attack",
+           "poisoned_training_images", "PoisonedSet",
+           "quantize_within_budget", "save_poisoned", "train_generator",
+           "validate"]

@@ -13,6 +13,10 @@ meta          a 0-d string array holding JSON: ``format`` (FORMAT),
               ``num_classes``, ``ratio``, ``seed``, ``attacks`` (a list of
               dicts, each with at least ``name`` and ``eps``) and any details
               (steps, victim, reductions from the paper's settings)
+target_x      targeted attacks only: the uint8 target image (H, W, C); the
+              metadata then holds ``target``: ``{"index": its index in the
+              test split, "true_class", "intended_class"}`` (and may say
+              more, e.g. the scenario)
 ============  ===============================================================
 
 `load_poisoned` validates all of it and, given the clean images, that every
@@ -59,6 +63,13 @@ class PoisonedSet:
   attack_id: np.ndarray
   clean_index: np.ndarray
   meta: dict
+  target_x: np.ndarray | None = None
+
+  @property
+  def target(self) -> dict | None:
+    """``{"index", "true_class", "intended_class", ...}`` of a targeted
+    attack's file, else None."""
+    return self.meta.get("target")
 
   def counts(self) -> dict:
     """Examples per attack name, and "clean"."""
@@ -74,11 +85,12 @@ def save_poisoned(path, ps: PoisonedSet) -> None:
   path = pathlib.Path(path)
   path.parent.mkdir(parents=True, exist_ok=True)
   tmp = path.with_name(f".{path.name}.tmp.npz")
+  extra = {} if ps.target_x is None else {"target_x": ps.target_x}
   np.savez_compressed(tmp, x=ps.x, y=ps.y.astype(np.int32),
                       attack_id=ps.attack_id.astype(np.int8),
                       clean_index=ps.clean_index.astype(np.int64),
                       meta=np.array(json.dumps({**ps.meta, "format": FORMAT},
-                                               sort_keys=True)))
+                                               sort_keys=True)), **extra)
   os.replace(tmp, path)
 
 
@@ -108,7 +120,7 @@ def load_poisoned(path, clean_x: np.ndarray | None = None) -> PoisonedSet:
   except (OSError, ValueError) as e:
     raise DataError(f"cannot read poisoned-dataset file {path}: {e}") from e
   ps = PoisonedSet(arrays["x"], arrays["y"], arrays["attack_id"],
-                   arrays["clean_index"], meta)
+                   arrays["clean_index"], meta, arrays.get("target_x"))
   validate(ps, str(path), clean_x)
   return ps
 
@@ -141,6 +153,26 @@ def validate(ps: PoisonedSet, where: str, clean_x=None) -> None:
     bad(f"attack ids outside [-1, {len(attacks)})")
   if len(np.unique(idx)) != n or (n and idx.min() < 0):
     bad("clean_index must be distinct non-negative indices")
+  target = meta.get("target")
+  if (target is None) != (ps.target_x is None):
+    bad("a targeted file needs both the target image (target_x) and the "
+        "target's metadata")
+  if target is not None:
+    tx = ps.target_x
+    if tx.dtype != np.uint8 or tx.shape != x.shape[1:]:
+      bad(f"the target image must be uint8 {x.shape[1:]}, got {tx.dtype} "
+          f"{tx.shape}")
+    fields = ("index", "true_class", "intended_class")
+    if not isinstance(target, dict) or not all(
+        isinstance(target.get(f), int) for f in fields):
+      bad(f"target metadata needs integer {', '.join(fields)}")
+    if target["index"] < 0:
+      bad("the target's test index must be >= 0")
+    for f in fields[1:]:
+      if not 0 <= target[f] < k:
+        bad(f"target {f} outside [0, {k})")
+    if target["true_class"] == target["intended_class"]:
+      bad("the intended class must differ from the target's true class")
   if clean_x is None:
     return
   if n and idx.max() >= len(clean_x):
@@ -243,6 +275,22 @@ def lower_ratio(ps: PoisonedSet, ratio: float, x_clean: np.ndarray,
                   for a, att in enumerate(ps.meta["attacks"])]
   meta = dict(ps.meta, ratio=ratio, attacks=attacks_meta,
               lowered_from={"ratio": old, "counts": ps.counts()})
-  out = PoisonedSet(x.astype(np.uint8), ps.y, new_ids, ps.clean_index, meta)
+  out = PoisonedSet(x.astype(np.uint8), ps.y, new_ids, ps.clean_index, meta,
+                    ps.target_x)
   validate(out, "the lowered poisoned set", x_clean)
   return out
+
+
+def check_target(ps: PoisonedSet, x_test: np.ndarray, y_test: np.ndarray,
+                 where: str = "poisoned set") -> None:
+  """Raises DataError unless ``ps``'s target is image ``index`` of this
+  test split, with its true class (a file crafted on another split)."""
+  t = ps.target
+  if t is None:
+    return
+  i = t["index"]
+  if (i >= len(x_test) or not np.array_equal(x_test[i], ps.target_x)
+      or int(y_test[i]) != t["true_class"]):
+    raise DataError(f"{where}: its target is not test image {i} of this "
+                    "test split (the dataset, --split-seed and --num-val "
+                    "must match those it was crafted with)")

@@ -9,6 +9,8 @@ import platform
 import time
 
 import jax
+import jax.numpy as jnp
+import numpy as np
 
 from hint_jax import attacks
 from hint_jax import data as data_lib
@@ -18,10 +20,11 @@ from hint_jax.cli import checkpoint
 from hint_jax.cli.common import (Progress, StageProgress, finite_float, info,
                                  nonneg_int, out_dir, positive_float,
                                  positive_int, write_json_atomic)
-from hint_jax.errors import ConfigError
+from hint_jax.errors import ConfigError, DataError
 from hint_jax.models import MODEL_NAMES, get_model, num_params
 from hint_jax.parallel.distributed import process_rows as parallel_rows
 from hint_jax.train import Trainer, fit
+from hint_jax.train import transfer
 from hint_jax.train.presets import default_model, preset
 
 DEFENSES = ("none", "hint", "epic", "friends", "atda")
@@ -280,6 +283,108 @@ def hint_config(args, epochs):
   return cfg
 
 
+def target_outcome(model, state, target_x, target: dict) -> dict:
+  """The trained model's verdict on a targeted attack's target image: the
+  predicted class, the probabilities of the intended and the true class,
+  and whether the attack succeeded (predicted == intended)."""
+  x = jnp.asarray(target_x, jnp.float32)[None] / 255.0
+  logits = model.apply_eval(state.params, state.model_state, x)[0]
+  probs = np.asarray(jax.nn.softmax(logits.astype(jnp.float32)))
+  predicted = int(np.argmax(probs))
+  return {**target, "predicted": predicted,
+          "success": predicted == target["intended_class"],
+          "intended_probability": float(probs[target["intended_class"]]),
+          "true_probability": float(probs[target["true_class"]])}
+
+
+def run_transfer(args, out, t_start, cfg, dataset, splits, ps, x_poisoned):
+  """The transfer scenario of a targeted file (SPEC §4): pre-train on the
+  clean 90% with the crafting run's own model, seed and epochs (so the
+  victim's feature extractor is the one the attack saw: white-box, as in
+  the paper's setting; training is deterministic, and the extractor's test
+  accuracy is recorded next to the crafting run's as a check), then
+  re-initialise theta_top from ``--seed`` and train it alone on the
+  poisoned 10%.
+
+  Only ``--defense none`` is built for this scenario so far.
+  """
+  if args.defense != "none":
+    raise ConfigError(f"--defense {args.defense} is not built for the "
+                      "transfer scenario yet (only none); the from-scratch "
+                      "files (gm, mp) take every defence")
+  target = ps.target
+  victim = ps.meta.get("victim") or {}
+  pre, fine = transfer.transfer_split(
+      len(splits.x_train), jax.random.key(target["transfer_split_seed"]),
+      target["pretrain_fraction"])
+  poisoned_rows = ps.clean_index[ps.attack_id >= 0]
+  if np.any(np.isin(poisoned_rows, pre)):
+    raise DataError(f"{args.poison}: poisons lie in the pre-training part "
+                    "of its transfer split; the file is not a transfer-"
+                    "scenario set")
+  model_name = victim.get("model") or args.model or default_model(
+      args.dataset)
+  model = get_model(model_name, splits.num_classes, splits.x_train.shape[1:])
+  pre_cfg = dataclasses.replace(
+      preset(args.dataset, epochs=victim.get("epochs")), eval_every=0)
+  trainer = Trainer(model, pre_cfg, len(pre))
+  state = trainer.init_state(jax.random.key(victim.get("seed", 0)))
+  pre_splits = dataclasses.replace(splits, x_train=splits.x_train[pre],
+                                   y_train=splits.y_train[pre])
+  settings = {"scenario": "transfer", "poison": str(args.poison),
+              "model": model_name, "epochs": pre_cfg.epochs,
+              "seed": victim.get("seed", 0)}
+  resumed = checkpoint.load(out, state, settings)
+  start = 0 if resumed is None else resumed[1]
+  if resumed is not None:
+    state = resumed[0]
+  progress = Progress(False if args.no_progress else None)
+  info(f"transfer: pre-training {model_name} on {len(pre)} clean images, "
+       f"{pre_cfg.epochs} epochs (the crafting run's extractor)")
+  state, _, _ = fit(trainer, state, pre_splits, start_epoch=start,
+                    on_progress=progress,
+                    on_epoch_end=lambda e, st, rec, _x: checkpoint.save(
+                        out, st, e, settings, []))
+  progress.close()
+  pre_acc = trainer.evaluate(state, splits.x_test, splits.y_test)["accuracy"]
+  top_cfg = transfer.TopLayerConfig()
+  params = transfer.reinit_top_layer(model, state.params,
+                                     jax.random.key(args.seed))
+  t_top = time.perf_counter()
+  params = transfer.train_top_layer(
+      model, params, state.model_state, x_poisoned[fine],
+      splits.y_train[fine], jax.random.fold_in(jax.random.key(args.seed), 1),
+      config=top_cfg)
+  top_seconds = time.perf_counter() - t_top
+  state = state.replace(params=params)
+  final = trainer.evaluate(state, splits.x_test, splits.y_test)
+  poison = {"file": str(pathlib.Path(args.poison).resolve()),
+            "counts": ps.counts(), "attacks": ps.meta["attacks"],
+            "ratio": ps.meta.get("ratio"), "target": target}
+  result = {
+      "dataset": args.dataset, "source": dataset.source, "model": model_name,
+      "seed": args.seed, "defense": args.defense, "poison": poison,
+      "scenario": "transfer", "num_pretrain": len(pre),
+      "num_finetune": len(fine),
+      "pretrain_test_accuracy": pre_acc,
+      "crafting_extractor_test_accuracy": victim.get("test_accuracy"),
+      "top_layer": dataclasses.asdict(top_cfg),
+      "test_accuracy": final["accuracy"], "test_loss": final["loss"],
+      "top_layer_seconds": top_seconds,
+      "total_seconds": time.perf_counter() - t_start,
+      "target": target_outcome(model, state, ps.target_x, target),
+      "backend": jax.default_backend(), "jax_version": jax.__version__,
+  }
+  write_json_atomic(out / "result.json", result)
+  t = result["target"]
+  print(f"{args.dataset}/{model_name} transfer: test accuracy "
+        f"{100 * final['accuracy']:.2f}%; target test image {t['index']} "
+        f"predicted {t['predicted']} (intended {t['intended_class']}): "
+        f"attack {'succeeded' if t['success'] else 'failed'}; wrote "
+        f"{out / 'result.json'}")
+  return 0
+
+
 def load_splits(args):
   """Loads the dataset and splits it. ``--subset`` is a cap: if fewer
   training images are left after validation (a partial copy), all of them
@@ -316,15 +421,20 @@ def run(args):
   dataset, splits = load_splits(args)
   info(f"data: {dataset.source}: {len(splits.x_train)} train / "
        f"{len(splits.x_val)} val / {len(splits.x_test)} test")
-  poison = None
+  poison, target_x = None, None
   if args.poison is not None:
     ps = attacks.load_poisoned(args.poison)
     x_poisoned = attacks.poisoned_training_images(
         ps, splits.x_train, splits.y_train, where=args.poison)
     splits = dataclasses.replace(splits, x_train=x_poisoned)
+    attacks.check_target(ps, splits.x_test, splits.y_test, where=args.poison)
+    target_x = ps.target_x
+    if ps.target is not None and ps.target.get("scenario") == "transfer":
+      return run_transfer(args, out, t_start, cfg, dataset, splits, ps,
+                          x_poisoned)
     poison = {"file": str(pathlib.Path(args.poison).resolve()),
               "counts": ps.counts(), "attacks": ps.meta["attacks"],
-              "ratio": ps.meta.get("ratio")}
+              "ratio": ps.meta.get("ratio"), "target": ps.target}
     info(f"poisoned training set: {poison['counts']}")
   model_name = args.model or default_model(args.dataset)
   model = get_model(model_name, splits.num_classes, splits.x_train.shape[1:])
@@ -475,6 +585,13 @@ def run(args):
       "devices": 1 if mesh is None else mesh.size,
       "processes": jax.process_count(),
   }
+  if target_x is not None:
+    result["target"] = target_outcome(model, state, target_x,
+                                      poison["target"])
+    info(f"target test image {poison['target']['index']}: predicted "
+         f"{result['target']['predicted']}, intended "
+         f"{poison['target']['intended_class']} -> attack "
+         f"{'succeeded' if result['target']['success'] else 'failed'}")
   if defence is not None:
     defence.save_noise(out / NOISE_FILE, splits.train_idx)
     summary = defence.summary()

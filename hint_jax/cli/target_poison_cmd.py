@@ -1,0 +1,253 @@
+"""``hint-jax target-poison``: craft a targeted poisoned training set
+(Gradient Matching, MetaPoison, Bullseye Polytope, Feature Collision) and
+write it as a poisoned-dataset file with its target.
+
+A target test image and an intended class are drawn from ``--seed`` unless
+given. The poisons are ``--budget`` of the training set (1%: 490 of CIFAR-10's
+49000), drawn from the intended class and keeping their labels:
+
+* from scratch (gm, mp): the victim (or MetaPoison's surrogates) is trained
+  on the whole clean training split; the poisons come from all of it.
+* transfer (bp, fc): the feature extractor is pre-trained on a keyed 90% of
+  the training split (`hint_jax.train.transfer.transfer_split`, seed in the
+  file's metadata); the poisons come from the other 10%, the part the top
+  layer is later trained on.
+
+Trained models are kept in ``OUT.work/`` (an interrupted run resumes from
+them) and the folder is removed once the file is written.
+"""
+
+import argparse
+import dataclasses
+import hashlib
+import json
+import pathlib
+import shutil
+import time
+
+import jax
+import numpy as np
+
+from hint_jax import attacks
+from hint_jax.attacks import targeted
+from hint_jax.cli.common import (Progress, StageProgress, finite_float, info,
+                                 nonneg_int, positive_int)
+from hint_jax.cli.poison_cmd import DEFAULT_VICTIM_EPOCHS, _victim
+from hint_jax.cli.train_cmd import add_data_args, load_splits
+from hint_jax.errors import ConfigError
+from hint_jax.models import MODEL_NAMES
+from hint_jax.train import transfer
+from hint_jax.train.augment import random_shift_flip
+from hint_jax.train.presets import preset
+
+TARGETED = ("gm", "mp", "bp", "fc")
+SCENARIO = {"gm": "scratch", "mp": "scratch", "bp": "transfer",
+            "fc": "transfer"}
+# SPEC §4: 16/255 except MetaPoison's 8/255.
+DEFAULT_EPS = {"gm": 16 / 255, "mp": 8 / 255, "bp": 16 / 255, "fc": 16 / 255}
+DEFAULT_STEPS = {"gm": 250, "mp": 60, "bp": 200, "fc": 200}
+PRETRAIN_FRACTION = 0.9
+
+
+def register(sub):
+  p = sub.add_parser("target-poison", help="craft a targeted poisoned set "
+                     "(gradient matching, MetaPoison, Bullseye Polytope, "
+                     "Feature Collision) against one test image")
+  add_data_args(p)
+  p.add_argument("--attack", required=True, choices=TARGETED)
+  p.add_argument("--target-index", type=nonneg_int, default=None,
+                 help="the target's index in the test split (default: "
+                 "drawn from --seed)")
+  p.add_argument("--intended-class", type=nonneg_int, default=None,
+                 help="the class the target should get (default: drawn "
+                 "from --seed, other than its own)")
+  p.add_argument("--budget", type=finite_float, default=0.01,
+                 help="poisons as a fraction of the training set (default "
+                 "0.01)")
+  p.add_argument("--eps", type=finite_float, default=None,
+                 help="L-inf budget in [0,1] units (default 16/255; mp "
+                 "8/255)")
+  p.add_argument("--steps", type=positive_int, default=None,
+                 help="optimisation steps (default: gm 250, mp 60, bp/fc "
+                 "200)")
+  p.add_argument("--lr", type=finite_float, default=None,
+                 help="step size on delta (default: the attack's)")
+  p.add_argument("--restarts", type=positive_int, default=8,
+                 help="gradient matching: random restarts (default 8)")
+  p.add_argument("--ensemble", type=positive_int, default=4,
+                 help="MetaPoison: surrogate models at staggered epochs "
+                 "(default 4; the original uses 24)")
+  p.add_argument("--model", choices=MODEL_NAMES, default=None)
+  p.add_argument("--victim-epochs", type=positive_int, default=None,
+                 help="clean training epochs of the victim / extractor "
+                 "(default: the dataset's preset)")
+  p.add_argument("--seed", type=int, default=0,
+                 help="seed of the target draw, the models and the attack")
+  p.add_argument("--out", required=True, help="the .npz file to write")
+  p.add_argument("--no-progress", action="store_true")
+  p.set_defaults(func=run)
+
+
+def choose_target(y_test, num_classes, key, index=None, intended=None):
+  """The target's test index and intended class: given, or drawn from
+  ``key`` (the intended class uniformly among the other classes)."""
+  k1, k2 = jax.random.split(key)
+  if index is None:
+    index = int(jax.random.randint(k1, (), 0, len(y_test)))
+  if not 0 <= index < len(y_test):
+    raise ConfigError(f"--target-index must be in [0, {len(y_test)}), got "
+                      f"{index}")
+  true = int(y_test[index])
+  if intended is None:
+    intended = int(jax.random.randint(k2, (), 0, num_classes - 1))
+    intended += intended >= true   # skip the true class
+  if not 0 <= intended < num_classes or intended == true:
+    raise ConfigError(f"--intended-class must be a class in [0, "
+                      f"{num_classes}) other than the target's own ({true})"
+                      f", got {intended}")
+  return index, true, intended
+
+
+def _stage_reporter(stage, name):
+  return lambda d, t: stage(name, d, t)
+
+
+def run(args):
+  t0 = time.perf_counter()
+  attack = args.attack
+  eps = DEFAULT_EPS[attack] if args.eps is None else args.eps
+  attacks.budget_levels(eps)
+  if not 0.0 < args.budget <= 1.0:
+    raise ConfigError(f"--budget must be in (0, 1], got {args.budget}")
+  steps = args.steps or DEFAULT_STEPS[attack]
+  out = pathlib.Path(args.out)
+  if out.exists() and out.is_dir():
+    raise ConfigError(f"--out {out} is a directory; give a .npz file name")
+  dataset, splits = load_splits(args)
+  n, k = len(splits.x_train), splits.num_classes
+  key = jax.random.key(args.seed)
+  index, true, intended = choose_target(
+      splits.y_test, k, jax.random.fold_in(key, 1), args.target_index,
+      args.intended_class)
+  scenario = SCENARIO[attack]
+  settings = {"dataset": args.dataset, "source": dataset.source,
+              "split_seed": args.split_seed, "num_val": len(splits.x_val),
+              "subset": args.subset, "attack": attack, "eps": eps,
+              "steps": steps, "lr": args.lr, "budget": args.budget,
+              "restarts": args.restarts, "ensemble": args.ensemble,
+              "target": index, "intended": intended, "model": args.model,
+              "victim_epochs": args.victim_epochs, "seed": args.seed}
+  work = out.with_name(out.name + ".work")
+  work.mkdir(parents=True, exist_ok=True)
+  key_file = work / "settings.json"
+  if key_file.exists() and json.loads(key_file.read_text()) != settings:
+    raise ConfigError(f"{work} holds an interrupted run with other "
+                      f"settings; delete it or use another --out")
+  key_file.write_text(json.dumps(settings))
+
+  # Where the poisons come from, and what the victim trains on.
+  target_meta = {"index": index, "true_class": true,
+                 "intended_class": intended, "scenario": scenario}
+  pool = np.arange(n)
+  victim_splits = splits
+  if scenario == "transfer":
+    split_seed = args.seed
+    pre, fine = transfer.transfer_split(n, jax.random.key(split_seed),
+                                        PRETRAIN_FRACTION)
+    pool = fine
+    victim_splits = dataclasses.replace(splits, x_train=splits.x_train[pre],
+                                        y_train=splits.y_train[pre])
+    target_meta.update(pretrain_fraction=PRETRAIN_FRACTION,
+                       transfer_split_seed=split_seed)
+  m = int(round(args.budget * n))
+  candidates = pool[splits.y_train[pool] == intended]
+  if m < 1 or m > len(candidates):
+    where = ("fine-tuning part" if scenario == "transfer"
+             else "training set")
+    raise ConfigError(f"--budget {args.budget} asks for {m} poisons of class "
+                      f"{intended}, but the {where} has {len(candidates)}")
+  bases = np.sort(np.asarray(jax.random.permutation(
+      jax.random.fold_in(key, 2), candidates))[:m])
+  info(f"target: test image {index} (class {true}) -> intended class "
+       f"{intended}; {m} poisons of class {intended} ({scenario})")
+
+  progress = Progress(False if args.no_progress else None, desc="victim")
+  stage = StageProgress(False if args.no_progress else None)
+  model, state, victim_meta = _victim(args, victim_splits, work, progress)
+  base_x, base_y = splits.x_train[bases], splits.y_train[bases]
+  target_x = splits.x_test[index]
+  akey = jax.random.fold_in(key, 3)
+  attack_meta = {"name": attack, "eps": eps, "count": m, "steps": steps}
+  if attack in ("bp", "fc"):
+    fn = (targeted.bullseye_polytope if attack == "bp"
+          else targeted.feature_collision)
+    lr = args.lr or 0.01
+    poisons, losses = fn(model.features_fn(state.params, state.model_state),
+                         base_x, target_x, eps=eps, steps=steps, lr=lr,
+                         on_progress=_stage_reporter(stage, attack))
+    attack_meta.update(lr=lr, optimizer="adam")
+  elif attack == "gm":
+    cfg = targeted.GradientMatchingConfig(
+        eps=eps, steps=steps, restarts=args.restarts,
+        lr=args.lr or targeted.GradientMatchingConfig.lr)
+    augment = random_shift_flip if args.dataset == "cifar10" else None
+    poisons, losses = targeted.gradient_matching(
+        model, state.params, state.model_state, base_x, base_y, target_x,
+        intended, akey, config=cfg, augment=augment,
+        on_progress=_stage_reporter(stage, "gm"))
+    attack_meta.update(restarts=cfg.restarts, lr=cfg.lr,
+                       optimizer="signed adam",
+                       augmentation=augment is not None)
+    losses = losses.min(axis=1)
+  else:
+    members = _surrogates(args, splits, work, model, state, progress)
+    cfg = targeted.MetaPoisonConfig(eps=eps, steps=steps,
+                                    lr=args.lr or targeted.MetaPoisonConfig.lr)
+    poisons, losses = targeted.metapoison(
+        model, members, base_x, base_y, target_x, intended, splits.x_train,
+        splits.y_train, akey, config=cfg,
+        on_progress=_stage_reporter(stage, "mp"))
+    attack_meta.update(dataclasses.asdict(cfg), ensemble=len(members),
+                       note="no ReColorAdv colour perturbation and no "
+                       "member re-initialisation (see targeted.metapoison)")
+  stage.close()
+  attack_meta["final_objective"] = float(losses[-1]) if len(losses) else None
+
+  x_out = splits.x_train.copy()
+  x_out[bases] = poisons
+  ids = np.full(n, -1, np.int8)
+  ids[bases] = 0
+  meta = {"dataset": args.dataset, "source": dataset.source,
+          "num_classes": k, "ratio": m / n, "seed": args.seed,
+          "split_seed": args.split_seed, "num_val": len(splits.x_val),
+          "subset": args.subset, "attacks": [attack_meta],
+          "victim": victim_meta, "target": target_meta,
+          "clean_sha256": hashlib.sha256(np.ascontiguousarray(
+              splits.x_train).tobytes()).hexdigest()}
+  ps = attacks.PoisonedSet(x_out, splits.y_train, ids, np.arange(n), meta,
+                           target_x)
+  attacks.save_poisoned(out, ps)
+  shutil.rmtree(work, ignore_errors=True)
+  print(f"wrote {out}: {m} {attack} poisons of class {intended} for test "
+        f"image {index} (class {true}); final objective "
+        f"{attack_meta['final_objective']:.4g} "
+        f"({time.perf_counter() - t0:.0f} s)")
+  return 0
+
+
+def _surrogates(args, splits, work, model, state, progress):
+  """MetaPoison's ensemble: the victim plus ``--ensemble - 1`` further
+  models (seeds seed+1, ...) trained for staggered numbers of epochs
+  (member i of M: about i/M of the victim's epochs, at least one)."""
+  members = [(state.params, state.model_state)]
+  epochs = args.victim_epochs or DEFAULT_VICTIM_EPOCHS.get(
+      args.dataset, preset(args.dataset).epochs)
+  for i in range(1, args.ensemble):
+    sub = argparse.Namespace(**{
+        **vars(args), "seed": args.seed + i,
+        "victim_epochs": max(1, round(epochs * i / args.ensemble))})
+    member_dir = work / f"member_{i}"
+    member_dir.mkdir(exist_ok=True)
+    _, st, _ = _victim(sub, splits, member_dir, progress)
+    members.append((st.params, st.model_state))
+  return members
