@@ -46,7 +46,7 @@ def test_cells_are_distinct_and_shared_across_tables():
   assert flags[1][flags[1].index("--seed") + 1] == "1"
   assert flags[1][flags[1].index("--hint-seed") + 1] == "1"
   with pytest.raises(ConfigError):
-    exp.get_profile("table3", "quick")
+    exp.get_profile("table6", "quick")
 
 
 def test_every_profile_is_complete():
@@ -202,3 +202,36 @@ def test_given_poison_file_and_filters(quick_dir, tmp_path):
                ["--poison-file", str(given), "--poison-file", str(given)]):
     assert main(["experiment", "table2", "--profile", "quick", "--out",
                  str(out), "--dry-run"] + argv) == 2, argv
+
+
+def test_table3_quick_crafts_trains_and_reports(tmp_path):
+  """The targeted table: one set per (attack, trial) shared by its
+  methods, every cell's verdict on its target, the report's Table III;
+  a re-run skips everything."""
+  out = tmp_path / "t3"
+  argv = ["experiment", "table3", "--profile", "quick", "--out", str(out),
+          "--methods", "none", "--no-progress"]
+  assert main(argv) == 0
+  manifests, cells = rep.collect(out)
+  prof = exp.get_profile("table3", "quick")
+  none_cells = [c for c in prof.cells() if c.method.label == "none"]
+  assert {c["id"] for c in cells} == {c.cell_id for c in prof.cells()}
+  finished = [c for c in cells if c["result"] is not None]
+  assert {c["id"] for c in finished} == {c.cell_id for c in none_cells}
+  for c in finished:
+    t = c["result"]["target"]
+    assert t["success"] == (t["predicted"] == t["intended_class"])
+  files = sorted((out / "poison" / "targeted").glob("*.npz"))
+  assert len(files) == len(exp.configs.TABLE3_ATTACKS)
+  # HINT shares the from-scratch sets and has no transfer cells yet.
+  hint = [c for c in prof.cells() if c.method.label == "HINT"]
+  assert sorted(c.attack for c in hint) == ["gm", "mp"]
+  assert {c.poison_id for c in hint} <= {c.poison_id for c in none_cells}
+
+  text = rep.table3(manifests, cells)
+  assert "Table III" in text and "| none |" in text and "n/a" in text
+  assert main(argv) == 0
+  m = json.loads((out / "experiment_table3_quick.json").read_text())
+  assert m["invocations"][-1]["cells_run"] == 0
+  assert main(["experiment", "table3", "--profile", "quick", "--out",
+               str(out), "--ratios", "1"]) == 2

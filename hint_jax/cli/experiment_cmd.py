@@ -31,7 +31,7 @@ import jax
 
 from hint_jax import attacks
 from hint_jax import experiment as exp
-from hint_jax.cli import poison_cmd, train_cmd
+from hint_jax.cli import poison_cmd, target_poison_cmd, train_cmd
 from hint_jax.cli.common import info, out_dir, write_json_atomic
 from hint_jax.errors import ConfigError
 
@@ -176,13 +176,22 @@ def cell_dir(out, cell) -> pathlib.Path:
 
 def cell_argv(args, out, cell) -> list:
   argv = ["train"] + cell.train_flags()
-  if cell.ratio > 0:
+  if isinstance(cell, exp.TargetedCell):
+    argv += ["--poison", str(targeted_poison_file(out, cell))]
+  elif cell.ratio > 0:
     argv += ["--poison", str(poison_file(out, cell.profile, cell.dataset,
                                          cell.ratio))]
   return argv + ["--out", str(cell_dir(out, cell))] + _common(args)
 
 
 def cell_record(out, cell) -> dict:
+  if isinstance(cell, exp.TargetedCell):
+    return {"id": cell.cell_id, "dataset": cell.dataset,
+            "attack": cell.attack, "method": cell.method.label,
+            "defense": cell.method.defense, "trial": cell.trial,
+            "poison": cell.poison_id,
+            "dir": str(cell_dir(out, cell).relative_to(out)),
+            "key": cell.key()}
   return {"id": cell.cell_id, "dataset": cell.dataset, "ratio": cell.ratio,
           "method": cell.method.label, "defense": cell.method.defense,
           "trial": cell.trial, "dir": str(cell_dir(out, cell).relative_to(
@@ -196,6 +205,8 @@ def manifest_path(out, profile) -> pathlib.Path:
 def run(args):
   profile = exp.get_profile(args.table, args.profile)
   out = out_dir(args.out)
+  if isinstance(profile, exp.TargetedProfile):
+    return run_targeted(args, profile, out)
   given = given_poisons(args.poison_file, profile)
   profile = dataclasses.replace(profile, poison_files=tuple(
       (d, sha) for d, (_, sha) in sorted(given.items())))
@@ -218,9 +229,29 @@ def run(args):
     print(f"{args.table} --profile {args.profile}: {len(cells)} cells, "
           f"{sum(done)} finished")
     return 0
+  _check_data_dir(args)
+  manifest, path, log = _open_manifest(
+      args, out, profile, [cell_record(out, c) for c in cells], sum(done),
+      poison_files={d: str(p.resolve()) for d, (p, _) in given.items()})
+  for dataset in profile.datasets:
+    ratios = [c.ratio for c, d, ch in zip(cells, done, chosen)
+              if c.dataset == dataset and ch and not d]
+    ensure_poison(args, out, profile, dataset, ratios, log,
+                  given.get(dataset, (None,))[0])
+  todo = [c for c, d, ch in zip(cells, done, chosen) if ch and not d]
+  _run_cells(args, out, profile, cells, todo, manifest, path, log,
+             lambda c: f"p = {c.ratio:g}")
+  return 0
+
+
+def _check_data_dir(args):
   if args.data_dir is not None and not pathlib.Path(args.data_dir).is_dir():
     raise ConfigError(f"--data-dir {args.data_dir} is not a directory")
 
+
+def _open_manifest(args, out, profile, records, num_done, **extra):
+  """Loads (or starts) the profile's manifest, records this invocation and
+  returns ``(manifest, path, log)``; ``log(argv)`` appends a command."""
   path = manifest_path(out, profile)
   manifest = (json.loads(path.read_text()) if path.exists() else
               {"commands": [], "invocations": []})
@@ -228,34 +259,33 @@ def run(args):
       table=profile.table, profile=profile.name,
       description=profile.description,
       settings=json.loads(json.dumps(dataclasses.asdict(profile))),
-      cells=[cell_record(out, c) for c in cells], machine=machine(),
+      cells=records, machine=machine(),
       data_dir=(str(pathlib.Path(args.data_dir).resolve()) if args.data_dir
-                else os.environ.get("HINT_JAX_DATA_DIR")),
-      poison_files={d: str(p.resolve()) for d, (p, _) in given.items()})
-  invocation = {"argv": invocation_argv(args),
-                "started": _now(), "cells_skipped": sum(done),
-                "cells_run": 0, "finished": None}
-  manifest["invocations"].append(invocation)
+                else os.environ.get("HINT_JAX_DATA_DIR")), **extra)
+  manifest["invocations"].append({
+      "argv": invocation_argv(args), "started": _now(),
+      "cells_skipped": num_done, "cells_run": 0, "finished": None})
 
   def log(argv):
     manifest["commands"].append("hint-jax " + shlex.join(argv))
     write_json_atomic(path, manifest)
 
   write_json_atomic(path, manifest)
-  info(f"experiment {profile.table}/{profile.name}: {len(cells)} cells, "
-       f"{sum(done)} already finished, in {out}")
-  for dataset in profile.datasets:
-    ratios = [c.ratio for c, d, ch in zip(cells, done, chosen)
-              if c.dataset == dataset and ch and not d]
-    ensure_poison(args, out, profile, dataset, ratios, log,
-                  given.get(dataset, (None,))[0])
-  todo = [c for c, d, ch in zip(cells, done, chosen) if ch and not d]
+  info(f"experiment {profile.table}/{profile.name}: {len(records)} cells, "
+       f"{num_done} already finished, in {out}")
+  return manifest, path, log
+
+
+def _run_cells(args, out, profile, cells, todo, manifest, path, log, where):
+  """Trains every cell of ``todo`` (``where(cell)`` names it in the
+  progress lines) and closes this invocation's record."""
+  invocation = manifest["invocations"][-1]
   for i, cell in enumerate(todo):
     d = cell_dir(out, cell)
     d.mkdir(parents=True, exist_ok=True)
     write_json_atomic(d / "cell.json", cell_record(out, cell))
-    info(f"experiment [{i + 1}/{len(todo)}] {cell.dataset}, p = "
-         f"{cell.ratio:g}, {cell.method.label}, trial {cell.trial}")
+    info(f"experiment [{i + 1}/{len(todo)}] {cell.dataset}, {where(cell)}, "
+         f"{cell.method.label}, trial {cell.trial}")
     argv = cell_argv(args, out, cell)
     log(argv)
     t0 = time.perf_counter()
@@ -269,6 +299,48 @@ def run(args):
   print(f"experiment {profile.table}/{profile.name}: {finished} of "
         f"{len(cells)} cells finished ({len(todo)} run now); "
         f"`hint-jax report {out}` writes the tables")
+
+
+def targeted_poison_file(out, cell) -> pathlib.Path:
+  return out / "poison" / "targeted" / f"{cell.poison_id}.npz"
+
+
+def run_targeted(args, profile, out):
+  """Table III: crafts each (attack, trial)'s targeted set once (resumable,
+  shared by that trial's methods), then trains every cell on it."""
+  if args.poison_file or args.ratios is not None:
+    raise ConfigError(f"{profile.table} crafts its own targeted sets: "
+                      "--poison-file and --ratios do not apply")
+  cells = profile.cells()
+  unknown = sorted(set(args.methods or ()) - {c.method.label for c in cells})
+  if unknown:
+    raise ConfigError(f"--methods: {unknown} not in this profile")
+  done = [(cell_dir(out, c) / "result.json").exists() for c in cells]
+  chosen = [args.methods is None or c.method.label in args.methods
+            for c in cells]
+  todo = [c for c, d, ch in zip(cells, done, chosen) if ch and not d]
+  if args.dry_run:
+    for c, d, ch in zip(cells, done, chosen):
+      print(f"{'done   ' if d else 'pending' if ch else 'skipped'} "
+            f"{c.cell_id}")
+    print(f"{args.table} --profile {args.profile}: {len(cells)} cells, "
+          f"{sum(done)} finished")
+    return 0
+  _check_data_dir(args)
+  manifest, path, log = _open_manifest(
+      args, out, profile, [cell_record(out, c) for c in cells], sum(done))
+  for cell in todo:
+    f = targeted_poison_file(out, cell)
+    if f.exists():
+      continue
+    argv = (["target-poison"] + cell.craft_flags() + ["--out", str(f)]
+            + _common(args))
+    info(f"experiment: crafting {cell.attack} for trial {cell.trial} into "
+          f"{f}")
+    log(argv)
+    target_poison_cmd.run(_parser().parse_args(argv))
+  _run_cells(args, out, profile, cells, todo, manifest, path, log,
+             lambda c: c.attack)
   return 0
 
 

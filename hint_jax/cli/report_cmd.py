@@ -101,7 +101,8 @@ def run(args):
   finished = sum(c["result"] is not None for c in cells)
   parts = [f"# HINT experiments: {out.name}", "",
            f"{finished} of {len(cells)} cells finished."]
-  for text in (rep.table2(manifests, cells), rep.table4(manifests, cells),
+  for text in (rep.table2(manifests, cells), rep.table3(manifests, cells),
+               rep.table4(manifests, cells),
                rep.table5(manifests, cells)):
     if text:
       parts += ["", text]

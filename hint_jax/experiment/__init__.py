@@ -7,7 +7,9 @@ from hint_jax.experiment.configs import Method
 from hint_jax.experiment.configs import PROFILE_NAMES
 from hint_jax.experiment.configs import Profile
 from hint_jax.experiment.configs import TABLES
+from hint_jax.experiment.configs import TargetedCell
+from hint_jax.experiment.configs import TargetedProfile
 from hint_jax.experiment.configs import get_profile
 
 __all__ = ["Cell", "Method", "PROFILE_NAMES", "Profile", "TABLES",
-           "get_profile"]
+           "TargetedCell", "TargetedProfile", "get_profile"]
