@@ -223,13 +223,17 @@ def test_table3_quick_crafts_trains_and_reports(tmp_path):
     assert t["success"] == (t["predicted"] == t["intended_class"])
   files = sorted((out / "poison" / "targeted").glob("*.npz"))
   assert len(files) == len(exp.configs.TABLE3_ATTACKS)
-  # HINT shares the from-scratch sets and has no transfer cells yet.
+  # HINT shares each (attack, trial)'s set with no defence.
   hint = [c for c in prof.cells() if c.method.label == "HINT"]
-  assert sorted(c.attack for c in hint) == ["gm", "mp"]
-  assert {c.poison_id for c in hint} <= {c.poison_id for c in none_cells}
+  assert sorted(c.attack for c in hint) == ["bp", "fc", "gm", "mp"]
+  assert {c.poison_id for c in hint} == {c.poison_id for c in none_cells}
+  # FRIENDS, ATDA, EPIC: from-scratch cells only, in the paper profile.
+  paper = exp.get_profile("table3", "paper")
+  assert sorted(c.attack for c in paper.cells()
+                if c.method.label == "EPIC" and c.trial == 0) == ["gm", "mp"]
 
   text = rep.table3(manifests, cells)
-  assert "Table III" in text and "| none |" in text and "n/a" in text
+  assert "Table III" in text and "| none |" in text
   assert main(argv) == 0
   m = json.loads((out / "experiment_table3_quick.json").read_text())
   assert m["invocations"][-1]["cells_run"] == 0

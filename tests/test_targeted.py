@@ -303,8 +303,15 @@ def test_target_poison_command_and_train_report_the_target(tmp_path, attack):
     # epochs; CPU training is deterministic).
     assert result["pretrain_test_accuracy"] == pytest.approx(
         result["crafting_extractor_test_accuracy"], abs=1e-9)
+    # HINT runs in the transfer scenario (noise on the fine-tuning images);
+    # the other defences are refused there with a one-line error.
     assert main(["train", "--dataset", "digits", "--defense", "hint",
                  "--poison", str(out), "--out", str(tmp_path / "h"),
+                 "--no-progress"]) == 0
+    hint = json.loads((tmp_path / "h" / "result.json").read_text())
+    assert hint["hint"]["num_selected"] > 0 and "target" in hint
+    assert main(["train", "--dataset", "digits", "--defense", "friends",
+                 "--poison", str(out), "--out", str(tmp_path / "f"),
                  "--no-progress"]) == 2
 
 

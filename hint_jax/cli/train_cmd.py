@@ -7,6 +7,7 @@ import json
 import pathlib
 import platform
 import time
+import types
 
 import jax
 import jax.numpy as jnp
@@ -297,6 +298,10 @@ def target_outcome(model, state, target_x, target: dict) -> dict:
           "true_probability": float(probs[target["true_class"]])}
 
 
+# Defences built for the transfer scenario of the targeted attacks.
+TRANSFER_DEFENSES = ("none", "hint")
+
+
 def run_transfer(args, out, t_start, cfg, dataset, splits, ps, x_poisoned):
   """The transfer scenario of a targeted file (SPEC §4): pre-train on the
   clean 90% with the crafting run's own model, seed and epochs (so the
@@ -306,12 +311,19 @@ def run_transfer(args, out, t_start, cfg, dataset, splits, ps, x_poisoned):
   re-initialise theta_top from ``--seed`` and train it alone on the
   poisoned 10%.
 
-  Only ``--defense none`` is built for this scenario so far.
+  ``--defense hint`` writes its healthy noise into the fine-tuning images
+  before the scheduled top-layer epochs (its influence work is on theta_top,
+  the only trained layer, as always); FRIENDS, ATDA and EPIC are not built
+  for this scenario yet.
   """
-  if args.defense != "none":
+  if args.defense not in TRANSFER_DEFENSES:
     raise ConfigError(f"--defense {args.defense} is not built for the "
-                      "transfer scenario yet (only none); the from-scratch "
+                      f"transfer scenario yet (only "
+                      f"{', '.join(TRANSFER_DEFENSES)}); the from-scratch "
                       "files (gm, mp) take every defence")
+  top_cfg = transfer.TopLayerConfig()
+  hint_cfg = (hint_config(args, top_cfg.epochs) if args.defense == "hint"
+              else None)
   target = ps.target
   victim = ps.meta.get("victim") or {}
   pre, fine = transfer.transfer_split(
@@ -347,14 +359,22 @@ def run_transfer(args, out, t_start, cfg, dataset, splits, ps, x_poisoned):
                         out, st, e, settings, []))
   progress.close()
   pre_acc = trainer.evaluate(state, splits.x_test, splits.y_test)["accuracy"]
-  top_cfg = transfer.TopLayerConfig()
   params = transfer.reinit_top_layer(model, state.params,
                                      jax.random.key(args.seed))
+  x_fine, y_fine = x_poisoned[fine], splits.y_train[fine]
+  defence = None if hint_cfg is None else hint_lib.Hint(
+      model, hint_cfg, x_fine, y_fine, splits.x_val, splits.y_val,
+      epochs=top_cfg.epochs)
+
+  def hint_hook(epoch, p, x):
+    view = types.SimpleNamespace(params=p, model_state=state.model_state)
+    return defence.before_epoch(epoch, view, x)[0]
+
   t_top = time.perf_counter()
   params = transfer.train_top_layer(
-      model, params, state.model_state, x_poisoned[fine],
-      splits.y_train[fine], jax.random.fold_in(jax.random.key(args.seed), 1),
-      config=top_cfg)
+      model, params, state.model_state, x_fine, y_fine,
+      jax.random.fold_in(jax.random.key(args.seed), 1), config=top_cfg,
+      before_epoch=None if defence is None else hint_hook)
   top_seconds = time.perf_counter() - t_top
   state = state.replace(params=params)
   final = trainer.evaluate(state, splits.x_test, splits.y_test)
@@ -375,6 +395,9 @@ def run_transfer(args, out, t_start, cfg, dataset, splits, ps, x_poisoned):
       "target": target_outcome(model, state, ps.target_x, target),
       "backend": jax.default_backend(), "jax_version": jax.__version__,
   }
+  if defence is not None:
+    result["hint"] = {"config": json.loads(json.dumps(
+        dataclasses.asdict(hint_cfg))), **defence.summary()}
   write_json_atomic(out / "result.json", result)
   t = result["target"]
   print(f"{args.dataset}/{model_name} transfer: test accuracy "

@@ -253,8 +253,9 @@ class TargetedProfile:
   every method then trains one victim on that file (seed ``100 + trial``,
   so the victim is not the crafting model), whose ``result.json`` says
   whether the target got the intended class. The transfer attacks (bp,
-  fc) run with ``none`` only until the defences are built for that
-  scenario: their other cells are left out of the grid.
+  fc) run with ``TRANSFER_DEFENSES`` (none, HINT) only until the other
+  defences are built for that scenario: their other cells are left out of
+  the grid.
   """
   table: str
   name: str
@@ -273,10 +274,12 @@ class TargetedProfile:
   def cells(self):
     return [TargetedCell(self, a, m, t) for a in self.attacks
             for m in self.methods for t in range(self.trials)
-            if a in SCRATCH_ATTACKS or m.defense == "none"]
+            if a in SCRATCH_ATTACKS or m.defense in TRANSFER_DEFENSES]
 
 
 SCRATCH_ATTACKS = ("gm", "mp")
+# Defences `hint-jax train` runs in the transfer scenario (bp, fc) so far.
+TRANSFER_DEFENSES = ("none", "hint")
 VICTIM_SEED_OFFSET = 100
 
 
@@ -359,8 +362,8 @@ _add(TargetedProfile(
         "restarts of 250 signed-Adam steps, five trials with random targets "
         "and intended classes, every defence at its default. For an "
         "accelerator; not yet run. The transfer attacks (bp, fc) run "
-        "without a defence only, until the defences are built for the "
-        "transfer scenario.")))
+        "without a defence and with HINT only, until FRIENDS, ATDA and "
+        "EPIC are built for the transfer scenario.")))
 
 TABLES = ("table2", "table3", "table4", "table5")
 PROFILE_NAMES = ("quick", "cpu", "paper")
