@@ -147,3 +147,18 @@ class StageProgress:
     if self.bar is not None:
       self.bar.close()
       self.bar = None
+
+
+def work_dir(out, settings: dict) -> pathlib.Path:
+  """``OUT.work/``, where a crafting command keeps what it has finished so
+  far, created for ``settings``; a folder left by a run with other
+  settings is refused (ConfigError) rather than mixed in."""
+  out = pathlib.Path(out)
+  work = out.with_name(out.name + ".work")
+  work.mkdir(parents=True, exist_ok=True)
+  key_file = work / "settings.json"
+  if key_file.exists() and json.loads(key_file.read_text()) != settings:
+    raise ConfigError(f"{work} holds an interrupted run with other "
+                      f"settings; delete it or use another --out")
+  key_file.write_text(json.dumps(settings))
+  return work

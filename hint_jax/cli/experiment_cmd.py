@@ -223,12 +223,7 @@ def run(args):
             and (args.methods is None or c.method.label in args.methods)
             for c in cells]
   if args.dry_run:
-    for c, d, ch in zip(cells, done, chosen):
-      print(f"{'done   ' if d else 'pending' if ch else 'skipped'} "
-            f"{c.cell_id}")
-    print(f"{args.table} --profile {args.profile}: {len(cells)} cells, "
-          f"{sum(done)} finished")
-    return 0
+    return _dry_run(args, cells, done, chosen)
   _check_data_dir(args)
   manifest, path, log = _open_manifest(
       args, out, profile, [cell_record(out, c) for c in cells], sum(done),
@@ -241,6 +236,15 @@ def run(args):
   todo = [c for c, d, ch in zip(cells, done, chosen) if ch and not d]
   _run_cells(args, out, profile, cells, todo, manifest, path, log,
              lambda c: f"p = {c.ratio:g}")
+  return 0
+
+
+def _dry_run(args, cells, done, chosen) -> int:
+  for c, d, ch in zip(cells, done, chosen):
+    print(f"{'done   ' if d else 'pending' if ch else 'skipped'} "
+          f"{c.cell_id}")
+  print(f"{args.table} --profile {args.profile}: {len(cells)} cells, "
+        f"{sum(done)} finished")
   return 0
 
 
@@ -320,12 +324,7 @@ def run_targeted(args, profile, out):
             for c in cells]
   todo = [c for c, d, ch in zip(cells, done, chosen) if ch and not d]
   if args.dry_run:
-    for c, d, ch in zip(cells, done, chosen):
-      print(f"{'done   ' if d else 'pending' if ch else 'skipped'} "
-            f"{c.cell_id}")
-    print(f"{args.table} --profile {args.profile}: {len(cells)} cells, "
-          f"{sum(done)} finished")
-    return 0
+    return _dry_run(args, cells, done, chosen)
   _check_data_dir(args)
   manifest, path, log = _open_manifest(
       args, out, profile, [cell_record(out, c) for c in cells], sum(done))

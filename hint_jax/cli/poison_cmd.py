@@ -10,7 +10,6 @@ folder is removed once the file is written.
 
 import dataclasses
 import hashlib
-import json
 import pathlib
 import shutil
 import time
@@ -24,7 +23,7 @@ from hint_jax.attacks.deepconfuse import (DeepConfuseConfig,
                                           deepconfuse_poison, train_generator)
 from hint_jax.cli import checkpoint
 from hint_jax.cli.common import (Progress, StageProgress, finite_float, info,
-                                 positive_int, write_bytes_atomic)
+                                 positive_int, work_dir, write_bytes_atomic)
 from hint_jax.cli.train_cmd import add_data_args, load_splits
 from hint_jax.errors import ConfigError
 from hint_jax.models import MODEL_NAMES, get_model
@@ -133,13 +132,7 @@ def run(args):
               "durp_values": args.durp_values,
               "model": args.model,
               "victim_epochs": args.victim_epochs, "seed": args.seed}
-  work = out.with_name(out.name + ".work")
-  work.mkdir(parents=True, exist_ok=True)
-  key_file = work / "settings.json"
-  if key_file.exists() and json.loads(key_file.read_text()) != settings:
-    raise ConfigError(f"{work} holds an interrupted run with other "
-                      f"settings; delete it or use another --out")
-  key_file.write_text(json.dumps(settings))
+  work = work_dir(out, settings)
 
   key = jax.random.key(args.seed)
   ids = attacks.assign_attacks(n, args.ratio, len(names),

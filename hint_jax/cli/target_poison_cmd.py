@@ -20,7 +20,6 @@ them) and the folder is removed once the file is written.
 import argparse
 import dataclasses
 import hashlib
-import json
 import pathlib
 import shutil
 import time
@@ -31,7 +30,7 @@ import numpy as np
 from hint_jax import attacks
 from hint_jax.attacks import targeted
 from hint_jax.cli.common import (Progress, StageProgress, finite_float, info,
-                                 nonneg_int, positive_int)
+                                 nonneg_int, positive_int, work_dir)
 from hint_jax.cli.poison_cmd import DEFAULT_VICTIM_EPOCHS, _victim
 from hint_jax.cli.train_cmd import add_data_args, load_splits
 from hint_jax.errors import ConfigError
@@ -137,13 +136,7 @@ def run(args):
               "restarts": args.restarts, "ensemble": args.ensemble,
               "target": index, "intended": intended, "model": args.model,
               "victim_epochs": args.victim_epochs, "seed": args.seed}
-  work = out.with_name(out.name + ".work")
-  work.mkdir(parents=True, exist_ok=True)
-  key_file = work / "settings.json"
-  if key_file.exists() and json.loads(key_file.read_text()) != settings:
-    raise ConfigError(f"{work} holds an interrupted run with other "
-                      f"settings; delete it or use another --out")
-  key_file.write_text(json.dumps(settings))
+  work = work_dir(out, settings)
 
   # Where the poisons come from, and what the victim trains on.
   target_meta = {"index": index, "true_class": true,
