@@ -34,10 +34,22 @@ ATTACKS = ("pgd", "dap", "durp", "dc")
 # Budgets of SPEC §4 (pixel units).
 DEFAULT_EPS = {"mnist": 0.3, "cifar10": 8 / 255, "digits": 0.3}
 # Clean epochs of the victim that PGD and DAP attack, where it differs from
-# the dataset's training preset: on MNIST 3 epochs (97.9% clean accuracy,
-# against 98.8% after the preset's 10) keep crafting the 59000-image mix
-# under 30 minutes on a 2-core CPU. Recorded in the file's metadata.
-DEFAULT_VICTIM_EPOCHS = {"mnist": 3}
+# the dataset's training preset (none now). Session 5 tried 3 epochs on
+# MNIST to save crafting time; the mix it gave was far weaker (no defence
+# 91.3% against about 75% with the preset's 10-epoch victim, see
+# experiments/results/attacks_mnist/README.md), so the victim is the
+# preset's again and the time is saved below instead.
+DEFAULT_VICTIM_EPOCHS = {}
+# Reductions from SPEC §4 that keep crafting the 59000-image MNIST mix under
+# 30 minutes on a 2-core CPU, recorded in the file's metadata:
+# - DAP 50 steps of eps/5 instead of 100: on 2000 MNIST images the victim
+#   sends 89.70% to (y+1) after 50 steps and 89.75% after 100 (mean |delta|
+#   40.8 against 41.0 grey levels), at half the time.
+# - DeepConfuse 500 generator steps instead of 1000 (both far below the
+#   original's training); at 1000 steps its share was no poison at all
+#   (96.2% clean accuracy trained on alone), so nothing measurable is lost.
+DEFAULT_DAP_STEPS = {"mnist": 50}
+DEFAULT_DC_STEPS = {"mnist": 500}
 CHUNK = 2000   # examples per saved chunk
 
 
@@ -55,20 +67,22 @@ def register(sub):
                  "cifar10 8/255)")
   p.add_argument("--pgd-steps", type=positive_int, default=40)
   p.add_argument("--pgd-step-size", type=finite_float, default=0.01)
-  p.add_argument("--dap-steps", type=positive_int, default=100)
+  p.add_argument("--dap-steps", type=positive_int, default=None,
+                 help="DAP steps of eps/5 (default 100; mnist 50, reduced "
+                 "for crafting time)")
   p.add_argument("--durp-values", choices=attacks.DURP_VALUES,
                  default="sign",
                  help="DURP's per-class perturbation: random signs of the "
                  "whole budget (default) or uniform in [-eps, eps]")
-  p.add_argument("--dc-steps", type=positive_int, default=1000,
-                 help="DeepConfuse generator/classifier steps (reduced from "
-                 "the original's many epochs to fit a CPU)")
+  p.add_argument("--dc-steps", type=positive_int, default=None,
+                 help="DeepConfuse generator/classifier steps (default 1000; "
+                 "mnist 500; both reduced from the original's many epochs "
+                 "to fit a CPU)")
   p.add_argument("--model", choices=MODEL_NAMES, default=None,
                  help="victim model (default: the dataset's)")
   p.add_argument("--victim-epochs", type=positive_int, default=None,
-                 help="clean training epochs of the victim (default: mnist "
-                 "3, reduced from the preset's 10 for crafting time; others "
-                 "the dataset's training preset)")
+                 help="clean training epochs of the victim (default: the "
+                 "dataset's training preset)")
   p.add_argument("--seed", type=int, default=0,
                  help="seed of the victim, the attack assignment and the "
                  "attacks' randomness")
@@ -113,6 +127,10 @@ def run(args):
     raise ConfigError(f"--attacks must list distinct attacks from "
                       f"{', '.join(ATTACKS)}; got {args.attacks!r}")
   eps = DEFAULT_EPS[args.dataset] if args.eps is None else args.eps
+  if args.dap_steps is None:
+    args.dap_steps = DEFAULT_DAP_STEPS.get(args.dataset, 100)
+  if args.dc_steps is None:
+    args.dc_steps = DEFAULT_DC_STEPS.get(args.dataset, 1000)
   attacks.budget_levels(eps)   # checks eps
   if not 0.0 <= args.ratio <= 1.0:
     raise ConfigError(f"--ratio must be in [0, 1], got {args.ratio}")
@@ -213,6 +231,13 @@ def run(args):
       x_out[part] = adv
     stage.close()
 
+  reductions = []
+  if "dap" in names and args.dap_steps < 100:
+    reductions.append(f"DAP: {args.dap_steps} steps of eps/5 instead of "
+                      "SPEC §4's 100")
+  if "dc" in names:
+    reductions.append(f"DeepConfuse: {args.dc_steps} generator steps, a "
+                      "small generator, far below the original's training")
   meta = {"dataset": args.dataset, "source": dataset.source,
           "num_classes": splits.num_classes, "ratio": args.ratio,
           "seed": args.seed, "split_seed": args.split_seed,
@@ -220,10 +245,11 @@ def run(args):
           "attacks": attack_meta, "victim": victim_meta,
           "clean_sha256": hashlib.sha256(np.ascontiguousarray(
               splits.x_train).tobytes()).hexdigest(),
-          "notes": "PGD and DAP follow SPEC §4 defaults unless the steps "
-                   "were changed on the command line; DeepConfuse is "
-                   "reduced (see its entry); the victim is the dataset's "
-                   "training preset unless --victim-epochs."}
+          "notes": "PGD follows SPEC §4's defaults unless changed on the "
+                   "command line; DeepConfuse is reduced (see its entry); "
+                   "the victim is the dataset's training preset unless "
+                   "--victim-epochs.",
+          "reductions": reductions}
   ps = attacks.PoisonedSet(x_out, splits.y_train, ids, np.arange(n), meta)
   attacks.save_poisoned(out, ps)
   shutil.rmtree(work, ignore_errors=True)
