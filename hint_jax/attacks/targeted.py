@@ -34,7 +34,7 @@ import optax
 
 from hint_jax.attacks.untargeted import budget_levels
 from hint_jax.attacks.untargeted import quantize_within_budget
-from hint_jax.errors import ConfigError
+from hint_jax.errors import ConfigError, NumericalError
 
 FeaturesFn = Callable[[jax.Array], jax.Array]
 
@@ -342,6 +342,9 @@ def gradient_matching(model, params, model_state, base_u8: np.ndarray,
       best = (final[i], delta[i], r0 + i)
     all_losses.append(np.asarray(jnp.stack(losses)) if losses else
                       np.zeros((0, r)))
+  if best[1] is None:
+    raise NumericalError("gradient matching: every restart ended with a "
+                         "non-finite objective")
   return _finish(base_u8, x0, best[1], config.eps,
                  np.concatenate(all_losses, axis=1))
 
