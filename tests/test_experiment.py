@@ -223,6 +223,21 @@ def test_table3_quick_crafts_trains_and_reports(tmp_path):
     assert t["success"] == (t["predicted"] == t["intended_class"])
   files = sorted((out / "poison" / "targeted").glob("*.npz"))
   assert len(files) == len(exp.configs.TABLE3_ATTACKS)
+  from hint_jax import data as data_lib  # pylint: disable=g-import-not-at-top
+  splits = data_lib.split_train_val(data_lib.load_dataset("digits"), seed=0)
+  for f in files:
+    ps = attacks.load_poisoned(f, clean_x=splits.x_train)
+    t = ps.target
+    poisoned = ps.clean_index[ps.attack_id == 0]
+    # Poisons are images of the intended class; the target is the test
+    # image its metadata names, of another class.
+    assert len(poisoned) == round(0.005 * len(splits.x_train))
+    assert np.all(splits.y_train[poisoned] == t["intended_class"])
+    np.testing.assert_array_equal(ps.target_x, splits.x_test[t["index"]])
+    assert t["true_class"] == splits.y_test[t["index"]] != t[
+        "intended_class"]
+    assert t["scenario"] == ("transfer" if ps.meta["attacks"][0]["name"]
+                             in ("bp", "fc") else "scratch")
   # HINT shares each (attack, trial)'s set with no defence.
   hint = [c for c in prof.cells() if c.method.label == "HINT"]
   assert sorted(c.attack for c in hint) == ["bp", "fc", "gm", "mp"]

@@ -187,14 +187,15 @@ _add(Profile(
         "Real MNIST at the paper's MNIST settings (ConvNet, 10 epochs of "
         "SGD 0.01, batch 128; HINT r = 0.5 before epoch 10; each baseline "
         "at its SPEC §5 defaults); the four-attack mix crafted once at "
-        "p = 1 with SPEC §4's defaults (DeepConfuse reduced to 1000 "
-        "generator steps), p = 0.6 keeping a subset of it. One trial "
-        "instead of the paper's five. Command: hint-jax experiment table2 "
-        "--profile cpu --data-dir DATA --out runs/exp. Measured per cell on "
-        "the 2-core CPU at p = 1 (wall time of the whole train run): no "
-        "defence 10 min, HINT 9, FRIENDS 21, EPIC 11, ATDA 50; crafting "
-        "about 38 min; about 5.5 hours in all (--ratios / --methods run it "
-        "in parts).")))
+        "p = 1 with `hint-jax poison`'s MNIST defaults (SPEC §4's, with "
+        "DAP at 50 steps and DeepConfuse at 500 generator steps, listed "
+        "in the file's metadata), p = 0.6 keeping a subset of it. One "
+        "trial instead of the paper's five. Command: hint-jax experiment "
+        "table2 --profile cpu --data-dir DATA --out runs/exp. Measured on "
+        "the 2-core CPU: crafting 26.4 min; per cell at p = 1 (wall time "
+        "of the whole train run): no defence 10 min, HINT 9, FRIENDS 21, "
+        "EPIC 11, ATDA 50; about 5 hours in all (--ratios / --methods run "
+        "it in parts).")))
 _add(Profile(
     "table2", "paper", ("mnist", "cifar10"), (0.0, 0.6, 1.0),
     TABLE2_METHODS, 5, description=(
