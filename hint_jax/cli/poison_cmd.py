@@ -8,7 +8,6 @@ victim are kept in ``OUT.work/``: an interrupted run resumes there, and the
 folder is removed once the file is written.
 """
 
-import dataclasses
 import hashlib
 import pathlib
 import shutil
@@ -21,14 +20,12 @@ import numpy as np
 from hint_jax import attacks
 from hint_jax.attacks.deepconfuse import (DeepConfuseConfig,
                                           deepconfuse_poison, train_generator)
-from hint_jax.cli import checkpoint
 from hint_jax.cli.common import (Progress, StageProgress, finite_float, info,
                                  positive_int, work_dir, write_bytes_atomic)
-from hint_jax.cli.train_cmd import add_data_args, load_splits
+from hint_jax.cli.train_cmd import add_data_args, load_splits, train_clean
 from hint_jax.errors import ConfigError
-from hint_jax.models import MODEL_NAMES, get_model
-from hint_jax.train import Trainer, fit
-from hint_jax.train.presets import default_model, preset
+from hint_jax.models import MODEL_NAMES
+from hint_jax.train.presets import default_model
 
 ATTACKS = ("pgd", "dap", "durp", "dc")
 # Budgets of SPEC §4 (pixel units).
@@ -94,29 +91,14 @@ def register(sub):
 def _victim(args, splits, work, progress):
   """Trains (or reloads from ``work``) the clean victim."""
   epochs = args.victim_epochs or DEFAULT_VICTIM_EPOCHS.get(args.dataset)
-  cfg = preset(args.dataset, epochs=epochs)
-  cfg = dataclasses.replace(cfg, eval_every=0)
   model_name = args.model or default_model(args.dataset)
-  model = get_model(model_name, splits.num_classes, splits.x_train.shape[1:])
-  trainer = Trainer(model, cfg, len(splits.x_train))
-  state = trainer.init_state(jax.random.key(args.seed))
-  settings = {"model": model_name, "epochs": cfg.epochs, "seed": args.seed}
-  resumed = checkpoint.load(work, state, settings)
-  start = 0
-  if resumed is not None:
-    state, start = resumed[0], resumed[1]
-  if start < cfg.epochs:
-    info(f"victim: training {model_name} on clean data, {cfg.epochs} "
-         f"epochs" + (f" (from epoch {start + 1})" if start else ""))
-    state, _, _ = fit(trainer, state, splits, start_epoch=start,
-                      on_progress=progress,
-                      on_epoch_end=lambda e, st, rec, _x: checkpoint.save(
-                          work, st, e, settings, []))
-    progress.close()
-  acc = trainer.evaluate(state, splits.x_test, splits.y_test)["accuracy"]
+  model, state, trainer, acc = train_clean(
+      args.dataset, model_name, splits, epochs, args.seed, work, progress,
+      "victim: training")
   info(f"victim: test accuracy {100 * acc:.2f}%")
-  return model, state, {"model": model_name, "epochs": cfg.epochs,
-                        "seed": args.seed, "test_accuracy": acc}
+  return model, state, {"model": model_name,
+                        "epochs": trainer.config.epochs, "seed": args.seed,
+                        "test_accuracy": acc}
 
 
 def run(args):

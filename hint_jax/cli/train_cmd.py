@@ -298,11 +298,41 @@ def target_outcome(model, state, target_x, target: dict) -> dict:
           "true_probability": float(probs[target["true_class"]])}
 
 
+def train_clean(dataset, model_name, splits, epochs, seed, folder, progress,
+                label, **settings):
+  """Trains ``model_name`` on ``splits``' (clean) training images with the
+  dataset's preset (``epochs`` if given), checkpointing every epoch in
+  ``folder`` and resuming from it; a finished checkpoint is just reloaded.
+  ``settings`` join the checkpoint's identity. Returns ``(model, state,
+  trainer, test_accuracy)``."""
+  cfg = dataclasses.replace(preset(dataset, epochs=epochs), eval_every=0)
+  model = get_model(model_name, splits.num_classes, splits.x_train.shape[1:])
+  trainer = Trainer(model, cfg, len(splits.x_train))
+  state = trainer.init_state(jax.random.key(seed))
+  settings = {**settings, "model": model_name, "epochs": cfg.epochs,
+              "seed": seed}
+  resumed = checkpoint.load(folder, state, settings)
+  start = 0
+  if resumed is not None:
+    state, start = resumed[0], resumed[1]
+  if start < cfg.epochs:
+    info(f"{label}: {model_name} on {len(splits.x_train)} clean images, "
+         f"{cfg.epochs} epochs" + (f" (from epoch {start + 1})" if start
+                                   else ""))
+    state, _, _ = fit(trainer, state, splits, start_epoch=start,
+                      on_progress=progress,
+                      on_epoch_end=lambda e, st, rec, _x: checkpoint.save(
+                          folder, st, e, settings, []))
+    progress.close()
+  acc = trainer.evaluate(state, splits.x_test, splits.y_test)["accuracy"]
+  return model, state, trainer, acc
+
+
 # Defences built for the transfer scenario of the targeted attacks.
 TRANSFER_DEFENSES = ("none", "hint")
 
 
-def run_transfer(args, out, t_start, cfg, dataset, splits, ps, x_poisoned):
+def run_transfer(args, out, t_start, dataset, splits, ps, x_poisoned):
   """The transfer scenario of a targeted file (SPEC §4): pre-train on the
   clean 90% with the crafting run's own model, seed and epochs (so the
   victim's feature extractor is the one the attack saw: white-box, as in
@@ -336,29 +366,14 @@ def run_transfer(args, out, t_start, cfg, dataset, splits, ps, x_poisoned):
                     "scenario set")
   model_name = victim.get("model") or args.model or default_model(
       args.dataset)
-  model = get_model(model_name, splits.num_classes, splits.x_train.shape[1:])
-  pre_cfg = dataclasses.replace(
-      preset(args.dataset, epochs=victim.get("epochs")), eval_every=0)
-  trainer = Trainer(model, pre_cfg, len(pre))
-  state = trainer.init_state(jax.random.key(victim.get("seed", 0)))
   pre_splits = dataclasses.replace(splits, x_train=splits.x_train[pre],
                                    y_train=splits.y_train[pre])
-  settings = {"scenario": "transfer", "poison": str(args.poison),
-              "model": model_name, "epochs": pre_cfg.epochs,
-              "seed": victim.get("seed", 0)}
-  resumed = checkpoint.load(out, state, settings)
-  start = 0 if resumed is None else resumed[1]
-  if resumed is not None:
-    state = resumed[0]
   progress = Progress(False if args.no_progress else None)
-  info(f"transfer: pre-training {model_name} on {len(pre)} clean images, "
-       f"{pre_cfg.epochs} epochs (the crafting run's extractor)")
-  state, _, _ = fit(trainer, state, pre_splits, start_epoch=start,
-                    on_progress=progress,
-                    on_epoch_end=lambda e, st, rec, _x: checkpoint.save(
-                        out, st, e, settings, []))
-  progress.close()
-  pre_acc = trainer.evaluate(state, splits.x_test, splits.y_test)["accuracy"]
+  model, state, trainer, pre_acc = train_clean(
+      args.dataset, model_name, pre_splits, victim.get("epochs"),
+      victim.get("seed", 0), out, progress,
+      "transfer: pre-training (the crafting run's extractor)",
+      scenario="transfer", poison=str(args.poison))
   params = transfer.reinit_top_layer(model, state.params,
                                      jax.random.key(args.seed))
   x_fine, y_fine = x_poisoned[fine], splits.y_train[fine]
@@ -453,7 +468,7 @@ def run(args):
     attacks.check_target(ps, splits.x_test, splits.y_test, where=args.poison)
     target_x = ps.target_x
     if ps.target is not None and ps.target.get("scenario") == "transfer":
-      return run_transfer(args, out, t_start, cfg, dataset, splits, ps,
+      return run_transfer(args, out, t_start, dataset, splits, ps,
                           x_poisoned)
     poison = {"file": str(pathlib.Path(args.poison).resolve()),
               "counts": ps.counts(), "attacks": ps.meta["attacks"],
