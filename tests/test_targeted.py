@@ -319,6 +319,7 @@ def test_target_poison_command_bad_input(tmp_path):
           str(tmp_path / "x.npz"), "--no-progress"]
   assert main(base + ["--attack", "gm", "--budget", "0"]) == 2
   assert main(base + ["--attack", "gm", "--eps", "2"]) == 2
+  assert main(base + ["--attack", "gm", "--lr", "0"]) == 2
   assert main(base + ["--attack", "gm", "--target-index", "100000"]) == 2
   # Too many poisons for the fine-tuning tenth of 1297 digits.
   assert main(base + ["--attack", "fc", "--budget", "0.5"]) == 2

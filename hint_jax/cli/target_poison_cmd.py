@@ -119,6 +119,8 @@ def run(args):
   if not 0.0 < args.budget <= 1.0:
     raise ConfigError(f"--budget must be in (0, 1], got {args.budget}")
   steps = args.steps or DEFAULT_STEPS[attack]
+  if args.lr is not None and not args.lr > 0:
+    raise ConfigError(f"--lr must be > 0, got {args.lr}")
   out = pathlib.Path(args.out)
   if out.exists() and out.is_dir():
     raise ConfigError(f"--out {out} is a directory; give a .npz file name")
@@ -174,7 +176,7 @@ def run(args):
   if attack in ("bp", "fc"):
     fn = (targeted.bullseye_polytope if attack == "bp"
           else targeted.feature_collision)
-    lr = args.lr or 0.01
+    lr = 0.01 if args.lr is None else args.lr
     poisons, losses = fn(model.features_fn(state.params, state.model_state),
                          base_x, target_x, eps=eps, steps=steps, lr=lr,
                          on_progress=_stage_reporter(stage, attack))
@@ -182,7 +184,8 @@ def run(args):
   elif attack == "gm":
     cfg = targeted.GradientMatchingConfig(
         eps=eps, steps=steps, restarts=args.restarts,
-        lr=args.lr or targeted.GradientMatchingConfig.lr)
+        lr=targeted.GradientMatchingConfig.lr if args.lr is None
+        else args.lr)
     augment = random_shift_flip if args.dataset == "cifar10" else None
     poisons, losses = targeted.gradient_matching(
         model, state.params, state.model_state, base_x, base_y, target_x,
@@ -194,8 +197,9 @@ def run(args):
     losses = losses.min(axis=1)
   else:
     members = _surrogates(args, splits, work, model, state, progress)
-    cfg = targeted.MetaPoisonConfig(eps=eps, steps=steps,
-                                    lr=args.lr or targeted.MetaPoisonConfig.lr)
+    cfg = targeted.MetaPoisonConfig(
+        eps=eps, steps=steps,
+        lr=targeted.MetaPoisonConfig.lr if args.lr is None else args.lr)
     poisons, losses = targeted.metapoison(
         model, members, base_x, base_y, target_x, intended, splits.x_train,
         splits.y_train, akey, config=cfg,
