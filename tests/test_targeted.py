@@ -100,8 +100,9 @@ def test_gradient_matching_aligns_the_poison_gradient(digits_convnet, setup):
         target_grad))
 
   c0, c1 = cos(base), cos(poisons)
-  # On the quantised poisons the alignment clearly rose (measured: about
-  # 0.1 -> 0.8); 0.3 leaves room for other seeds and float noise.
+  # On the quantised poisons the alignment clearly rose (measured: 0.26 ->
+  # 0.65); a rise of 0.3 leaves room for float noise and fails if the
+  # poisons barely moved the gradient.
   assert c1 > c0 + 0.3, (c0, c1)
 
   # Same key, same poisons.
