@@ -6,7 +6,7 @@ and train only it on the remaining 10%, of which the poisons are a part.
 
 With the extractor frozen (inference-mode BatchNorm), training the top
 layer is softmax regression on the fixed features phi(x): the features are
-computed once per call (or once per epoch when a hook changes the images)
+computed once per call (and again whenever a hook changes the images)
 and the epoch runs as one jitted ``lax.scan`` over minibatches.
 """
 
@@ -115,8 +115,9 @@ def train_top_layer(model, params, model_state, x_u8: np.ndarray,
     key: PRNG key of the minibatch order (epoch e uses ``fold_in(key, e)``).
     config: see `TopLayerConfig`.
     before_epoch: optional ``(epoch, params, x_u8) -> x_u8`` run before
-      every epoch (a defence rewriting the images); when given, the features
-      are recomputed each epoch from the images it returns.
+      every epoch (a defence rewriting the images); the features are
+      recomputed whenever it returns a new array (returning the same
+      object means the images did not change).
 
   Returns:
     ``params`` with the trained theta_top (the other entries are the same
@@ -136,8 +137,9 @@ def train_top_layer(model, params, model_state, x_u8: np.ndarray,
   phi = None
   for epoch in range(config.epochs):
     if before_epoch is not None:
-      x_u8 = before_epoch(epoch, {**params, TOP_LAYER: top}, x_u8)
-      phi = None
+      x_new = before_epoch(epoch, {**params, TOP_LAYER: top}, x_u8)
+      if x_new is not x_u8:   # new images: their features are new too
+        x_u8, phi = x_new, None
     if phi is None:
       phi = model.features_of_images(params, model_state, x_u8)
     top, opt_state = _top_epoch(top, opt_state, phi, yj,
