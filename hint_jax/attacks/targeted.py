@@ -32,6 +32,7 @@ import jax.numpy as jnp
 import numpy as np
 import optax
 
+from hint_jax.attacks.untargeted import as_partial
 from hint_jax.attacks.untargeted import budget_levels
 from hint_jax.attacks.untargeted import quantize_within_budget
 from hint_jax.errors import ConfigError, NumericalError
@@ -111,7 +112,7 @@ def _feature_attack(kind, features_fn, base_u8, target_u8, *, eps, steps, lr,
                     on_progress):
   base_u8, target_u8 = _check_images(base_u8, target_u8)
   _check_opt(eps, steps, lr)
-  features_fn = _as_partial(features_fn)
+  features_fn = as_partial(features_fn)
   x0 = _to_float(base_u8)
   phi_t = features_fn(_to_float(target_u8)[None])[0]
   opt = optax.adam(lr)
@@ -174,11 +175,6 @@ def bullseye_polytope(features_fn: FeaturesFn, base_u8: np.ndarray,
   """
   return _feature_attack("bp", features_fn, base_u8, target_u8, eps=eps,
                          steps=steps, lr=lr, on_progress=on_progress)
-
-
-def _as_partial(fn):
-  return fn if isinstance(fn, jax.tree_util.Partial) else (
-      jax.tree_util.Partial(fn))
 
 
 # ---------------------------------------------------------------------------

@@ -74,14 +74,20 @@ def _signed_step(logits_fn, x0, delta, y, eps, step_size, *, descend):
   return jnp.clip(x0 + delta, 0.0, 1.0) - x0   # stay a valid image
 
 
+def as_partial(fn):
+  """``fn`` as a ``jax.tree_util.Partial`` (a pytree, so jitted steps
+  taking it do not retrace for new parameters)."""
+  return fn if isinstance(fn, jax.tree_util.Partial) else (
+      jax.tree_util.Partial(fn))
+
+
 def _pgd(logits_fn, x_u8, labels, *, eps, steps, step_size, descend,
          key: Optional[jax.Array], chunk_size: int, on_progress=None):
   x_u8 = np.asarray(x_u8)
   labels = np.asarray(labels)
   n = len(x_u8)
   out = np.empty_like(x_u8)
-  logits_fn = jax.tree_util.Partial(logits_fn) if not isinstance(
-      logits_fn, jax.tree_util.Partial) else logits_fn
+  logits_fn = as_partial(logits_fn)
   for c, start in enumerate(range(0, n, chunk_size)):
     xb = x_u8[start:start + chunk_size]
     m = len(xb)
