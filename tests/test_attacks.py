@@ -208,6 +208,36 @@ def test_poison_command_resumes_and_train_uses_the_file(tmp_path,
                str(tmp_path / "other"), "--no-progress"]) == 2
 
 
+def test_poison_victim_dir_is_reused_across_runs(tmp_path, monkeypatch):
+  from hint_jax.cli import poison_cmd  # pylint: disable=g-import-not-at-top
+  from hint_jax.cli.main import main  # pylint: disable=g-import-not-at-top
+  vdir = tmp_path / "victims"
+  base = ["poison", "--dataset", "digits", "--ratio", "1", "--pgd-steps",
+          "2", "--dap-steps", "2", "--victim-epochs", "2", "--victim-dir",
+          str(vdir), "--no-progress"]
+  assert main(base + ["--attacks", "pgd", "--out",
+                      str(tmp_path / "pgd.npz")]) == 0
+  (folder,) = vdir.iterdir()   # one victim, kept after the file is written
+  first = attacks.load_poisoned(tmp_path / "pgd.npz").meta["victim"]
+
+  def no_training(*_a, **_k):
+    raise AssertionError("the victim was trained again")
+
+  # A second attack reuses it: no training step may run ...
+  monkeypatch.setattr("hint_jax.cli.train_cmd.fit", no_training)
+  assert main(base + ["--attacks", "dap", "--out",
+                      str(tmp_path / "dap.npz")]) == 0
+  second = attacks.load_poisoned(tmp_path / "dap.npz").meta["victim"]
+  assert second == first and list(vdir.iterdir()) == [folder]
+  # ... while another seed is another victim, in its own folder.
+  assert poison_cmd.victim_folder(vdir, {"data": "digits", "seed": 1}) \
+      != poison_cmd.victim_folder(vdir, {"data": "digits", "seed": 0})
+  monkeypatch.undo()
+  assert main(base + ["--attacks", "dap", "--seed", "1", "--out",
+                      str(tmp_path / "dap1.npz")]) == 0
+  assert len(list(vdir.iterdir())) == 2
+
+
 def test_poison_command_bad_input(tmp_path):
   from hint_jax.cli.main import main  # pylint: disable=g-import-not-at-top
   base = ["poison", "--dataset", "digits", "--out", str(tmp_path / "x.npz")]

@@ -9,6 +9,7 @@ folder is removed once the file is written.
 """
 
 import hashlib
+import json
 import pathlib
 import shutil
 import time
@@ -83,18 +84,45 @@ def register(sub):
   p.add_argument("--seed", type=int, default=0,
                  help="seed of the victim, the attack assignment and the "
                  "attacks' randomness")
+  p.add_argument("--victim-dir", default=None,
+                 help="keep the trained victim here (one sub-folder per "
+                 "dataset, split, model, epochs and seed) and reuse it in "
+                 "later runs, e.g. when crafting each attack alone; default: "
+                 "trained in OUT.work/ and removed with it")
   p.add_argument("--out", required=True, help="the .npz file to write")
   p.add_argument("--no-progress", action="store_true")
   p.set_defaults(func=run)
 
 
+def victim_folder(root, identity: dict) -> pathlib.Path:
+  """The sub-folder of ``root`` that holds the victim trained with
+  ``identity`` (everything that determines it): its name is a digest of
+  the identity, so victims of other settings never share a folder."""
+  digest = hashlib.sha256(json.dumps(identity, sort_keys=True).encode()
+                          ).hexdigest()[:16]
+  return pathlib.Path(root) / f"victim-{identity['data']}-{digest}"
+
+
 def _victim(args, splits, work, progress):
-  """Trains (or reloads from ``work``) the clean victim."""
+  """Trains (or reloads from ``--victim-dir`` or ``work``) the clean
+  victim."""
   epochs = args.victim_epochs or DEFAULT_VICTIM_EPOCHS.get(args.dataset)
   model_name = args.model or default_model(args.dataset)
+  folder, identity = work, {}
+  if args.victim_dir is not None:
+    # The checkpoint's own settings (model, epochs, seed) are checked on
+    # load; the data identity is added so a victim of another split or
+    # subset is never reused.
+    identity = {"data": args.dataset, "split_seed": args.split_seed,
+                "num_val": len(splits.x_val), "subset": args.subset,
+                "clean_sha256": hashlib.sha256(np.ascontiguousarray(
+                    splits.x_train).tobytes()).hexdigest()}
+    folder = victim_folder(args.victim_dir, {
+        **identity, "model": model_name, "epochs": epochs, "seed": args.seed})
+    folder.mkdir(parents=True, exist_ok=True)
   model, state, trainer, acc = train_clean(
-      args.dataset, model_name, splits, epochs, args.seed, work, progress,
-      "victim: training")
+      args.dataset, model_name, splits, epochs, args.seed, folder, progress,
+      "victim: training", **identity)
   info(f"victim: test accuracy {100 * acc:.2f}%")
   return model, state, {"model": model_name,
                         "epochs": trainer.config.epochs, "seed": args.seed,
