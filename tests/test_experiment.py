@@ -242,10 +242,16 @@ def test_table3_quick_crafts_trains_and_reports(tmp_path):
   hint = [c for c in prof.cells() if c.method.label == "HINT"]
   assert sorted(c.attack for c in hint) == ["bp", "fc", "gm", "mp"]
   assert {c.poison_id for c in hint} == {c.poison_id for c in none_cells}
-  # FRIENDS, ATDA, EPIC: from-scratch cells only, in the paper profile.
+  # Every defence against every attack in the paper profile, ATDA at the
+  # targeted budget.
   paper = exp.get_profile("table3", "paper")
   assert sorted(c.attack for c in paper.cells()
-                if c.method.label == "EPIC" and c.trial == 0) == ["gm", "mp"]
+                if c.method.label == "EPIC" and c.trial == 0) == [
+                    "bp", "fc", "gm", "mp"]
+  (atda,) = [c for c in paper.cells() if c.method.label == "ATDA"
+             and c.attack == "fc" and c.trial == 0]
+  assert atda.train_flags()[atda.train_flags().index("--atda-eps") + 1] \
+      == "0.062"
 
   text = rep.table3(manifests, cells)
   assert "Table III" in text and "| none |" in text

@@ -109,7 +109,9 @@ def _victim(args, splits, work, progress):
   epochs = args.victim_epochs or DEFAULT_VICTIM_EPOCHS.get(args.dataset)
   model_name = args.model or default_model(args.dataset)
   folder, identity = work, {}
-  if args.victim_dir is not None:
+  # (target-poison shares this function and keeps its models in its work
+  # folder: it has no --victim-dir.)
+  if getattr(args, "victim_dir", None) is not None:
     # The checkpoint's own settings (model, epochs, seed) are checked on
     # load; the data identity is added so a victim of another split or
     # subset is never reused.

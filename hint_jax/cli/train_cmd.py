@@ -328,10 +328,6 @@ def train_clean(dataset, model_name, splits, epochs, seed, folder, progress,
   return model, state, trainer, acc
 
 
-# Defences built for the transfer scenario of the targeted attacks.
-TRANSFER_DEFENSES = ("none", "hint")
-
-
 def run_transfer(args, out, t_start, dataset, splits, ps, x_poisoned):
   """The transfer scenario of a targeted file (SPEC §4): pre-train on the
   clean 90% with the crafting run's own model, seed and epochs (so the
@@ -341,19 +337,32 @@ def run_transfer(args, out, t_start, dataset, splits, ps, x_poisoned):
   re-initialise theta_top from ``--seed`` and train it alone on the
   poisoned 10%.
 
-  ``--defense hint`` writes its healthy noise into the fine-tuning images
-  before the scheduled top-layer epochs (its influence work is on theta_top,
-  the only trained layer, as always); FRIENDS, ATDA and EPIC are not built
-  for this scenario yet.
+  Every defence acts on the fine-tuning set and theta_top, the only layer
+  trained here (`TopLayerConfig`'s epochs are the run's epochs):
+  - hint: healthy noise written into the fine-tuning images before the
+    scheduled epochs (influence on theta_top, as always);
+  - friends: friendly noise computed once before ``--friends-begin-epoch``
+    with the network of that epoch, plus fresh Bernoulli noise every epoch
+    (the features are then recomputed every epoch);
+  - epic: the scheduled selections on the fine-tuning set; dropped
+    examples are left out of the following epochs;
+  - atda: every step trains on adversarial examples of its batch, crafted
+    through the frozen body and the current theta_top (``--atda-*``; the
+    paper uses eps 0.062 against targeted attacks).
   """
-  if args.defense not in TRANSFER_DEFENSES:
-    raise ConfigError(f"--defense {args.defense} is not built for the "
-                      f"transfer scenario yet (only "
-                      f"{', '.join(TRANSFER_DEFENSES)}); the from-scratch "
-                      "files (gm, mp) take every defence")
   top_cfg = transfer.TopLayerConfig()
+  # Settings are checked before the extractor is trained.
   hint_cfg = (hint_config(args, top_cfg.epochs) if args.defense == "hint"
               else None)
+  epic_cfg = (epic_config(args, top_cfg.epochs) if args.defense == "epic"
+              else None)
+  friends_cfg = (friends_config(args, top_cfg.epochs)
+                 if args.defense == "friends" else None)
+  atda_cfg = None
+  if args.defense == "atda":
+    atda_cfg = defenses.AtdaConfig(
+        eps=args.atda_eps, steps=args.atda_steps,
+        step_size=args.atda_step_size, tau=args.atda_tau).validate()
   target = ps.target
   victim = ps.meta.get("victim") or {}
   pre, fine = transfer.transfer_split(
@@ -377,19 +386,34 @@ def run_transfer(args, out, t_start, dataset, splits, ps, x_poisoned):
   params = transfer.reinit_top_layer(model, state.params,
                                      jax.random.key(args.seed))
   x_fine, y_fine = x_poisoned[fine], splits.y_train[fine]
-  defence = None if hint_cfg is None else hint_lib.Hint(
-      model, hint_cfg, x_fine, y_fine, splits.x_val, splits.y_val,
-      epochs=top_cfg.epochs)
+  view = lambda p: types.SimpleNamespace(params=p,
+                                         model_state=state.model_state)
+  hook, rows, adversary, defence = None, None, None, None
+  if hint_cfg is not None:
+    defence = hint_lib.Hint(model, hint_cfg, x_fine, y_fine, splits.x_val,
+                            splits.y_val, epochs=top_cfg.epochs)
+    hook = lambda epoch, p, x: defence.before_epoch(epoch, view(p), x)[0]
+  elif epic_cfg is not None:
+    defence = defenses.Epic(model, epic_cfg, y_fine)
+    hook = lambda epoch, p, x: defence.before_epoch(epoch, view(p), x)[0]
+    rows = defence.active_indices
+  elif friends_cfg is not None:
+    defence = defenses.Friends(model, friends_cfg, x_fine)
+    noise_key = jax.random.fold_in(jax.random.key(args.seed), 2)
 
-  def hint_hook(epoch, p, x):
-    view = types.SimpleNamespace(params=p, model_state=state.model_state)
-    return defence.before_epoch(epoch, view, x)[0]
+    def hook(epoch, p, _x):
+      defence.before_epoch(epoch, view(p), defence.current_images())
+      x = jnp.asarray(defence.current_images(), jnp.float32) / 255.0
+      return np.asarray(defenses.bernoulli_noise(
+          jax.random.fold_in(noise_key, epoch), x, friends_cfg.bernoulli))
+  elif atda_cfg is not None:
+    adversary = defenses.make_adversary(model, atda_cfg)
 
   t_top = time.perf_counter()
   params = transfer.train_top_layer(
       model, params, state.model_state, x_fine, y_fine,
       jax.random.fold_in(jax.random.key(args.seed), 1), config=top_cfg,
-      before_epoch=None if defence is None else hint_hook)
+      before_epoch=hook, rows=rows, adversary=adversary)
   top_seconds = time.perf_counter() - t_top
   state = state.replace(params=params)
   final = trainer.evaluate(state, splits.x_test, splits.y_test)
@@ -410,9 +434,17 @@ def run_transfer(args, out, t_start, dataset, splits, ps, x_poisoned):
       "target": target_outcome(model, state, ps.target_x, target),
       "backend": jax.default_backend(), "jax_version": jax.__version__,
   }
-  if defence is not None:
+  if hint_cfg is not None:
     result["hint"] = {"config": json.loads(json.dumps(
         dataclasses.asdict(hint_cfg))), **defence.summary()}
+  elif epic_cfg is not None:
+    result["epic"] = {"config": dataclasses.asdict(epic_cfg),
+                      **defence.summary()}
+  elif friends_cfg is not None:
+    result["friends"] = {"config": dataclasses.asdict(friends_cfg),
+                         **defence.summary()}
+  elif atda_cfg is not None:
+    result["atda"] = {"config": dataclasses.asdict(atda_cfg)}
   write_json_atomic(out / "result.json", result)
   t = result["target"]
   print(f"{args.dataset}/{model_name} transfer: test accuracy "

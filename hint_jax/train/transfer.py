@@ -102,22 +102,69 @@ def _top_epoch(top, opt_state, phi, y, key, *, opt, batch_size):
   return top, opt_state
 
 
+@functools.partial(jax.jit, static_argnames=("opt", "batch_size",
+                                             "adversary"))
+def _top_epoch_adversarial(top, opt_state, body, model_state, features,
+                           x_u8, y, key, *, opt, batch_size, adversary):
+  """One epoch of adversarial training of theta_top: every step crafts
+  ``adversary`` examples of its batch against the current theta_top and
+  the frozen body, then takes the SGD step on their features."""
+  steps = x_u8.shape[0] // batch_size
+  # The minibatch order is `_top_epoch`'s (same key), so an adversary that
+  # returns its input trains exactly as plain fine-tuning does.
+  order = jax.random.permutation(key, x_u8.shape[0])
+  batches = order[:steps * batch_size].reshape(steps, batch_size)
+  keys = jax.random.split(jax.random.fold_in(key, 1), steps)
+
+  def step(carry, inp):
+    t, s = carry
+    idx, k = inp
+    xb = x_u8[idx].astype(jnp.float32)
+    if jnp.issubdtype(x_u8.dtype, jnp.integer):
+      xb = xb / 255.0
+    x_adv = adversary({**body, TOP_LAYER: t}, model_state, k, xb, y[idx])
+    phi = jax.lax.stop_gradient(features(x_adv))
+
+    def loss(tt):
+      logits = phi @ tt["kernel"] + tt["bias"]
+      return jnp.mean(optax.softmax_cross_entropy_with_integer_labels(
+          logits, y[idx]))
+
+    updates, s = opt.update(jax.grad(loss)(t), s, t)
+    return (optax.apply_updates(t, updates), s), None
+
+  (top, opt_state), _ = jax.lax.scan(step, (top, opt_state),
+                                     (batches, keys))
+  return top, opt_state
+
+
 def train_top_layer(model, params, model_state, x_u8: np.ndarray,
                     y: np.ndarray, key: jax.Array, *,
                     config: TopLayerConfig = TopLayerConfig(),
-                    before_epoch: Optional[Callable] = None):
+                    before_epoch: Optional[Callable] = None,
+                    rows: Optional[Callable] = None,
+                    adversary: Optional[Callable] = None):
   """Trains theta_top of ``params`` on ``(x_u8, y)`` with the rest frozen.
 
   Args:
     model, params, model_state: the network; every parameter but
       ``params["head"]`` and all BatchNorm statistics stay as they are.
-    x_u8, y: the fine-tuning set.
-    key: PRNG key of the minibatch order (epoch e uses ``fold_in(key, e)``).
+    x_u8, y: the fine-tuning set (uint8 images, or float ones in [0, 1]).
+    key: PRNG key of the minibatch order (epoch e uses ``fold_in(key, e)``,
+      which also drives ``adversary``).
     config: see `TopLayerConfig`.
     before_epoch: optional ``(epoch, params, x_u8) -> x_u8`` run before
       every epoch (a defence rewriting the images); the features are
       recomputed whenever it returns a new array (returning the same
       object means the images did not change).
+    rows: optional ``() -> indices``, called after ``before_epoch``: the
+      examples trained on in this epoch (EPIC's kept examples); all of
+      them if not given.
+    adversary: optional ``(params, model_state, key, x, y) -> x_adv`` on
+      float batches (`hint_jax.defenses.make_adversary`): adversarial
+      training, each step on the adversarial images of its batch, crafted
+      against the current theta_top (ATDA). The features are then computed
+      per step rather than once.
 
   Returns:
     ``params`` with the trained theta_top (the other entries are the same
@@ -134,15 +181,34 @@ def train_top_layer(model, params, model_state, x_u8: np.ndarray,
   top = params[TOP_LAYER]
   opt_state = opt.init(top)
   yj = jnp.asarray(y, jnp.int32)
+  body = {k: v for k, v in params.items() if k != TOP_LAYER}
+  features = model.features_fn(params, model_state)
   phi = None
   for epoch in range(config.epochs):
     if before_epoch is not None:
       x_new = before_epoch(epoch, {**params, TOP_LAYER: top}, x_u8)
       if x_new is not x_u8:   # new images: their features are new too
-        x_u8, phi = x_new, None
+        x_u8, phi = np.asarray(x_new), None
+    keep = None if rows is None else np.asarray(rows())
+    batch_size = config.batch_size
+    if keep is not None:
+      if not len(keep):
+        raise ConfigError("no fine-tuning example is left to train on")
+      # Fewer kept examples than a batch (EPIC on a small set): the epoch
+      # is one step on all of them.
+      batch_size = min(batch_size, len(keep))
+    ekey = jax.random.fold_in(key, epoch)
+    if adversary is not None:
+      xs = x_u8 if keep is None else x_u8[keep]
+      ys = yj if keep is None else yj[keep]
+      top, opt_state = _top_epoch_adversarial(
+          top, opt_state, body, model_state, features, jnp.asarray(xs), ys,
+          ekey, opt=opt, batch_size=batch_size, adversary=adversary)
+      continue
     if phi is None:
       phi = model.features_of_images(params, model_state, x_u8)
-    top, opt_state = _top_epoch(top, opt_state, phi, yj,
-                                jax.random.fold_in(key, epoch), opt=opt,
-                                batch_size=config.batch_size)
+    top, opt_state = _top_epoch(
+        top, opt_state, phi if keep is None else phi[keep],
+        yj if keep is None else yj[keep], ekey, opt=opt,
+        batch_size=batch_size)
   return {**params, TOP_LAYER: top}
