@@ -209,7 +209,6 @@ def test_poison_command_resumes_and_train_uses_the_file(tmp_path,
 
 
 def test_poison_victim_dir_is_reused_across_runs(tmp_path, monkeypatch):
-  from hint_jax.cli import poison_cmd  # pylint: disable=g-import-not-at-top
   from hint_jax.cli.main import main  # pylint: disable=g-import-not-at-top
   vdir = tmp_path / "victims"
   base = ["poison", "--dataset", "digits", "--ratio", "1", "--pgd-steps",
@@ -230,12 +229,14 @@ def test_poison_victim_dir_is_reused_across_runs(tmp_path, monkeypatch):
   second = attacks.load_poisoned(tmp_path / "dap.npz").meta["victim"]
   assert second == first and list(vdir.iterdir()) == [folder]
   # ... while another seed is another victim, in its own folder.
-  assert poison_cmd.victim_folder(vdir, {"data": "digits", "seed": 1}) \
-      != poison_cmd.victim_folder(vdir, {"data": "digits", "seed": 0})
   monkeypatch.undo()
   assert main(base + ["--attacks", "dap", "--seed", "1", "--out",
                       str(tmp_path / "dap1.npz")]) == 0
   assert len(list(vdir.iterdir())) == 2
+  # `train --victim-dir` is for transfer-scenario files only.
+  assert main(["train", "--dataset", "digits", "--poison",
+               str(tmp_path / "pgd.npz"), "--victim-dir", str(vdir),
+               "--out", str(tmp_path / "t"), "--no-progress"]) == 2
 
 
 def test_poison_command_bad_input(tmp_path):

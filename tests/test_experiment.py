@@ -223,6 +223,15 @@ def test_table3_quick_crafts_trains_and_reports(tmp_path):
     assert t["success"] == (t["predicted"] == t["intended_class"])
   files = sorted((out / "poison" / "targeted").glob("*.npz"))
   assert len(files) == len(exp.configs.TABLE3_ATTACKS)
+  # Clean models are trained once and shared through OUT/victims: the
+  # full-split victim of seed 0 (gm, and mp's first member), mp's second
+  # member, and the extractor that bp and fc share (same trial, same
+  # pre-training split); the transfer cells reload it.
+  assert len(list((out / "victims").iterdir())) == 3
+  for c in finished:
+    if c["attack"] in ("bp", "fc"):
+      assert c["result"]["pretrain_test_accuracy"] == pytest.approx(
+          c["result"]["crafting_extractor_test_accuracy"], abs=1e-9)
   from hint_jax import data as data_lib  # pylint: disable=g-import-not-at-top
   splits = data_lib.split_train_val(data_lib.load_dataset("digits"), seed=0)
   for f in files:

@@ -331,10 +331,11 @@ def test_target_poison_command_and_train_report_the_target(tmp_path):
   from hint_jax.cli.main import main  # pylint: disable=g-import-not-at-top
   attack = "fc"
   out = tmp_path / f"{attack}.npz"
+  vdir = tmp_path / "victims"
   assert main(["target-poison", "--dataset", "digits", "--attack", attack,
                "--budget", "0.005", "--steps", "5", "--restarts", "2",
                "--victim-epochs", "3", "--seed", "1", "--out", str(out),
-               "--no-progress"]) == 0
+               "--victim-dir", str(vdir), "--no-progress"]) == 0
   splits = data_lib.split_train_val(data_lib.load_dataset("digits"), seed=0)
   ps = attacks.load_poisoned(out, clean_x=splits.x_train)
   t = ps.target
@@ -363,6 +364,21 @@ def test_target_poison_command_and_train_report_the_target(tmp_path):
   # epochs; CPU training is deterministic).
   assert result["pretrain_test_accuracy"] == pytest.approx(
       result["crafting_extractor_test_accuracy"], abs=1e-9)
+  # With the crafting run's --victim-dir the extractor is reloaded, not
+  # trained again, and is the same one.
+  def no_training(*_a, **_k):
+    raise AssertionError("the extractor was trained again")
+
+  with pytest.MonkeyPatch.context() as mp:
+    mp.setattr("hint_jax.cli.train_cmd.fit", no_training)
+    assert main(["train", "--dataset", "digits", "--poison", str(out),
+                 "--victim-dir", str(vdir), "--out", str(tmp_path / "v"),
+                 "--no-progress"]) == 0
+  reused = json.loads((tmp_path / "v" / "result.json").read_text())
+  assert reused["pretrain_test_accuracy"] == result["pretrain_test_accuracy"]
+  assert reused["test_accuracy"] == result["test_accuracy"]
+  assert len(list(vdir.iterdir())) == 1
+
   # Every defence runs in the transfer scenario, on the fine-tuning set.
   def defended(name, *flags):
     assert main(["train", "--dataset", "digits", "--defense", name,

@@ -178,6 +178,10 @@ def cell_argv(args, out, cell) -> list:
   argv = ["train"] + cell.train_flags()
   if isinstance(cell, exp.TargetedCell):
     argv += ["--poison", str(targeted_poison_file(out, cell))]
+    if cell.attack in exp.configs.TRANSFER_ATTACKS:
+      # The extractor the set was crafted on, trained once (not part of
+      # the cell's identity: it only saves the re-training).
+      argv += ["--victim-dir", str(out / "victims")]
   elif cell.ratio > 0:
     argv += ["--poison", str(poison_file(out, cell.profile, cell.dataset,
                                          cell.ratio))]
@@ -333,7 +337,7 @@ def run_targeted(args, profile, out):
     if f.exists():
       continue
     argv = (["target-poison"] + cell.craft_flags() + ["--out", str(f)]
-            + _common(args))
+            + ["--victim-dir", str(out / "victims")] + _common(args))
     info(f"experiment: crafting {cell.attack} for trial {cell.trial} into "
           f"{f}")
     log(argv)

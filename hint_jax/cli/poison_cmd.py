@@ -9,7 +9,6 @@ folder is removed once the file is written.
 """
 
 import hashlib
-import json
 import pathlib
 import shutil
 import time
@@ -23,7 +22,8 @@ from hint_jax.attacks.deepconfuse import (DeepConfuseConfig,
                                           deepconfuse_poison, train_generator)
 from hint_jax.cli.common import (Progress, StageProgress, finite_float, info,
                                  positive_int, work_dir, write_bytes_atomic)
-from hint_jax.cli.train_cmd import add_data_args, load_splits, train_clean
+from hint_jax.cli.train_cmd import (add_data_args, clean_model_folder,
+                                   load_splits, train_clean)
 from hint_jax.errors import ConfigError
 from hint_jax.models import MODEL_NAMES
 from hint_jax.train.presets import default_model
@@ -84,23 +84,18 @@ def register(sub):
   p.add_argument("--seed", type=int, default=0,
                  help="seed of the victim, the attack assignment and the "
                  "attacks' randomness")
-  p.add_argument("--victim-dir", default=None,
-                 help="keep the trained victim here (one sub-folder per "
-                 "dataset, split, model, epochs and seed) and reuse it in "
-                 "later runs, e.g. when crafting each attack alone; default: "
-                 "trained in OUT.work/ and removed with it")
+  add_victim_dir_arg(p)
   p.add_argument("--out", required=True, help="the .npz file to write")
   p.add_argument("--no-progress", action="store_true")
   p.set_defaults(func=run)
 
 
-def victim_folder(root, identity: dict) -> pathlib.Path:
-  """The sub-folder of ``root`` that holds the victim trained with
-  ``identity`` (everything that determines it): its name is a digest of
-  the identity, so victims of other settings never share a folder."""
-  digest = hashlib.sha256(json.dumps(identity, sort_keys=True).encode()
-                          ).hexdigest()[:16]
-  return pathlib.Path(root) / f"victim-{identity['data']}-{digest}"
+def add_victim_dir_arg(p):
+  p.add_argument("--victim-dir", default=None,
+                 help="keep the trained victim here (one sub-folder per "
+                 "data, split, model, epochs and seed) and reuse it in later "
+                 "runs, e.g. when crafting each attack alone; default: "
+                 "trained in OUT.work/ and removed with it")
 
 
 def _victim(args, splits, work, progress):
@@ -109,19 +104,10 @@ def _victim(args, splits, work, progress):
   epochs = args.victim_epochs or DEFAULT_VICTIM_EPOCHS.get(args.dataset)
   model_name = args.model or default_model(args.dataset)
   folder, identity = work, {}
-  # (target-poison shares this function and keeps its models in its work
-  # folder: it has no --victim-dir.)
-  if getattr(args, "victim_dir", None) is not None:
-    # The checkpoint's own settings (model, epochs, seed) are checked on
-    # load; the data identity is added so a victim of another split or
-    # subset is never reused.
-    identity = {"data": args.dataset, "split_seed": args.split_seed,
-                "num_val": len(splits.x_val), "subset": args.subset,
-                "clean_sha256": hashlib.sha256(np.ascontiguousarray(
-                    splits.x_train).tobytes()).hexdigest()}
-    folder = victim_folder(args.victim_dir, {
-        **identity, "model": model_name, "epochs": epochs, "seed": args.seed})
-    folder.mkdir(parents=True, exist_ok=True)
+  if args.victim_dir is not None:
+    folder, identity = clean_model_folder(
+        args.victim_dir, args.dataset, args.split_seed, args.subset, splits,
+        model_name, epochs, args.seed)
   model, state, trainer, acc = train_clean(
       args.dataset, model_name, splits, epochs, args.seed, folder, progress,
       "victim: training", **identity)

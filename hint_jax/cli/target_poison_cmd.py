@@ -31,7 +31,8 @@ from hint_jax import attacks
 from hint_jax.attacks import targeted
 from hint_jax.cli.common import (Progress, StageProgress, finite_float, info,
                                  nonneg_int, positive_int, work_dir)
-from hint_jax.cli.poison_cmd import DEFAULT_VICTIM_EPOCHS, _victim
+from hint_jax.cli.poison_cmd import (DEFAULT_VICTIM_EPOCHS, _victim,
+                                    add_victim_dir_arg)
 from hint_jax.cli.train_cmd import add_data_args, load_splits
 from hint_jax.errors import ConfigError
 from hint_jax.models import MODEL_NAMES
@@ -82,6 +83,7 @@ def register(sub):
                  "(default: the dataset's preset)")
   p.add_argument("--seed", type=int, default=0,
                  help="seed of the target draw, the models and the attack")
+  add_victim_dir_arg(p)
   p.add_argument("--out", required=True, help="the .npz file to write")
   p.add_argument("--no-progress", action="store_true")
   p.set_defaults(func=run)

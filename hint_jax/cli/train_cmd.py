@@ -3,6 +3,7 @@ metrics.jsonl, resume from the last finished epoch if interrupted."""
 
 import argparse
 import dataclasses
+import hashlib
 import json
 import pathlib
 import platform
@@ -252,6 +253,11 @@ def register(sub):
   add_epic_args(p)
   add_friends_args(p)
   add_atda_args(p)
+  p.add_argument("--victim-dir", default=None,
+                 help="transfer-scenario files only: the folder where "
+                 "`target-poison --victim-dir` left the pre-trained "
+                 "extractor; it is reused (and trained there if missing) "
+                 "instead of being trained again in OUT")
   p.set_defaults(func=run)
 
 
@@ -296,6 +302,28 @@ def target_outcome(model, state, target_x, target: dict) -> dict:
           "success": predicted == target["intended_class"],
           "intended_probability": float(probs[target["intended_class"]]),
           "true_probability": float(probs[target["true_class"]])}
+
+
+def clean_model_folder(root, dataset, split_seed, subset, splits, model_name,
+                       epochs, seed):
+  """Where ``--victim-dir root`` keeps the clean model that `train_clean`
+  trains with these arguments, and the data identity to pass it as
+  ``settings``: one sub-folder per (data, split, subset, training images,
+  model, epochs, seed), named by a digest of them, so a model trained on
+  other data or settings is never reused. `hint-jax poison`, `target-poison`
+  and `train` (transfer files) share it: the extractor a targeted attack
+  was crafted on is then trained once, not again by every victim."""
+  identity = {"data": dataset, "split_seed": split_seed,
+              "num_val": len(splits.x_val), "subset": subset,
+              "clean_sha256": hashlib.sha256(np.ascontiguousarray(
+                  splits.x_train).tobytes()).hexdigest()}
+  key = {**identity, "model": model_name,
+         "epochs": preset(dataset, epochs=epochs).epochs, "seed": seed}
+  digest = hashlib.sha256(json.dumps(key, sort_keys=True).encode()
+                          ).hexdigest()[:16]
+  folder = pathlib.Path(root) / f"victim-{dataset}-{digest}"
+  folder.mkdir(parents=True, exist_ok=True)
+  return folder, identity
 
 
 def train_clean(dataset, model_name, splits, epochs, seed, folder, progress,
@@ -378,11 +406,16 @@ def run_transfer(args, out, t_start, dataset, splits, ps, x_poisoned):
   pre_splits = dataclasses.replace(splits, x_train=splits.x_train[pre],
                                    y_train=splits.y_train[pre])
   progress = Progress(False if args.no_progress else None)
+  folder, identity = out, {"scenario": "transfer",
+                           "poison": str(args.poison)}
+  if args.victim_dir is not None:
+    folder, identity = clean_model_folder(
+        args.victim_dir, args.dataset, args.split_seed, args.subset,
+        pre_splits, model_name, victim.get("epochs"), victim.get("seed", 0))
   model, state, trainer, pre_acc = train_clean(
       args.dataset, model_name, pre_splits, victim.get("epochs"),
-      victim.get("seed", 0), out, progress,
-      "transfer: pre-training (the crafting run's extractor)",
-      scenario="transfer", poison=str(args.poison))
+      victim.get("seed", 0), folder, progress,
+      "transfer: pre-training (the crafting run's extractor)", **identity)
   params = transfer.reinit_top_layer(model, state.params,
                                      jax.random.key(args.seed))
   x_fine, y_fine = x_poisoned[fine], splits.y_train[fine]
@@ -506,6 +539,9 @@ def run(args):
               "counts": ps.counts(), "attacks": ps.meta["attacks"],
               "ratio": ps.meta.get("ratio"), "target": ps.target}
     info(f"poisoned training set: {poison['counts']}")
+  if args.victim_dir is not None:
+    raise ConfigError("--victim-dir applies to transfer-scenario files "
+                      "(target-poison --attack bp|fc) only")
   model_name = args.model or default_model(args.dataset)
   model = get_model(model_name, splits.num_classes, splits.x_train.shape[1:])
   trainer = Trainer(model, cfg, len(splits.x_train), adversary=(

@@ -329,6 +329,8 @@ class TargetedCell:
 
 
 TABLE3_ATTACKS = ("gm", "mp", "bp", "fc")
+# Attacks on a frozen, pre-trained extractor (the others train from scratch).
+TRANSFER_ATTACKS = ("bp", "fc")
 _add(TargetedProfile(
     "table3", "quick", "digits", TABLE3_ATTACKS, (NONE, HINT), 1,
     craft_flags=("--budget", "0.005", "--steps", "20", "--restarts", "2",
