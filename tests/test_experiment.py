@@ -202,6 +202,25 @@ def test_given_poison_file_and_filters(quick_dir, tmp_path):
                ["--poison-file", str(given), "--poison-file", str(given)]):
     assert main(["experiment", "table2", "--profile", "quick", "--out",
                  str(out), "--dry-run"] + argv) == 2, argv
+  assert main(["experiment", "table2", "--profile", "quick", "--out",
+               str(out), "--dry-run", "--attacks", "gm"]) == 2
+
+
+def test_table3_selects_attacks_and_trials(tmp_path, capsys):
+  """--attacks and --trials pick the cells that run (a dry run here: the
+  cpu profile's 4 attacks x 5 methods x 5 trials)."""
+  from hint_jax.cli.main import main  # pylint: disable=g-import-not-at-top
+  base = ["experiment", "table3", "--profile", "cpu", "--out",
+          str(tmp_path / "t3"), "--dry-run"]
+  assert main(base + ["--attacks", "bp,fc", "--trials", "2"]) == 0
+  lines = capsys.readouterr().out.splitlines()
+  pending = [ln.split()[1] for ln in lines if ln.startswith("pending")]
+  assert len(lines) == 101 and len(pending) == 2 * 5 * 2
+  assert all(("_bp_" in c or "_fc_" in c) and ("_t0_" in c or "_t1_" in c)
+             for c in pending)
+  assert main(base + ["--attacks", "bp,xx"]) == 2
+  with pytest.raises(SystemExit):   # argparse: not a positive whole number
+    main(base + ["--trials", "0"])
 
 
 def test_table3_quick_crafts_trains_and_reports(tmp_path):

@@ -32,7 +32,7 @@ import jax
 from hint_jax import attacks
 from hint_jax import experiment as exp
 from hint_jax.cli import poison_cmd, target_poison_cmd, train_cmd
-from hint_jax.cli.common import info, out_dir, write_json_atomic
+from hint_jax.cli.common import info, out_dir, positive_int, write_json_atomic
 from hint_jax.errors import ConfigError
 
 POISON_LOWER_STREAM = 7   # key of lower_ratio: fold_in(key(poison seed), 7)
@@ -60,6 +60,11 @@ def register(sub):
   p.add_argument("--methods", type=_labels, default=None,
                  help="run only these methods (comma list of report labels, "
                  "e.g. none,HINT,ATDA)")
+  p.add_argument("--attacks", type=_labels, default=None,
+                 help="table3: run only these attacks (comma list of gm, mp, "
+                 "bp, fc)")
+  p.add_argument("--trials", type=positive_int, default=None,
+                 help="table3: run only the first N trials")
   p.add_argument("--dry-run", action="store_true",
                  help="list the cells and which are finished; run nothing")
   p.add_argument("--no-progress", action="store_true")
@@ -211,6 +216,8 @@ def run(args):
   out = out_dir(args.out)
   if isinstance(profile, exp.TargetedProfile):
     return run_targeted(args, profile, out)
+  if args.attacks is not None or args.trials is not None:
+    raise ConfigError("--attacks and --trials apply to table3 only")
   given = given_poisons(args.poison_file, profile)
   profile = dataclasses.replace(profile, poison_files=tuple(
       (d, sha) for d, (_, sha) in sorted(given.items())))
@@ -320,11 +327,17 @@ def run_targeted(args, profile, out):
     raise ConfigError(f"{profile.table} crafts its own targeted sets: "
                       "--poison-file and --ratios do not apply")
   cells = profile.cells()
-  unknown = sorted(set(args.methods or ()) - {c.method.label for c in cells})
-  if unknown:
-    raise ConfigError(f"--methods: {unknown} not in this profile")
+  for name, wanted, have in (
+      ("--methods", args.methods, {c.method.label for c in cells}),
+      ("--attacks", args.attacks, {c.attack for c in cells})):
+    unknown = sorted(set(wanted or ()) - have)
+    if unknown:
+      raise ConfigError(f"{name}: {unknown} not in this profile "
+                        f"({', '.join(sorted(have))})")
   done = [(cell_dir(out, c) / "result.json").exists() for c in cells]
-  chosen = [args.methods is None or c.method.label in args.methods
+  chosen = [(args.methods is None or c.method.label in args.methods)
+            and (args.attacks is None or c.attack in args.attacks)
+            and (args.trials is None or c.trial < args.trials)
             for c in cells]
   todo = [c for c, d, ch in zip(cells, done, chosen) if ch and not d]
   if args.dry_run:
@@ -360,6 +373,10 @@ def invocation_argv(args) -> list:
     argv += ["--ratios", ",".join(f"{r:g}" for r in args.ratios)]
   if args.methods is not None:
     argv += ["--methods", ",".join(args.methods)]
+  if args.attacks is not None:
+    argv += ["--attacks", ",".join(args.attacks)]
+  if args.trials is not None:
+    argv += ["--trials", str(args.trials)]
   return argv + (["--no-progress"] if args.no_progress else [])
 
 
