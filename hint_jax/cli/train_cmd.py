@@ -261,18 +261,35 @@ def register(sub):
   p.set_defaults(func=run)
 
 
+def _hint_schedule(args, epochs):
+  """``(schedule, trimmed)``: ``--schedule``, else the dataset's default
+  trimmed to the run's epochs."""
+  if args.schedule is not None:
+    return args.schedule, False
+  default = hint_lib.DEFAULT_SCHEDULES.get(args.dataset, ())
+  schedule = tuple(e for e in default if e < epochs)
+  if default and not schedule:
+    raise ConfigError(f"no epoch of the default HINT schedule "
+                      f"{list(default)} is within {epochs} epochs; pass "
+                      f"--schedule (0-based epochs)")
+  return schedule, schedule != default
+
+
+def announce_hint_schedule(args, epochs):
+  """Says on stderr when the default schedule was trimmed (once the run
+  knows its epochs: a transfer file's top layer trains for its own)."""
+  schedule, trimmed = _hint_schedule(args, epochs)
+  if trimmed:
+    info(f"HINT: default schedule "
+         f"{list(hint_lib.DEFAULT_SCHEDULES[args.dataset])} trimmed to "
+         f"{list(schedule)} for {epochs} epochs")
+
+
 def hint_config(args, epochs):
   """The HINT configuration from the command line; the default schedule is
-  trimmed to the run's epochs (said on stderr), an explicit one is not."""
-  schedule, trimmed = args.schedule, False
-  if schedule is None:
-    default = hint_lib.DEFAULT_SCHEDULES.get(args.dataset, ())
-    schedule = tuple(e for e in default if e < epochs)
-    if default and not schedule:
-      raise ConfigError(f"no epoch of the default HINT schedule "
-                        f"{list(default)} is within {epochs} epochs; pass "
-                        f"--schedule (0-based epochs)")
-    trimmed = schedule != default
+  trimmed to the run's epochs (`announce_hint_schedule` says so), an
+  explicit one is not."""
+  schedule, _ = _hint_schedule(args, epochs)
   cfg = hint_lib.paper_config(
       args.dataset, ratio=args.ratio, gamma=args.gamma, beta=args.beta,
       schedule=schedule,
@@ -283,10 +300,6 @@ def hint_config(args, epochs):
   if args.no_gamma_decay:  # (paper_config ignores None overrides)
     cfg = dataclasses.replace(cfg, gamma_decay_epoch=None)
   cfg.validate(epochs)
-  if trimmed:
-    info(f"HINT: default schedule "
-         f"{list(hint_lib.DEFAULT_SCHEDULES[args.dataset])} trimmed to "
-         f"{list(schedule)} for {epochs} epochs")
   return cfg
 
 
@@ -380,8 +393,10 @@ def run_transfer(args, out, t_start, dataset, splits, ps, x_poisoned):
   """
   top_cfg = transfer.TopLayerConfig()
   # Settings are checked before the extractor is trained.
-  hint_cfg = (hint_config(args, top_cfg.epochs) if args.defense == "hint"
-              else None)
+  hint_cfg = None
+  if args.defense == "hint":
+    hint_cfg = hint_config(args, top_cfg.epochs)
+    announce_hint_schedule(args, top_cfg.epochs)
   epic_cfg = (epic_config(args, top_cfg.epochs) if args.defense == "epic"
               else None)
   friends_cfg = (friends_config(args, top_cfg.epochs)
@@ -542,6 +557,8 @@ def run(args):
   if args.victim_dir is not None:
     raise ConfigError("--victim-dir applies to transfer-scenario files "
                       "(target-poison --attack bp|fc) only")
+  if hint_cfg is not None:
+    announce_hint_schedule(args, cfg.epochs)
   model_name = args.model or default_model(args.dataset)
   model = get_model(model_name, splits.num_classes, splits.x_train.shape[1:])
   trainer = Trainer(model, cfg, len(splits.x_train), adversary=(
