@@ -231,6 +231,12 @@ def add_atda_args(p):
                  "(0); 'none' for plain PGD adversarial training")
 
 
+def atda_config(args):
+  return defenses.AtdaConfig(
+      eps=args.atda_eps, steps=args.atda_steps,
+      step_size=args.atda_step_size, tau=args.atda_tau).validate()
+
+
 def epic_config(args, epochs):
   base = defenses.PAPER_EPIC.get(args.dataset, defenses.EpicConfig())
   cfg = dataclasses.replace(
@@ -401,11 +407,7 @@ def run_transfer(args, out, t_start, dataset, splits, ps, x_poisoned):
               else None)
   friends_cfg = (friends_config(args, top_cfg.epochs)
                  if args.defense == "friends" else None)
-  atda_cfg = None
-  if args.defense == "atda":
-    atda_cfg = defenses.AtdaConfig(
-        eps=args.atda_eps, steps=args.atda_steps,
-        step_size=args.atda_step_size, tau=args.atda_tau).validate()
+  atda_cfg = atda_config(args) if args.defense == "atda" else None
   target = ps.target
   victim = ps.meta.get("victim") or {}
   pre, fine = transfer.transfer_split(
@@ -531,11 +533,7 @@ def run(args):
   if friends_cfg is not None:
     cfg = dataclasses.replace(cfg, bernoulli_noise=friends_cfg.bernoulli)
   mesh = make_mesh(args, args.defense)
-  atda_cfg = None
-  if args.defense == "atda":
-    atda_cfg = defenses.AtdaConfig(
-        eps=args.atda_eps, steps=args.atda_steps,
-        step_size=args.atda_step_size, tau=args.atda_tau).validate()
+  atda_cfg = atda_config(args) if args.defense == "atda" else None
   dataset, splits = load_splits(args)
   info(f"data: {dataset.source}: {len(splits.x_train)} train / "
        f"{len(splits.x_val)} val / {len(splits.x_test)} test")
