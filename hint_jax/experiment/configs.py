@@ -349,12 +349,18 @@ _add(TargetedProfile(
     train_flags=("--model", "resnet_tiny", "--subset", "10000", "--epochs",
                  "15"),
     description=(
-        "Planned CPU settings, not yet run (so no run time measured): the "
-        "CIFAR-10 copy in DATA, 10000 training images, the narrow "
-        "resnet_tiny, 15 epochs for victims and crafting models, 1% budget "
-        "(100 poisons), gradient matching with 4 restarts, a MetaPoison "
-        "ensemble of 4; five trials. Command: hint-jax experiment table3 "
-        "--profile cpu --data-dir DATA --out runs/exp.")))
+        "CPU settings: the CIFAR-10 copy in DATA, 10000 training images, "
+        "the narrow resnet_tiny, 15 epochs for victims and crafting models, "
+        "1% budget (100 poisons), gradient matching with 4 restarts, a "
+        "MetaPoison ensemble of 4; five trials. Run so far: trial 0 of the "
+        "transfer attacks (bp, fc), every method; beside other work the "
+        "extractor plus BP crafting took 533 s, FC crafting 45 s, cells "
+        "15-340 s each except ATDA (adversarial top-layer steps, 15-55 "
+        "min). The from-scratch attacks train a 15-epoch victim per cell "
+        "(about 5 min; ATDA several times that), so all five trials take "
+        "many hours. Command: hint-jax experiment table3 --profile cpu "
+        "--data-dir DATA --out runs/exp (--attacks, --trials for a "
+        "part).")))
 _add(TargetedProfile(
     "table3", "paper", "cifar10", TABLE3_ATTACKS, TABLE3_METHODS, 5,
     description=(
