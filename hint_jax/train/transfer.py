@@ -102,39 +102,43 @@ def _top_epoch(top, opt_state, phi, y, key, *, opt, batch_size):
   return top, opt_state
 
 
-@functools.partial(jax.jit, static_argnames=("opt", "batch_size",
-                                             "adversary"))
+@functools.partial(jax.jit, static_argnames=("opt", "adversary"))
+def _top_step_adversarial(top, opt_state, body, model_state, features, xb,
+                          yb, key, *, opt, adversary):
+  """One adversarial-training step of theta_top: crafts ``adversary``
+  examples of the batch against the current theta_top and the frozen body,
+  then takes the SGD step on their features."""
+  scale = 255.0 if jnp.issubdtype(xb.dtype, jnp.integer) else 1.0
+  xb = xb.astype(jnp.float32) / scale
+  x_adv = adversary({**body, TOP_LAYER: top}, model_state, key, xb, yb)
+  phi = jax.lax.stop_gradient(features(x_adv))
+
+  def loss(t):
+    logits = phi @ t["kernel"] + t["bias"]
+    return jnp.mean(optax.softmax_cross_entropy_with_integer_labels(
+        logits, yb))
+
+  updates, opt_state = opt.update(jax.grad(loss)(top), opt_state, top)
+  return optax.apply_updates(top, updates), opt_state
+
+
 def _top_epoch_adversarial(top, opt_state, body, model_state, features,
                            x_u8, y, key, *, opt, batch_size, adversary):
-  """One epoch of adversarial training of theta_top: every step crafts
-  ``adversary`` examples of its batch against the current theta_top and
-  the frozen body, then takes the SGD step on their features."""
-  steps = x_u8.shape[0] // batch_size
+  """One epoch of `_top_step_adversarial`. The steps are dispatched from
+  Python, not scanned: XLA:CPU runs convolutions inside a loop body about
+  ten times slower (README, performance notes), and every step here runs
+  the whole network."""
+  n = len(x_u8)
+  steps = n // batch_size
   # The minibatch order is `_top_epoch`'s (same key), so an adversary that
   # returns its input trains exactly as plain fine-tuning does.
-  order = jax.random.permutation(key, x_u8.shape[0])
+  order = np.asarray(jax.random.permutation(key, n))
   batches = order[:steps * batch_size].reshape(steps, batch_size)
   keys = jax.random.split(jax.random.fold_in(key, 1), steps)
-
-  def step(carry, inp):
-    t, s = carry
-    idx, k = inp
-    xb = x_u8[idx].astype(jnp.float32)
-    if jnp.issubdtype(x_u8.dtype, jnp.integer):
-      xb = xb / 255.0
-    x_adv = adversary({**body, TOP_LAYER: t}, model_state, k, xb, y[idx])
-    phi = jax.lax.stop_gradient(features(x_adv))
-
-    def loss(tt):
-      logits = phi @ tt["kernel"] + tt["bias"]
-      return jnp.mean(optax.softmax_cross_entropy_with_integer_labels(
-          logits, y[idx]))
-
-    updates, s = opt.update(jax.grad(loss)(t), s, t)
-    return (optax.apply_updates(t, updates), s), None
-
-  (top, opt_state), _ = jax.lax.scan(step, (top, opt_state),
-                                     (batches, keys))
+  for idx, k in zip(batches, keys):
+    top, opt_state = _top_step_adversarial(
+        top, opt_state, body, model_state, features, x_u8[idx], y[idx], k,
+        opt=opt, adversary=adversary)
   return top, opt_state
 
 
@@ -202,7 +206,7 @@ def train_top_layer(model, params, model_state, x_u8: np.ndarray,
       xs = x_u8 if keep is None else x_u8[keep]
       ys = yj if keep is None else yj[keep]
       top, opt_state = _top_epoch_adversarial(
-          top, opt_state, body, model_state, features, jnp.asarray(xs), ys,
+          top, opt_state, body, model_state, features, xs, np.asarray(ys),
           ekey, opt=opt, batch_size=batch_size, adversary=adversary)
       continue
     if phi is None:
