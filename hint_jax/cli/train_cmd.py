@@ -442,22 +442,25 @@ def run_transfer(args, out, t_start, dataset, splits, ps, x_poisoned):
   if hint_cfg is not None:
     defence = hint_lib.Hint(model, hint_cfg, x_fine, y_fine, splits.x_val,
                             splits.y_val, epochs=top_cfg.epochs)
-    hook = lambda epoch, p, x: defence.before_epoch(epoch, view(p), x)[0]
   elif epic_cfg is not None:
     defence = defenses.Epic(model, epic_cfg, y_fine)
-    hook = lambda epoch, p, x: defence.before_epoch(epoch, view(p), x)[0]
     rows = defence.active_indices
+  elif atda_cfg is not None:
+    adversary = defenses.make_adversary(model, atda_cfg)
+  if hint_cfg is not None or epic_cfg is not None:
+    hook = lambda epoch, p, x: defence.before_epoch(epoch, view(p), x)[0]
   elif friends_cfg is not None:
     defence = defenses.Friends(model, friends_cfg, x_fine)
     noise_key = jax.random.fold_in(jax.random.key(args.seed), 2)
 
     def hook(epoch, p, _x):
-      defence.before_epoch(epoch, view(p), defence.current_images())
-      x = jnp.asarray(defence.current_images(), jnp.float32) / 255.0
+      # The friendly images (computed at the begin epoch, kept after), with
+      # fresh Bernoulli noise for this epoch.
+      base = defence.before_epoch(epoch, view(p),
+                                  defence.current_images())[0]
       return np.asarray(defenses.bernoulli_noise(
-          jax.random.fold_in(noise_key, epoch), x, friends_cfg.bernoulli))
-  elif atda_cfg is not None:
-    adversary = defenses.make_adversary(model, atda_cfg)
+          jax.random.fold_in(noise_key, epoch),
+          jnp.asarray(base, jnp.float32) / 255.0, friends_cfg.bernoulli))
 
   t_top = time.perf_counter()
   params = transfer.train_top_layer(
