@@ -4,6 +4,7 @@ The quick profiles (the embedded digits) run here for real: crafting the
 mixed poison once, training every cell, then the report. About two minutes.
 """
 
+import dataclasses
 import json
 
 import numpy as np
@@ -208,19 +209,37 @@ def test_given_poison_file_and_filters(quick_dir, tmp_path):
 
 def test_table3_selects_attacks_and_trials(tmp_path, capsys):
   """--attacks and --trials pick the cells that run (a dry run here: the
-  cpu profile's 4 attacks x 5 methods x 5 trials)."""
+  cpu profile's 4 attacks x (3 trials of none and HINT + the first trial
+  of ATDA, FRIENDS and EPIC))."""
   from hint_jax.cli.main import main  # pylint: disable=g-import-not-at-top
   base = ["experiment", "table3", "--profile", "cpu", "--out",
           str(tmp_path / "t3"), "--dry-run"]
   assert main(base + ["--attacks", "bp,fc", "--trials", "2"]) == 0
   lines = capsys.readouterr().out.splitlines()
   pending = [ln.split()[1] for ln in lines if ln.startswith("pending")]
-  assert len(lines) == 101 and len(pending) == 2 * 5 * 2
+  assert len(lines) == 1 + 4 * (3 + 3 + 1 + 1 + 1)
+  assert len(pending) == 2 * (2 + 2 + 1 + 1 + 1)
   assert all(("_bp_" in c or "_fc_" in c) and ("_t0_" in c or "_t1_" in c)
              for c in pending)
+  assert not any(f"_{m}_t1_" in c for c in pending
+                 for m in ("atda", "friends", "epic"))
   assert main(base + ["--attacks", "bp,xx"]) == 2
   with pytest.raises(SystemExit):   # argparse: not a positive whole number
     main(base + ["--trials", "0"])
+
+
+def test_method_trials_are_checked():
+  """A method's own trial count must name a method of the profile and lie
+  in 1..trials; the profile's cells follow it."""
+  cpu = exp.get_profile("table3", "cpu")
+  with pytest.raises(ConfigError):
+    dataclasses.replace(cpu, method_trials=(("nope", 1),))
+  with pytest.raises(ConfigError):
+    dataclasses.replace(cpu, method_trials=(("ATDA", cpu.trials + 1),))
+  with pytest.raises(ConfigError):
+    dataclasses.replace(cpu, method_trials=(("ATDA", 0),))
+  one = dataclasses.replace(cpu, attacks=("bp",), method_trials=())
+  assert len(one.cells()) == len(cpu.methods) * cpu.trials
 
 
 def test_table3_quick_crafts_trains_and_reports(tmp_path):

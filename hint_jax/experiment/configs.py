@@ -259,6 +259,10 @@ class TargetedProfile:
   so the victim is not the crafting model), whose ``result.json`` says
   whether the target got the intended class. The transfer attacks (bp,
   fc) train the top layer only, and every defence acts there.
+
+  ``method_trials``: ``(label, n)`` pairs giving some methods fewer trials
+  than ``trials`` (their first ``n``), for profiles where a costly
+  defence cannot run every trial; every other method runs ``trials``.
   """
   table: str
   name: str
@@ -269,14 +273,26 @@ class TargetedProfile:
   craft_flags: Tuple[str, ...] = ()
   train_flags: Tuple[str, ...] = ()
   description: str = ""
+  method_trials: Tuple[Tuple[str, int], ...] = ()
+
+  def __post_init__(self):
+    labels = {m.label for m in self.methods}
+    for label, n in self.method_trials:
+      if label not in labels or not 1 <= n <= self.trials:
+        raise ConfigError(f"{self.table}/{self.name}: method_trials "
+                          f"({label!r}, {n}) needs one of {sorted(labels)} "
+                          f"and 1 <= n <= {self.trials}")
 
   @property
   def datasets(self):
     return (self.dataset,)
 
+  def trials_of(self, method: "Method") -> int:
+    return dict(self.method_trials).get(method.label, self.trials)
+
   def cells(self):
     return [TargetedCell(self, a, m, t) for a in self.attacks
-            for m in self.methods for t in range(self.trials)]
+            for m in self.methods for t in range(self.trials_of(m))]
 
 
 VICTIM_SEED_OFFSET = 100
@@ -343,23 +359,25 @@ _add(TargetedProfile(
         "table3 --profile quick --out runs/exp. About 2 minutes on a "
         "2-core CPU.")))
 _add(TargetedProfile(
-    "table3", "cpu", "cifar10", TABLE3_ATTACKS, TABLE3_METHODS, 5,
+    "table3", "cpu", "cifar10", TABLE3_ATTACKS, TABLE3_METHODS, 3,
     craft_flags=("--model", "resnet_tiny", "--victim-epochs", "15",
                  "--restarts", "4", "--ensemble", "4"),
     train_flags=("--model", "resnet_tiny", "--subset", "10000", "--epochs",
                  "15"),
+    method_trials=(("ATDA", 1), ("FRIENDS", 1), ("EPIC", 1)),
     description=(
         "CPU settings: the CIFAR-10 copy in DATA, 10000 training images, "
         "the narrow resnet_tiny, 15 epochs for victims and crafting models, "
         "1% budget (100 poisons), gradient matching with 4 restarts, a "
-        "MetaPoison ensemble of 4; five trials. Run so far: trial 0 of the "
-        "transfer attacks (bp, fc), every method; beside other work the "
-        "extractor plus BP crafting took 533 s, FC crafting 45 s, cells "
-        "15-340 s each except ATDA (adversarial top-layer steps: 35 and 55 "
-        "min, partly at nice 19, before those steps left lax.scan, about "
-        "3x faster since). The from-scratch attacks train a 15-epoch victim per cell "
-        "(about 5 min; ATDA several times that), so all five trials take "
-        "many hours. Command: hint-jax experiment table3 --profile cpu "
+        "MetaPoison ensemble of 4. Three trials (random target and intended "
+        "class each) for no defence and HINT, the first trial only for the "
+        "baselines ATDA, FRIENDS and EPIC: the paper runs five, and a "
+        "from-scratch victim takes about 5 min here (ATDA several times "
+        "that). Measured for trial 0 of the transfer attacks (bp, fc), "
+        "beside other work: extractor plus BP crafting 533 s, FC crafting "
+        "45 s, cells 15-340 s each except ATDA's adversarial top-layer "
+        "training (35 and 55 min, before those steps left lax.scan, about 3x "
+        "faster since). Command: hint-jax experiment table3 --profile cpu "
         "--data-dir DATA --out runs/exp (--attacks, --trials for a "
         "part).")))
 _add(TargetedProfile(
