@@ -404,6 +404,36 @@ def test_target_poison_command_and_train_report_the_target(tmp_path):
                str(tmp_path / "late"), "--no-progress"]) == 2
 
 
+def test_drawn_intended_class_can_supply_the_poisons():
+  from hint_jax.cli.target_poison_cmd import choose_target  # pylint: disable=g-import-not-at-top
+  y_test = np.array([0, 1, 2, 3])
+  every = np.ones(4, bool)
+  some = np.array([True, False, True, False])   # classes 0 and 2 only
+  drawn = {}
+  for seed in range(40):
+    key = jax.random.key(seed)
+    plain = choose_target(y_test, 4, key)
+    # Every class eligible: the very same draw as without the mask.
+    assert choose_target(y_test, 4, key, eligible=every) == plain
+    index, true, intended = choose_target(y_test, 4, key, eligible=some)
+    assert index == plain[0] and true == plain[1]
+    assert intended != true and some[intended]
+    if some[plain[2]]:   # an eligible first draw is kept
+      assert intended == plain[2]
+    for target in (1, 3):   # the classes whose first draw may be redrawn
+      drawn.setdefault(target, set()).add(
+          choose_target(y_test, 4, key, index=target, eligible=some)[2])
+  # Over 40 seeds both eligible classes come up (a fixed set of draws: this
+  # checks that the redraw is not stuck on one class).
+  assert drawn == {1: {0, 2}, 3: {0, 2}}
+  # A given class is never replaced; no eligible class is an error.
+  assert choose_target(y_test, 4, jax.random.key(0), index=0,
+                       intended=1, eligible=some)[2] == 1
+  with pytest.raises(ConfigError, match="enough images"):
+    choose_target(y_test, 4, jax.random.key(0), index=2,
+                  eligible=np.array([False, False, True, False]))
+
+
 def test_target_poison_command_bad_input(tmp_path):
   from hint_jax.cli.main import main  # pylint: disable=g-import-not-at-top
   base = ["target-poison", "--dataset", "digits", "--out",

@@ -3,8 +3,9 @@
 write it as a poisoned-dataset file with its target.
 
 A target test image and an intended class are drawn from ``--seed`` unless
-given. The poisons are ``--budget`` of the training set (1%: 490 of CIFAR-10's
-49000), drawn from the intended class and keeping their labels:
+given (a drawn intended class is one that can supply the poisons). The
+poisons are ``--budget`` of the training set (1%: 490 of CIFAR-10's 49000),
+drawn from the intended class and keeping their labels:
 
 * from scratch (gm, mp): the victim (or MetaPoison's surrogates) is trained
   on the whole clean training split; the poisons come from all of it.
@@ -89,9 +90,18 @@ def register(sub):
   p.set_defaults(func=run)
 
 
-def choose_target(y_test, num_classes, key, index=None, intended=None):
+def choose_target(y_test, num_classes, key, index=None, intended=None,
+                  eligible=None):
   """The target's test index and intended class: given, or drawn from
-  ``key`` (the intended class uniformly among the other classes)."""
+  ``key`` (the intended class uniformly among the other classes).
+
+  ``eligible`` (optional, a boolean array over the classes) marks the classes
+  that can supply the poisons. A drawn intended class is then uniform over
+  the eligible classes other than the target's: the first draw is kept when
+  it is eligible, and otherwise replaced by a uniform draw among them (so a
+  seed whose first draw was eligible gives the same class either way). A
+  given ``intended`` is never replaced; the caller checks it.
+  """
   k1, k2 = jax.random.split(key)
   if index is None:
     index = int(jax.random.randint(k1, (), 0, len(y_test)))
@@ -102,6 +112,15 @@ def choose_target(y_test, num_classes, key, index=None, intended=None):
   if intended is None:
     intended = int(jax.random.randint(k2, (), 0, num_classes - 1))
     intended += intended >= true   # skip the true class
+    if eligible is not None and not eligible[intended]:
+      others = [c for c in range(num_classes) if c != true and eligible[c]]
+      if not others:
+        raise ConfigError("no class other than the target's own "
+                          f"({true}) has enough images for the poison "
+                          "budget; lower --budget")
+      pick = jax.random.randint(jax.random.fold_in(k2, 1), (), 0,
+                                len(others))
+      intended = others[int(pick)]
   if not 0 <= intended < num_classes or intended == true:
     raise ConfigError(f"--intended-class must be a class in [0, "
                       f"{num_classes}) other than the target's own ({true})"
@@ -129,22 +148,9 @@ def run(args):
   dataset, splits = load_splits(args)
   n, k = len(splits.x_train), splits.num_classes
   key = jax.random.key(args.seed)
-  index, true, intended = choose_target(
-      splits.y_test, k, jax.random.fold_in(key, 1), args.target_index,
-      args.intended_class)
   scenario = SCENARIO[attack]
-  settings = {"dataset": args.dataset, "source": dataset.source,
-              "split_seed": args.split_seed, "num_val": len(splits.x_val),
-              "subset": args.subset, "attack": attack, "eps": eps,
-              "steps": steps, "lr": args.lr, "budget": args.budget,
-              "restarts": args.restarts, "ensemble": args.ensemble,
-              "target": index, "intended": intended, "model": args.model,
-              "victim_epochs": args.victim_epochs, "seed": args.seed}
-  work = work_dir(out, settings)
 
   # Where the poisons come from, and what the victim trains on.
-  target_meta = {"index": index, "true_class": true,
-                 "intended_class": intended, "scenario": scenario}
   pool = np.arange(n)
   victim_splits = splits
   if scenario == "transfer":
@@ -154,15 +160,35 @@ def run(args):
     pool = fine
     victim_splits = dataclasses.replace(splits, x_train=splits.x_train[pre],
                                         y_train=splits.y_train[pre])
+  m = int(round(args.budget * n))
+  if m < 1:
+    raise ConfigError(f"--budget {args.budget} of {n} images is no poison")
+  # A drawn intended class must be able to supply m poisons: the random
+  # fine-tuning part of a transfer split can hold fewer than m of a class
+  # (about 100 +- 10 per class for 1000 images, m = 100).
+  counts = np.bincount(splits.y_train[pool], minlength=k)
+  index, true, intended = choose_target(
+      splits.y_test, k, jax.random.fold_in(key, 1), args.target_index,
+      args.intended_class, eligible=counts >= m)
+  target_meta = {"index": index, "true_class": true,
+                 "intended_class": intended, "scenario": scenario}
+  if scenario == "transfer":
     target_meta.update(pretrain_fraction=PRETRAIN_FRACTION,
                        transfer_split_seed=split_seed)
-  m = int(round(args.budget * n))
   candidates = pool[splits.y_train[pool] == intended]
-  if m < 1 or m > len(candidates):
+  if m > len(candidates):
     where = ("fine-tuning part" if scenario == "transfer"
              else "training set")
     raise ConfigError(f"--budget {args.budget} asks for {m} poisons of class "
                       f"{intended}, but the {where} has {len(candidates)}")
+  settings = {"dataset": args.dataset, "source": dataset.source,
+              "split_seed": args.split_seed, "num_val": len(splits.x_val),
+              "subset": args.subset, "attack": attack, "eps": eps,
+              "steps": steps, "lr": args.lr, "budget": args.budget,
+              "restarts": args.restarts, "ensemble": args.ensemble,
+              "target": index, "intended": intended, "model": args.model,
+              "victim_epochs": args.victim_epochs, "seed": args.seed}
+  work = work_dir(out, settings)
   bases = np.sort(np.asarray(jax.random.permutation(
       jax.random.fold_in(key, 2), candidates))[:m])
   info(f"target: test image {index} (class {true}) -> intended class "
