@@ -259,6 +259,8 @@ def test_table3_quick_crafts_trains_and_reports(tmp_path):
   for c in finished:
     t = c["result"]["target"]
     assert t["success"] == (t["predicted"] == t["intended_class"])
+    # Each file carries its clean crafting model's verdict on the target.
+    assert t["crafting_model"]["predicted"] in range(10)
   files = sorted((out / "poison" / "targeted").glob("*.npz"))
   assert len(files) == len(exp.configs.TABLE3_ATTACKS)
   # Clean models are trained once and shared through OUT/victims: the
@@ -302,6 +304,16 @@ def test_table3_quick_crafts_trains_and_reports(tmp_path):
 
   text = rep.table3(manifests, cells)
   assert "Table III" in text and "| none |" in text
+  # One trial-by-trial row per (attack, trial), with the clean verdict.
+  rows = [ln for ln in text.splitlines()
+          if ln.startswith(("| GM |", "| MP |", "| BP |", "| FC |"))]
+  assert len(rows) == len(finished)
+  for c in finished:
+    t = c["result"]["target"]
+    row = next(r for r in rows if r.startswith(f"| {c['attack'].upper()} |"))
+    clean = t["crafting_model"]
+    assert (f"| {clean['predicted']} "
+            f"({clean['intended_probability']:.2g}) |") in row
   assert main(argv) == 0
   m = json.loads((out / "experiment_table3_quick.json").read_text())
   assert m["invocations"][-1]["cells_run"] == 0

@@ -364,6 +364,19 @@ def test_target_poison_command_and_train_report_the_target(tmp_path):
   # epochs; CPU training is deterministic).
   assert result["pretrain_test_accuracy"] == pytest.approx(
       result["crafting_extractor_test_accuracy"], abs=1e-9)
+  # The file records the clean crafting model's verdict on the target; the
+  # extractor re-made here, with its pre-training top layer, gives the same
+  # one (same weights and image through the same jitted forward pass, so
+  # the probabilities agree to float32 rounding; 1e-5 relative is loose
+  # for that and still catches a verdict taken on another model or image).
+  clean = t["crafting_model"]
+  assert verdict["crafting_model"] == clean
+  assert 0 <= clean["predicted"] < splits.num_classes
+  assert result["pretrain_target"]["predicted"] == clean["predicted"]
+  for k in ("intended_probability", "true_probability"):
+    assert 0.0 <= clean[k] <= 1.0
+    assert result["pretrain_target"][k] == pytest.approx(clean[k], rel=1e-5,
+                                                         abs=1e-12)
   # With the crafting run's --victim-dir the extractor is reloaded, not
   # trained again, and is the same one.
   def no_training(*_a, **_k):

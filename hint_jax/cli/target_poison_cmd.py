@@ -34,7 +34,7 @@ from hint_jax.cli.common import (Progress, StageProgress, finite_float, info,
                                  nonneg_int, positive_int, work_dir)
 from hint_jax.cli.poison_cmd import (DEFAULT_VICTIM_EPOCHS, _victim,
                                     add_victim_dir_arg)
-from hint_jax.cli.train_cmd import add_data_args, load_splits
+from hint_jax.cli.train_cmd import add_data_args, load_splits, target_outcome
 from hint_jax.errors import ConfigError
 from hint_jax.models import MODEL_NAMES
 from hint_jax.train import transfer
@@ -199,6 +199,19 @@ def run(args):
   model, state, victim_meta = _victim(args, victim_splits, work, progress)
   base_x, base_y = splits.x_train[bases], splits.y_train[bases]
   target_x = splits.x_test[index]
+  # The crafting model's verdict on the target before any poison: a victim
+  # that later gives the intended class is only evidence of the attack if
+  # a clean model does not already do so. (Transfer: the extractor with its
+  # own pre-trained top layer, not a top layer trained on the clean 10%.)
+  clean = target_outcome(model, state, target_x, target_meta)
+  target_meta["crafting_model"] = {
+      "model": ("victim trained on the clean training split"
+                if scenario == "scratch" else "extractor pre-trained on "
+                "the pre-training part, with its own top layer"),
+      **{k: clean[k] for k in ("predicted", "intended_probability",
+                               "true_probability")}}
+  info(f"target: the clean crafting model predicts {clean['predicted']} "
+       f"(intended class probability {clean['intended_probability']:.3g})")
   akey = jax.random.fold_in(key, 3)
   attack_meta = {"name": attack, "eps": eps, "count": m, "steps": steps}
   if attack in ("bp", "fc"):

@@ -433,6 +433,9 @@ def run_transfer(args, out, t_start, dataset, splits, ps, x_poisoned):
       args.dataset, model_name, pre_splits, victim.get("epochs"),
       victim.get("seed", 0), folder, progress,
       "transfer: pre-training (the crafting run's extractor)", **identity)
+  # The pre-trained network's own verdict (its pre-training top layer):
+  # the clean reference for the target, as the crafting run saw it.
+  pretrain_target = target_outcome(model, state, ps.target_x, target)
   params = transfer.reinit_top_layer(model, state.params,
                                      jax.random.key(args.seed))
   x_fine, y_fine = x_poisoned[fine], splits.y_train[fine]
@@ -480,6 +483,8 @@ def run_transfer(args, out, t_start, dataset, splits, ps, x_poisoned):
       "num_finetune": len(fine),
       "pretrain_test_accuracy": pre_acc,
       "crafting_extractor_test_accuracy": victim.get("test_accuracy"),
+      "pretrain_target": {k: pretrain_target[k] for k in (
+          "predicted", "intended_probability", "true_probability")},
       "top_layer": dataclasses.asdict(top_cfg),
       "test_accuracy": final["accuracy"], "test_loss": final["loss"],
       "top_layer_seconds": top_seconds,

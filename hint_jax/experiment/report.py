@@ -150,7 +150,40 @@ def table3(manifests, cells) -> str:
       rows.append(row)
     parts += ["", f"### {dataset}", "",
               _md(["method"] + [a.upper() for a in attacks], rows)]
+    parts += ["", trials_table3(cells, dataset, methods)]
   return "\n".join(parts)
+
+
+def trials_table3(cells, dataset, methods) -> str:
+  """Table III trial by trial: the target, the intended class, the clean
+  crafting model's verdict (recorded by `target-poison` in the file's
+  target metadata; "—" for files written before it was) and each method's
+  verdict, with the probability each model gives the intended class."""
+  mine = [c for c in cells if c["dataset"] == dataset and c["result"]]
+  trials = sorted({(configs.TABLE3_ATTACKS.index(c["attack"]), c["attack"],
+                    c["trial"]) for c in mine})
+  rows = []
+  for _, attack, trial in trials:
+    runs = {c["method"]: c["result"]["target"] for c in mine
+            if c["attack"] == attack and c["trial"] == trial}
+    t = next(iter(runs.values()))
+    clean = t.get("crafting_model")
+    row = [attack.upper(), str(trial),
+           f"{t['index']} ({t['true_class']}) → {t['intended_class']}",
+           "—" if clean is None else
+           f"{clean['predicted']} ({clean['intended_probability']:.2g})"]
+    for m in methods:
+      v = runs.get(m)
+      row.append("" if v is None else
+                 f"{'hit' if v['success'] else 'miss'}: {v['predicted']} "
+                 f"({v['intended_probability']:.2g})")
+    rows.append(row)
+  return "\n".join([
+      "Trial by trial: the target test image (its class) → the intended "
+      "class; the prediction of the clean crafting model and of each "
+      "victim, with the probability it gives the intended class in "
+      "brackets (hit: the intended class).", "",
+      _md(["attack", "trial", "target", "clean"] + methods, rows)])
 
 
 def recovery(cells, dataset):
