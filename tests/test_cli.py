@@ -119,3 +119,31 @@ def test_subset_is_a_cap_on_the_partial_cifar_copy(tmp_path, data_dir,
   assert result["num_val"] == 102 and result["num_train"] == 4983
   assert result["subset"] == 5000
   assert "using all of them" in capsys.readouterr().err
+
+
+def test_progress_without_a_terminal_is_occasional_lines(capsys):
+  """With stderr not a terminal (pytest captures it), progress is a plain
+  line at most once per interval: nothing before the first interval has
+  passed, one line per elapsed interval after, none with progress off."""
+  from hint_jax.cli import common  # pylint: disable=g-import-not-at-top
+  now = [0.0]
+  clock = lambda: now[0]
+  stage = common.StageProgress()
+  train = common.Progress(desc="victim")
+  assert stage.lines is not None and train.lines is not None
+  for p in (stage.lines, train.lines):
+    p.clock, p.last = clock, 0.0
+  stage("gm", 1, 250)
+  train(0, 1, 79, 2.3)
+  assert capsys.readouterr().err == ""
+  now[0] = common.LOG_INTERVAL
+  stage("gm", 120, 250)
+  stage("gm", 121, 250)                      # same interval: no second line
+  train(2, 40, 79, 1.25)
+  assert capsys.readouterr().err.splitlines() == [
+      "gm: 120/250", "victim epoch 3: 40/79 steps, loss 1.2500"]
+  quiet = common.StageProgress(False)
+  now[0] = 10 * common.LOG_INTERVAL
+  quiet("gm", 200, 250)
+  common.Progress(False)(0, 1, 2, 0.5)
+  assert capsys.readouterr().err == ""

@@ -6,6 +6,7 @@ import os
 import pathlib
 import sys
 import tempfile
+import time
 
 from hint_jax.errors import ConfigError
 
@@ -83,19 +84,49 @@ def out_dir(path) -> pathlib.Path:
   return path
 
 
+# Without a terminal (a log file, nohup), progress is written as plain
+# lines, at most one per LOG_INTERVAL seconds per bar, so a long run shows
+# it is alive without flooding its log.
+LOG_INTERVAL = 60.0
+
+
+class _LogLines:
+  """Progress as occasional plain lines on stderr (no terminal)."""
+
+  def __init__(self, interval=LOG_INTERVAL, clock=time.monotonic):
+    self.interval = interval
+    self.clock = clock
+    self.last = clock()
+
+  def __call__(self, text):
+    now = self.clock()
+    if now - self.last >= self.interval:
+      self.last = now
+      info(text)
+
+
 class Progress:
-  """A tqdm bar over training steps when stderr is a terminal (or forced);
-  otherwise silent. Used as the loop's ``on_progress`` callback."""
+  """A tqdm bar over training steps when stderr is a terminal (or
+  ``enabled=True``); a plain line at most every `LOG_INTERVAL` seconds when
+  it is not (``enabled=None``); silent with ``enabled=False``. Used as the
+  loop's ``on_progress`` callback."""
 
   def __init__(self, enabled=None, desc="train"):
+    self.lines = None
     if enabled is None:
       enabled = sys.stderr.isatty()
+      if not enabled:
+        self.lines = _LogLines()
     self.enabled = enabled
     self.desc = desc
     self.bar = None
     self.epoch = None
 
   def __call__(self, epoch, done, total, mean_loss):
+    if self.lines is not None:
+      self.lines(f"{self.desc} epoch {epoch + 1}: {done}/{total} steps, "
+                 f"loss {mean_loss:.4f}")
+      return
     if not self.enabled:
       return
     from tqdm import tqdm  # pylint: disable=import-outside-toplevel
@@ -120,17 +151,25 @@ def info(msg):
 
 class StageProgress:
   """A tqdm bar per named stage, for ``(stage, done, total)`` callbacks
-  (HINT's feature and perturbation passes); silent unless enabled."""
+  (HINT's passes, the attacks' steps) when stderr is a terminal; plain
+  lines at most every `LOG_INTERVAL` seconds when it is not
+  (``enabled=None``); silent with ``enabled=False``."""
 
   def __init__(self, enabled=None, prefix=""):
+    self.lines = None
     if enabled is None:
       enabled = sys.stderr.isatty()
+      if not enabled:
+        self.lines = _LogLines()
     self.enabled = enabled
     self.prefix = prefix
     self.bar = None
     self.stage = None
 
   def __call__(self, stage, done, total):
+    if self.lines is not None:
+      self.lines(f"{self.prefix}{stage}: {done}/{total}")
+      return
     if not self.enabled:
       return
     from tqdm import tqdm  # pylint: disable=import-outside-toplevel
