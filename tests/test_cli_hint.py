@@ -9,6 +9,7 @@ import pytest
 from hint_jax.cli import checkpoint
 from hint_jax.cli.figure_cmd import pick_examples
 from hint_jax.cli.main import main
+from hint_jax.cli.train_cmd import hint_poison_record
 
 from test_cli import _assert_one_line_error, _run_cli
 
@@ -146,3 +147,22 @@ def test_bench_hint_quick_writes_json(tmp_path):
   assert fig["time_ratio"] > 0 and fig["num_selected"] > 0
   assert fig["hint_defense_seconds"] > 0
   assert len(fig["plain_epoch_seconds"]) == fig["epochs"]
+
+
+def test_hint_poison_record_counts_selected_poisons_and_their_change():
+  """Hand-checked: rows 1 and 3 are poisons, rows 0, 1 and 2 selected; the
+  noised images differ from the received ones by 2 levels on every pixel of
+  row 1, by 1 level on half the pixels of row 0, not at all on row 2."""
+  x = np.full((4, 2, 2, 1), 100, np.uint8)
+  noised = x.copy()
+  noised[1] -= 2
+  noised[0, 0] += 1                      # 2 of 4 pixels up by one level
+  noised[3] = 0                          # not selected: must not count
+  rec = hint_poison_record(np.array([0, 1, 2]), x, noised,
+                           np.array([False, True, False, True]))
+  assert rec == {"count": 2, "selected": 1, "num_selected": 3,
+                 "levels_changed_mean_poisons": 2.0,
+                 "levels_changed_mean_others": 0.25}
+  none = hint_poison_record(None, x, x, np.array([True, False, False,
+                                                   False]))
+  assert none["selected"] == 0 and none["levels_changed_mean_poisons"] is None

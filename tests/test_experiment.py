@@ -94,6 +94,17 @@ def test_quick_profiles_run_every_cell(quick_dir):
   assert half.counts()["clean"] == n - round(0.5 * n)
   kept = half.attack_id >= 0
   np.testing.assert_array_equal(half.x[kept], full.x[kept])
+  # A HINT cell records how many poisons it selected: the same count as its
+  # noise file's selected rows that the poison file marks as poisoned.
+  hinted = [c for c in cells if c["method"] == "HINT" and c["ratio"] == 0.5]
+  assert hinted
+  poisoned = half.clean_index[half.attack_id >= 0]
+  for c in hinted:
+    rec = c["result"]["hint"]["poisons"]
+    with np.load(quick_dir / c["dir"] / "hint_noise.npz") as f:
+      assert rec["num_selected"] == len(f["selected"])
+      assert rec["selected"] == int(np.isin(f["selected"], poisoned).sum())
+    assert rec["count"] == len(poisoned)
 
 
 def test_rerun_skips_finished_cells_and_resumes_unfinished(quick_dir,
@@ -319,3 +330,34 @@ def test_table3_quick_crafts_trains_and_reports(tmp_path):
   assert m["invocations"][-1]["cells_run"] == 0
   assert main(["experiment", "table3", "--profile", "quick", "--out",
                str(out), "--ratios", "1"]) == 2
+
+
+def test_table3_trial_rows_show_the_clean_verdict_and_hint_poisons():
+  """The trial-by-trial rows: clean verdict from the file's target record
+  ("—" when the file predates it), each method's verdict, HINT's noised
+  poisons."""
+  target = {"index": 7, "true_class": 2, "intended_class": 5}
+
+  def cell(method, trial, predicted, p, clean=None, poisons=None):
+    t = dict(target, predicted=predicted, success=predicted == 5,
+             intended_probability=p)
+    if clean is not None:
+      t["crafting_model"] = clean
+    r = {"target": t, "test_accuracy": 0.6}
+    if poisons is not None:
+      r["hint"] = {"poisons": poisons}
+    return {"dataset": "cifar10", "attack": "gm", "trial": trial,
+            "method": method, "result": r}
+
+  clean = {"predicted": 2, "intended_probability": 0.0123}
+  cells = [cell("none", 0, 5, 0.91, clean),
+           cell("HINT", 0, 2, 0.2, clean,
+                {"count": 100, "selected": 37,
+                 "levels_changed_mean_poisons": 0.456}),
+           cell("none", 1, 5, 0.5)]
+  rows = [ln for ln in rep.trials_table3(cells, "cifar10", ["none", "HINT"])
+          .splitlines() if ln.startswith("| GM |")]
+  assert rows == [
+      "| GM | 0 | 7 (2) → 5 | 2 (0.012) | hit: 5 (0.91) | miss: 2 (0.2); "
+      "37/100 poisons noised, 0.46 levels |",
+      "| GM | 1 | 7 (2) → 5 | — | hit: 5 (0.5) |  |"]

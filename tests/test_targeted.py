@@ -402,7 +402,13 @@ def test_target_poison_command_and_train_report_the_target(tmp_path):
     assert r["pretrain_test_accuracy"] == result["pretrain_test_accuracy"]
     return r
 
-  assert defended("hint")["hint"]["num_selected"] > 0
+  hinted = defended("hint")["hint"]
+  assert hinted["num_selected"] > 0
+  # How HINT treated the poisons: all of them lie in the fine-tuning set it
+  # noises, and it cannot select more of them than there are.
+  assert hinted["poisons"]["count"] == len(poisoned)
+  assert 0 <= hinted["poisons"]["selected"] <= min(
+      len(poisoned), hinted["num_selected"])
   friends = defended("friends")["friends"]
   assert friends["friends"]["epoch"] == friends["config"]["begin_epoch"]
   assert friends["friends"]["mean_abs_levels"] > 0

@@ -323,6 +323,28 @@ def target_outcome(model, state, target_x, target: dict) -> dict:
           "true_probability": float(probs[target["true_class"]])}
 
 
+def hint_poison_record(selected, x_orig, x_noised, poison_mask) -> dict:
+  """How HINT treated the poisons of a poisoned training set: how many of
+  them it selected, and the mean absolute change it made to the selected
+  poisons' and the other selected images, in grey levels (the noised
+  images as stored, uint8). ``selected``: row indices into ``x_orig`` /
+  ``x_noised`` (the images as received / as now noised);
+  ``poison_mask``: which rows are poisons. ``selected`` None (no update
+  yet) counts as none selected."""
+  selected = np.asarray([] if selected is None else selected, np.int64)
+  poison_mask = np.asarray(poison_mask, bool)
+  hit = poison_mask[selected]
+  change = np.abs(np.asarray(x_noised, np.int16)[selected]
+                  - np.asarray(x_orig, np.int16)[selected])
+  per_image = change.reshape(len(selected), -1).mean(axis=1) if len(
+      selected) else np.zeros(0)
+  mean = lambda v: float(v.mean()) if v.size else None
+  return {"count": int(poison_mask.sum()), "selected": int(hit.sum()),
+          "num_selected": len(selected),
+          "levels_changed_mean_poisons": mean(per_image[hit]),
+          "levels_changed_mean_others": mean(per_image[~hit])}
+
+
 def clean_model_folder(root, dataset, split_seed, subset, splits, model_name,
                        epochs, seed):
   """Where ``--victim-dir root`` keeps the clean model that `train_clean`
@@ -494,7 +516,10 @@ def run_transfer(args, out, t_start, dataset, splits, ps, x_poisoned):
   }
   if hint_cfg is not None:
     result["hint"] = {"config": json.loads(json.dumps(
-        dataclasses.asdict(hint_cfg))), **defence.summary()}
+        dataclasses.asdict(hint_cfg))), **defence.summary(),
+                      "poisons": hint_poison_record(
+                          defence.selected, x_fine, defence.current_images(),
+                          np.isin(fine, poisoned_rows))}
   elif epic_cfg is not None:
     result["epic"] = {"config": dataclasses.asdict(epic_cfg),
                       **defence.summary()}
@@ -545,12 +570,14 @@ def run(args):
   dataset, splits = load_splits(args)
   info(f"data: {dataset.source}: {len(splits.x_train)} train / "
        f"{len(splits.x_val)} val / {len(splits.x_test)} test")
-  poison, target_x = None, None
+  poison, target_x, poison_mask = None, None, None
   if args.poison is not None:
     ps = attacks.load_poisoned(args.poison)
     x_poisoned = attacks.poisoned_training_images(
         ps, splits.x_train, splits.y_train, where=args.poison)
     splits = dataclasses.replace(splits, x_train=x_poisoned)
+    poison_mask = np.zeros(len(x_poisoned), bool)
+    poison_mask[ps.clean_index[ps.attack_id >= 0]] = True
     attacks.check_target(ps, splits.x_test, splits.y_test, where=args.poison)
     target_x = ps.target_x
     if ps.target is not None and ps.target.get("scenario") == "transfer":
@@ -575,6 +602,8 @@ def run(args):
     mine = parallel_rows(num_train)
     splits = dataclasses.replace(splits, x_train=splits.x_train[mine],
                                  y_train=splits.y_train[mine])
+    if poison_mask is not None:
+      poison_mask = poison_mask[mine]
     info(f"process {jax.process_index()} of {jax.process_count()}: rows "
          f"{mine.start}..{mine.stop - 1} of the training set")
   state = trainer.init_state(jax.random.key(args.seed))
@@ -726,6 +755,10 @@ def run(args):
     summary = defence.summary()
     result["hint"] = {"config": settings["hint"], **summary,
                       "noise_file": NOISE_FILE}
+    if poison_mask is not None:
+      result["hint"]["poisons"] = hint_poison_record(
+          defence.selected, defence.x_orig, defence.current_images(),
+          poison_mask)
     result["num_selected"] = summary["num_selected"]
     for phase in ("selection", "s_test", "pert", "write"):
       result[f"hint_{phase}_seconds"] = summary[f"{phase}_seconds"]

@@ -164,8 +164,9 @@ def trials_table3(cells, dataset, methods) -> str:
                     c["trial"]) for c in mine})
   rows = []
   for _, attack, trial in trials:
-    runs = {c["method"]: c["result"]["target"] for c in mine
-            if c["attack"] == attack and c["trial"] == trial}
+    results = {c["method"]: c["result"] for c in mine
+               if c["attack"] == attack and c["trial"] == trial}
+    runs = {m: r["target"] for m, r in results.items()}
     t = next(iter(runs.values()))
     clean = t.get("crafting_model")
     row = [attack.upper(), str(trial),
@@ -174,15 +175,25 @@ def trials_table3(cells, dataset, methods) -> str:
            f"{clean['predicted']} ({clean['intended_probability']:.2g})"]
     for m in methods:
       v = runs.get(m)
-      row.append("" if v is None else
-                 f"{'hit' if v['success'] else 'miss'}: {v['predicted']} "
-                 f"({v['intended_probability']:.2g})")
+      text = ("" if v is None else
+              f"{'hit' if v['success'] else 'miss'}: {v['predicted']} "
+              f"({v['intended_probability']:.2g})")
+      noised = (results[m].get("hint") or {}).get("poisons") if v else None
+      if noised is not None and noised["selected"]:
+        text += (f"; {noised['selected']}/{noised['count']} poisons "
+                 f"noised, {noised['levels_changed_mean_poisons']:.2f} "
+                 "levels")
+      elif noised is not None:
+        text += f"; 0/{noised['count']} poisons noised"
+      row.append(text)
     rows.append(row)
   return "\n".join([
       "Trial by trial: the target test image (its class) → the intended "
       "class; the prediction of the clean crafting model and of each "
       "victim, with the probability it gives the intended class in "
-      "brackets (hit: the intended class).", "",
+      "brackets (hit: the intended class). For HINT, where recorded: how "
+      "many poisons it selected and noised, and their mean absolute change "
+      "in grey levels.", "",
       _md(["attack", "trial", "target", "clean"] + methods, rows)])
 
 
