@@ -375,6 +375,18 @@ class MetaPoisonConfig:
   clean_batch: int = 64
   kappa: float = 0.0
   advance: bool = True
+  members: str = "auto"
+
+  def member_mode(self) -> str:
+    """How the ensemble is evaluated: "vmap" (one batched program; the
+    members' stacked kernels become grouped convolutions) or "loop" (one
+    compiled program per member, run once for each; ordinary
+    convolutions). "auto": "loop" on the CPU, where XLA's grouped
+    convolutions are slow (measured in the session-10 note), else
+    "vmap"."""
+    if self.members == "auto":
+      return "loop" if jax.default_backend() == "cpu" else "vmap"
+    return self.members
 
   def validate(self):
     _check_opt(self.eps, self.steps, self.lr)
@@ -383,6 +395,9 @@ class MetaPoisonConfig:
     if not (self.inner_lr > 0 and self.clean_batch >= 0
             and self.kappa >= 0):
       raise ConfigError("inner_lr must be > 0, clean_batch and kappa >= 0")
+    if self.members not in ("auto", "vmap", "loop"):
+      raise ConfigError(f"members must be auto, vmap or loop, got "
+                        f"{self.members!r}")
     return self
 
 
@@ -454,6 +469,52 @@ def _mp_step(ensemble, x0, y_p, x_t, delta, opt_state, clean_x, clean_y, c_t,
   return ensemble, delta, opt_state, loss
 
 
+@functools.partial(jax.jit, static_argnames=("model", "cfg"))
+def _mp_member_grad(params, model_state, x0, y_p, x_t, delta, clean_x,
+                    clean_y, c_t, *, model, cfg):
+  """One member's unrolled target loss and its gradient in delta (the
+  "loop" mode's per-member program)."""
+  return jax.value_and_grad(lambda d: _mp_member_loss(
+      model, cfg, params, model_state, jnp.clip(x0 + d, 0.0, 1.0), y_p,
+      clean_x, clean_y, x_t, c_t))(delta)
+
+
+@functools.partial(jax.jit, static_argnames=("model", "cfg"))
+def _mp_member_advance(params, model_state, x0, y_p, delta, clean_x,
+                       clean_y, *, model, cfg):
+  x_p = jnp.clip(x0 + delta, 0.0, 1.0)
+  return _sgd_step(model, params, model_state,
+                   jnp.concatenate([x_p, clean_x[0]]),
+                   jnp.concatenate([y_p, clean_y[0]]), cfg.inner_lr)
+
+
+@functools.partial(jax.jit, static_argnames=("opt",), donate_argnums=(1, 2))
+def _mp_update(x0, delta, opt_state, grad, eps, *, opt):
+  updates, opt_state = opt.update(grad, opt_state, delta)
+  return _project(x0, delta + updates, eps), opt_state
+
+
+def _mp_step_loop(members, x0, y_p, x_t, delta, opt_state, clean_x, clean_y,
+                  c_t, *, model, cfg, opt):
+  """`_mp_step` with the members one after another: the same objective
+  (the mean of the members' losses; its gradient the mean of theirs), the
+  same Adam update and advance. ``members``: a list of (params, state)."""
+  losses, grads = [], []
+  for i, (p, s) in enumerate(members):
+    loss, g = _mp_member_grad(p, s, x0, y_p, x_t, delta, clean_x[i],
+                              clean_y[i], c_t, model=model, cfg=cfg)
+    losses.append(loss)
+    grads.append(g)
+  grad = sum(grads[1:], grads[0]) / len(grads)
+  delta, opt_state = _mp_update(x0, delta, opt_state, grad,
+                                jnp.float32(cfg.eps), opt=opt)
+  if cfg.advance:
+    members = [_mp_member_advance(p, s, x0, y_p, delta, clean_x[i],
+                                  clean_y[i], model=model, cfg=cfg)
+               for i, (p, s) in enumerate(members)]
+  return members, delta, opt_state, jnp.mean(jnp.stack(losses))
+
+
 def metapoison(model, surrogates: Sequence[Tuple[object, object]],
                base_u8: np.ndarray, base_y: np.ndarray, target_u8: np.ndarray,
                intended_class: int, clean_x_u8: np.ndarray,
@@ -504,8 +565,14 @@ def metapoison(model, surrogates: Sequence[Tuple[object, object]],
     raise ConfigError(f"clean_batch {b} is larger than the {len(clean_x_u8)} "
                       "clean images given")
   m = len(surrogates)
-  ensemble = jax.tree.map(lambda *a: jnp.stack(a),
-                          *[(p, s) for p, s in surrogates])
+  mode = config.member_mode()
+  if mode == "vmap":
+    ensemble = jax.tree.map(lambda *a: jnp.stack(a),
+                            *[(p, s) for p, s in surrogates])
+    step = _mp_step
+  else:
+    ensemble = [(p, s) for p, s in surrogates]
+    step = _mp_step_loop
   x0 = _to_float(base_u8)
   y_p = jnp.asarray(base_y, jnp.int32)
   x_t = _to_float(target_u8)[None]
@@ -520,7 +587,7 @@ def metapoison(model, surrogates: Sequence[Tuple[object, object]],
         len(clean_x_u8)))
     clean_x = _to_float(clean_x_u8[idx])
     cy = jnp.asarray(clean_y[idx], jnp.int32)
-    ensemble, delta, opt_state, loss = _mp_step(
+    ensemble, delta, opt_state, loss = step(
         ensemble, x0, y_p, x_t, delta, opt_state, clean_x, cy, c_t,
         model=model, cfg=config, opt=opt)
     losses.append(loss)
