@@ -126,7 +126,9 @@ def test_gradient_matching_restarts_do_not_depend_on_batching(digits_convnet,
   cfg = targeted.GradientMatchingConfig(steps=3, restarts=2, lr=0.01)
   args = (model, state.params, state.model_state, base, base_y, target,
           BASE_CLASS, jax.random.key(0))
-  _, together = targeted.gradient_matching(*args, config=cfg, augment=aug)
+  # (Explicit batches: None means one at a time on the CPU.)
+  _, together = targeted.gradient_matching(
+      *args, config=dataclasses.replace(cfg, restart_batch=2), augment=aug)
   _, apart = targeted.gradient_matching(
       *args, config=dataclasses.replace(cfg, restart_batch=1), augment=aug)
   np.testing.assert_allclose(together, apart, atol=1e-4)

@@ -194,7 +194,11 @@ class GradientMatchingConfig:
       normalised pixels (CIFAR-10's channel std is about 0.25), which is
       0.025 here; divided by 10 at 3/8, 5/8 and 7/8 of the steps, as there.
     restart_batch: restarts optimised together in one vmapped step (memory
-      against speed; None: all).
+      against speed). None: one at a time on the CPU, where vmapping them
+      turns 36 of the step's 82 convolutions into grouped ones that XLA's
+      CPU backend runs slowly (2.6x slower per step for 4 restarts of
+      resnet_tiny, experiments/bench_gradient_matching.py), all together
+      elsewhere. The result does not depend on it.
   """
   eps: float = 16 / 255
   steps: int = 250
@@ -297,7 +301,8 @@ def gradient_matching(model, params, model_state, base_u8: np.ndarray,
   target_grad = jax.jit(param_gradient, static_argnums=0)(
       logits_apply, params, model_state, _to_float(target_u8)[None],
       jnp.asarray([intended_class], jnp.int32))
-  n_batch = config.restart_batch or config.restarts
+  n_batch = config.restart_batch or (
+      1 if jax.default_backend() == "cpu" else config.restarts)
   steps = config.steps
   schedule = optax.piecewise_constant_schedule(
       config.lr, {int(steps * f): 0.1 for f in (3 / 8, 5 / 8, 7 / 8)})
@@ -382,8 +387,8 @@ class MetaPoisonConfig:
     members' stacked kernels become grouped convolutions) or "loop" (one
     compiled program per member, run once for each; ordinary
     convolutions). "auto": "loop" on the CPU, where XLA's grouped
-    convolutions are slow (measured in the session-10 note), else
-    "vmap"."""
+    convolutions are slow (6.3x slower per step for 4 resnet_tiny members,
+    experiments/bench_metapoison.py), else "vmap"."""
     if self.members == "auto":
       return "loop" if jax.default_backend() == "cpu" else "vmap"
     return self.members
