@@ -377,8 +377,13 @@ _add(TargetedProfile(
         "beside other work: extractor plus BP crafting 533 s, FC crafting "
         "45 s, cells 15-340 s each except ATDA's adversarial top-layer "
         "training (35 and 55 min, before those steps left lax.scan, about 3x "
-        "faster since). Command: hint-jax experiment table3 --profile cpu "
-        "--data-dir DATA --out runs/exp (--attacks, --trials for a "
+        "faster since). Trial 0 of the from-scratch attacks: gradient "
+        "matching 2405 s with its victim (restarts vmapped; one at a time, "
+        "the CPU default since, is 2.6x faster per step), MetaPoison about "
+        "1680 s (victim and 3 surrogates 761 s, then 921 s for 60 craft "
+        "steps member by member; vmapped members took about 90 s a step), "
+        "cells about 6 min. Command: hint-jax experiment table3 --profile "
+        "cpu --data-dir DATA --out runs/exp (--attacks, --trials for a "
         "part).")))
 _add(TargetedProfile(
     "table3", "paper", "cifar10", TABLE3_ATTACKS, TABLE3_METHODS, 5,
