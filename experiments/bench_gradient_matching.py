@@ -13,8 +13,6 @@ the median seconds per step of all restarts in each mode and their ratio.
 """
 
 import argparse
-import json
-import statistics
 import time
 
 import jax
@@ -25,6 +23,8 @@ import optax
 from hint_jax.attacks import targeted
 from hint_jax.models import get_model
 from hint_jax.train.augment import random_shift_flip
+
+from bench_side_by_side import side_by_side, write_json
 
 
 def main(argv=None):
@@ -75,26 +75,12 @@ def main(argv=None):
     return time.perf_counter() - t
 
   modes = ("one", "vmap")
-  first = {m: run(m) for m in modes}
-  for m in modes:
-    print(f"{m}: first call (compiles) {first[m]:.1f} s", flush=True)
-  times = {m: [] for m in modes}
-  for i in range(args.rounds):
-    for m in modes:
-      times[m].append(run(m))
-    print(f"round {i + 1}: " + ", ".join(f"{m} {times[m][-1]:.2f} s"
-                                         for m in modes), flush=True)
-  med = {m: statistics.median(times[m]) for m in modes}
+  first, times, med = side_by_side(run, modes, args.rounds)
   print(f"one restart per call: median {med['one']:.2f} s per step of "
         f"{r} restarts; all {r} vmapped: {med['vmap']:.2f} s "
         f"({args.poisons} poisons, {args.model})")
   print(f"vmap / one: {med['vmap'] / med['one']:.2f}x")
-  if args.json:
-    with open(args.json, "w") as f:
-      json.dump({"args": vars(args), "first_call_seconds": first,
-                 "step_seconds": times, "median_seconds": med,
-                 "backend": jax.default_backend(),
-                 "jax_version": jax.__version__}, f, indent=2)
+  write_json(args.json, args, first, times, med)
 
 
 if __name__ == "__main__":

@@ -11,8 +11,6 @@ so that a noisy shared machine slows both alike.
 """
 
 import argparse
-import json
-import statistics
 import time
 
 import jax
@@ -22,6 +20,8 @@ import optax
 
 from hint_jax.attacks import targeted
 from hint_jax.models import get_model
+
+from bench_side_by_side import side_by_side, write_json
 
 
 def main(argv=None):
@@ -65,28 +65,13 @@ def main(argv=None):
     state[m] = [ens, delta, opt_state]
     return time.perf_counter() - t
 
-  times = {m: [] for m in modes}
-  first = {}
-  for m in modes:
-    first[m] = run(m)
-    print(f"{m}: first call (compiles) {first[m]:.1f} s", flush=True)
-  for r in range(args.rounds):
-    for m in modes:
-      times[m].append(run(m))
-    print(f"round {r + 1}: " + ", ".join(
-        f"{m} {times[m][-1]:.2f} s" for m in modes), flush=True)
-  med = {m: statistics.median(times[m]) for m in modes}
+  first, times, med = side_by_side(run, modes, args.rounds)
   for m in modes:
     print(f"{m}: median {med[m]:.2f} s per craft step ({args.members} "
           f"members, {args.poisons} poisons + {b} clean images, {args.model})")
   if "loop" in med and "vmap" in med:
     print(f"vmap / loop: {med['vmap'] / med['loop']:.2f}x")
-  if args.json:
-    with open(args.json, "w") as f:
-      json.dump({"args": vars(args), "first_call_seconds": first,
-                 "step_seconds": times, "median_seconds": med,
-                 "backend": jax.default_backend(),
-                 "jax_version": jax.__version__}, f, indent=2)
+  write_json(args.json, args, first, times, med)
 
 
 if __name__ == "__main__":
