@@ -334,8 +334,9 @@ def hint_poison_record(selected, x_orig, x_noised, poison_mask) -> dict:
   selected = np.asarray([] if selected is None else selected, np.int64)
   poison_mask = np.asarray(poison_mask, bool)
   hit = poison_mask[selected]
-  change = np.abs(np.asarray(x_noised, np.int16)[selected]
-                  - np.asarray(x_orig, np.int16)[selected])
+  # Rows first, then the widening: the whole training set is never copied.
+  change = np.abs(np.asarray(x_noised[selected], np.int16)
+                  - np.asarray(x_orig[selected], np.int16))
   per_image = change.reshape(len(selected), -1).mean(axis=1) if len(
       selected) else np.zeros(0)
   mean = lambda v: float(v.mean()) if v.size else None
