@@ -166,19 +166,19 @@ def trials_table3(cells, dataset, methods) -> str:
   for _, attack, trial in trials:
     results = {c["method"]: c["result"] for c in mine
                if c["attack"] == attack and c["trial"] == trial}
-    runs = {m: r["target"] for m, r in results.items()}
-    t = next(iter(runs.values()))
+    t = next(iter(results.values()))["target"]
     clean = t.get("crafting_model")
     row = [attack.upper(), str(trial),
            f"{t['index']} ({t['true_class']}) → {t['intended_class']}",
            "—" if clean is None else
            f"{clean['predicted']} ({clean['intended_probability']:.2g})"]
     for m in methods:
-      v = runs.get(m)
+      r = results.get(m)
+      v = None if r is None else r["target"]
       text = ("" if v is None else
               f"{'hit' if v['success'] else 'miss'}: {v['predicted']} "
               f"({v['intended_probability']:.2g})")
-      noised = (results[m].get("hint") or {}).get("poisons") if v else None
+      noised = None if r is None else (r.get("hint") or {}).get("poisons")
       if noised is not None and noised["selected"]:
         text += (f"; {noised['selected']}/{noised['count']} poisons "
                  f"noised, {noised['levels_changed_mean_poisons']:.2f} "
