@@ -15,6 +15,7 @@ from hint_jax import experiment as exp
 from hint_jax.cli import experiment_cmd, poison_cmd, train_cmd
 from hint_jax.cli.main import main
 from hint_jax.errors import ConfigError
+from hint_jax.experiment import configs as exp_configs
 from hint_jax.experiment import report as rep
 
 
@@ -361,3 +362,21 @@ def test_table3_trial_rows_show_the_clean_verdict_and_hint_poisons():
       "| GM | 0 | 7 (2) → 5 | 2 (0.012) | hit: 5 (0.91) | miss: 2 (0.2); "
       "37/100 poisons noised, 0.46 levels |",
       "| GM | 1 | 7 (2) → 5 | — | hit: 5 (0.5) |  |"]
+
+
+def test_attack_revision_renames_only_the_revised_attacks_sets():
+  """A revised attack (exp_configs.ATTACK_REVISIONS) gets new set and cell ids,
+  so sets crafted by its old version are not reused; the others keep
+  theirs, so their finished results (experiments/results) still count."""
+  cells = {(c.attack, c.method.label, c.trial): c
+           for c in exp.get_profile("table3", "cpu").cells()}
+  # Ids of sets crafted before the MetaPoison revision (committed in
+  # experiments/results/table3_cifar10_cpu).
+  assert cells[("gm", "none", 0)].poison_id == "cifar10_gm_t0_43f2b4c8eb"
+  assert cells[("bp", "none", 0)].poison_id == "cifar10_bp_t0_ce3b71b009"
+  assert cells[("fc", "none", 2)].poison_id == "cifar10_fc_t2_5658eca85b"
+  assert cells[("gm", "none", 1)].cell_id == "cifar10_gm_none_t1_f1014446f3"
+  mp = cells[("mp", "none", 0)]
+  assert mp.poison_key()["revision"] == exp_configs.ATTACK_REVISIONS["mp"]
+  assert mp.poison_id != "cifar10_mp_t0_1d57bfbf3b"   # the old version's
+  assert mp.cell_id != "cifar10_mp_none_t0_e31c97873c"

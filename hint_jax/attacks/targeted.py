@@ -367,7 +367,13 @@ class MetaPoisonConfig:
       when they advance.
     clean_batch: clean images joining all the poisons in every unrolled
       (and advancing) SGD step.
-    kappa: Carlini-Wagner confidence margin.
+    kappa: Carlini-Wagner confidence margin. The authors' code clamps the
+      margin at -100 (``carlini(..., clamp=-100)`` in their utils), so the
+      loss keeps pushing the intended class's lead long after the target
+      flips on the surrogates; 100 does the same here. kappa = 0 stops at
+      the flip, which left the cpu profile's ensemble with a zero
+      gradient after a few steps while a victim trained from scratch
+      still gave the true class.
     advance: after every craft step, each surrogate takes one real SGD
       step on poisons + clean images, so the ensemble keeps training at its
       staggered stages as in the original.
@@ -378,7 +384,7 @@ class MetaPoisonConfig:
   unroll: int = 2
   inner_lr: float = 0.1
   clean_batch: int = 64
-  kappa: float = 0.0
+  kappa: float = 100.0
   advance: bool = True
   members: str = "auto"
 
@@ -426,24 +432,28 @@ def _sgd_step(model, params, model_state, x, y, lr):
 
 def _mp_member_loss(model, cfg, params, model_state, x_p, y_p, clean_x,
                     clean_y, x_t, c_t):
-  """The target's CW loss after ``cfg.unroll`` SGD steps of one surrogate
-  on the poisons plus clean batches (``clean_x``: (unroll, b, ...))."""
+  """The target's CW loss after each of ``cfg.unroll`` SGD steps of one
+  surrogate on the poisons plus clean batches (``clean_x``: (unroll, b,
+  ...)), averaged over the steps as the authors' code does (their meta-loss
+  is the mean of the target losses after unrolled steps 1..K)."""
+  total = 0.0
   for k in range(cfg.unroll):
     x = jnp.concatenate([x_p, clean_x[k]])
     y = jnp.concatenate([y_p, clean_y[k]])
     params, model_state = _sgd_step(model, params, model_state, x, y,
                                     cfg.inner_lr)
-  logits = model.apply_eval(params, model_state, x_t)
-  return jnp.mean(cw_loss(logits, c_t, cfg.kappa))
+    logits = model.apply_eval(params, model_state, x_t)
+    total = total + jnp.mean(cw_loss(logits, c_t, cfg.kappa))
+  return total / cfg.unroll
 
 
 def unrolled_target_loss(model, params, model_state, x_poison, y_poison,
                          clean_x, clean_y, target_x, intended, config:
                          MetaPoisonConfig) -> jax.Array:
   """MetaPoison's objective for one surrogate: the target's CW loss toward
-  ``intended`` after ``config.unroll`` SGD steps on the float poisons
-  ``x_poison`` plus the clean batches ``clean_x[k]`` (float, shape
-  (unroll, b, H, W, C)). ``target_x``: float (1, H, W, C)."""
+  ``intended`` after each of ``config.unroll`` SGD steps (their mean) on
+  the float poisons ``x_poison`` plus the clean batches ``clean_x[k]``
+  (float, shape (unroll, b, H, W, C)). ``target_x``: float (1, H, W, C)."""
   return _mp_member_loss(model, config, params, model_state, x_poison,
                          jnp.asarray(y_poison, jnp.int32), clean_x,
                          jnp.asarray(clean_y, jnp.int32), target_x,
@@ -538,8 +548,11 @@ def metapoison(model, surrogates: Sequence[Tuple[object, object]],
   Adam, differentiating through the unrolled steps. The members then
   advance one real SGD step (``config.advance``). No augmentation, as SPEC
   §4 says. Not reproduced from the original: its ReColorAdv colour
-  perturbation and the periodic re-initialisation of members that reach
-  the end of their schedule.
+  perturbation, the periodic re-initialisation of members that reach the
+  end of their schedule, and its craft step's length (there every member
+  trains one whole epoch per craft step and adds a meta-gradient for
+  each batch that holds poisons; here each member gives one meta-gradient
+  and takes one SGD step, far cheaper and weaker per step).
 
   Args:
     model: a ``hint_jax.models.Model`` (BatchNorm runs in train mode inside

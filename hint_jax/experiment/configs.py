@@ -296,6 +296,12 @@ class TargetedProfile:
 
 
 VICTIM_SEED_OFFSET = 100
+# Bumped when an attack's implementation changes the poisons it crafts for
+# the same flags, so finished sets and cells of the old version are not
+# reused (an attack absent here is at revision 1, and its keys carry none).
+# mp 2: the authors' Carlini-Wagner clamp (kappa 100) and the loss averaged
+# over the unrolled steps.
+ATTACK_REVISIONS = {"mp": 2}
 
 
 @dataclasses.dataclass(frozen=True)
@@ -311,9 +317,12 @@ class TargetedCell:
     return self.profile.dataset
 
   def poison_key(self) -> dict:
-    return {"dataset": self.dataset, "attack": self.attack,
-            "seed": self.trial, "flags": list(self.profile.craft_flags),
-            "split": _split_flags(self.profile.train_flags)}
+    key = {"dataset": self.dataset, "attack": self.attack,
+           "seed": self.trial, "flags": list(self.profile.craft_flags),
+           "split": _split_flags(self.profile.train_flags)}
+    if self.attack in ATTACK_REVISIONS:
+      key["revision"] = ATTACK_REVISIONS[self.attack]
+    return key
 
   def craft_flags(self) -> list:
     """The ``hint-jax target-poison`` flags, without ``--data-dir`` and
