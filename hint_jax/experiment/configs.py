@@ -378,7 +378,9 @@ _add(TargetedProfile(
         "CPU settings: the CIFAR-10 copy in DATA, 10000 training images, "
         "the narrow resnet_tiny, 15 epochs for victims and crafting models, "
         "1% budget (100 poisons), gradient matching with 4 restarts, a "
-        "MetaPoison ensemble of 4. Three trials (random target and intended "
+        "MetaPoison ensemble of 4 (trained 15, 4, 8 and 11 epochs; one "
+        "meta-gradient per member per craft step, where the original "
+        "trains each member a whole epoch per step). Three trials (random target and intended "
         "class each) for no defence and HINT, the first trial only for the "
         "baselines ATDA, FRIENDS and EPIC: the paper runs five, and a "
         "from-scratch victim takes about 5 min here (ATDA several times "
@@ -390,8 +392,10 @@ _add(TargetedProfile(
         "matching 2405 s with its victim (restarts vmapped; one at a time, "
         "the CPU default since, is 2.6x faster per step), MetaPoison about "
         "1680 s (victim and 3 surrogates 761 s, then 921 s for 60 craft "
-        "steps member by member; vmapped members took about 90 s a step), "
-        "cells about 6 min. Command: hint-jax experiment table3 --profile "
+        "steps member by member; vmapped members took about 90 s a step; "
+        "at revision 2, with the victim already trained, 914 s for the "
+        "surrogates and the craft), cells about 6 min. Command: hint-jax "
+        "experiment table3 --profile "
         "cpu --data-dir DATA --out runs/exp (--attacks, --trials for a "
         "part).")))
 _add(TargetedProfile(
