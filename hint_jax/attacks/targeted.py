@@ -371,9 +371,9 @@ class MetaPoisonConfig:
       margin at -100 (``carlini(..., clamp=-100)`` in their utils), so the
       loss keeps pushing the intended class's lead long after the target
       flips on the surrogates; 100 does the same here. kappa = 0 stops at
-      the flip, which left the cpu profile's ensemble with a zero
-      gradient after a few steps while a victim trained from scratch
-      still gave the true class.
+      the flip: in the cpu profile's trial 0 the ensemble's loss ended at
+      0 (no gradient left) while a victim trained from scratch on those
+      poisons still missed.
     advance: after every craft step, each surrogate takes one real SGD
       step on poisons + clean images, so the ensemble keeps training at its
       staggered stages as in the original.
