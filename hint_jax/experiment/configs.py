@@ -394,11 +394,11 @@ _add(TargetedProfile(
         "the CPU default since, is 2.6x faster per step), MetaPoison about "
         "1680 s (victim and 3 surrogates 761 s, then 921 s for 60 craft "
         "steps member by member; vmapped members took about 90 s a step; "
-        "at revision 2, with the victim already trained, 914 s for the "
-        "surrogates and the craft), cells about 6 min. Command: hint-jax "
-        "experiment table3 --profile "
-        "cpu --data-dir DATA --out runs/exp (--attacks, --trials for a "
-        "part).")))
+        "at revision 2, 914 s for the 60 craft steps with the victim and "
+        "surrogates already in the victim folder, 1407 s with the 3 "
+        "surrogates trained first), cells about 6-7 min. "
+        "Command: hint-jax experiment table3 --profile cpu --data-dir DATA "
+        "--out runs/exp (--attacks, --trials for a part).")))
 _add(TargetedProfile(
     "table3", "paper", "cifar10", TABLE3_ATTACKS, TABLE3_METHODS, 5,
     description=(
