@@ -380,3 +380,12 @@ def test_attack_revision_renames_only_the_revised_attacks_sets():
   assert mp.poison_key()["revision"] == exp_configs.ATTACK_REVISIONS["mp"]
   assert mp.poison_id != "cifar10_mp_t0_1d57bfbf3b"   # the old version's
   assert mp.cell_id != "cifar10_mp_none_t0_e31c97873c"
+  # MetaPoison's victims and crafting models train without augmentation
+  # (the paper's setting), which also renames its revision-2 sets (crafted
+  # on augmented models); the other attacks keep the preset's.
+  assert mp.poison_id != "cifar10_mp_t0_692d6b1c92"
+  for c in cells.values():
+    no_aug = c.attack in exp_configs.NO_AUGMENT_ATTACKS
+    assert ("--no-augment" in c.train_flags()) == no_aug
+    assert ("--no-augment" in c.craft_flags()) == no_aug
+  assert exp_configs.NO_AUGMENT_ATTACKS == ("mp",)

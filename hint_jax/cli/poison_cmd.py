@@ -103,17 +103,21 @@ def _victim(args, splits, work, progress):
   victim."""
   epochs = args.victim_epochs or DEFAULT_VICTIM_EPOCHS.get(args.dataset)
   model_name = args.model or default_model(args.dataset)
+  # `target-poison --no-augment`: crafting models trained as the victims
+  # that will train on the poisons (`hint-jax poison` has no such flag).
+  augment = False if getattr(args, "no_augment", False) else None
   folder, identity = work, {}
   if args.victim_dir is not None:
     folder, identity = clean_model_folder(
         args.victim_dir, args.dataset, args.split_seed, args.subset, splits,
-        model_name, epochs, args.seed)
+        model_name, epochs, args.seed, augment)
   model, state, trainer, acc = train_clean(
       args.dataset, model_name, splits, epochs, args.seed, folder, progress,
-      "victim: training", **identity)
+      "victim: training", augment=augment, **identity)
   info(f"victim: test accuracy {100 * acc:.2f}%")
   return model, state, {"model": model_name,
                         "epochs": trainer.config.epochs, "seed": args.seed,
+                        "augment": trainer.config.augment,
                         "test_accuracy": acc}
 
 

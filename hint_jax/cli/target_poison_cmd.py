@@ -82,6 +82,11 @@ def register(sub):
   p.add_argument("--victim-epochs", type=positive_int, default=None,
                  help="clean training epochs of the victim / extractor "
                  "(default: the dataset's preset)")
+  p.add_argument("--no-augment", action="store_true",
+                 help="victims will train without augmentation (the "
+                 "paper's MetaPoison setting): the crafting models train "
+                 "without it too, and gradient matching crafts without "
+                 "its differentiable augmentation")
   p.add_argument("--seed", type=int, default=0,
                  help="seed of the target draw, the models and the attack")
   add_victim_dir_arg(p)
@@ -187,7 +192,8 @@ def run(args):
               "steps": steps, "lr": args.lr, "budget": args.budget,
               "restarts": args.restarts, "ensemble": args.ensemble,
               "target": index, "intended": intended, "model": args.model,
-              "victim_epochs": args.victim_epochs, "seed": args.seed}
+              "victim_epochs": args.victim_epochs, "seed": args.seed,
+              "no_augment": args.no_augment}
   work = work_dir(out, settings)
   bases = np.sort(np.asarray(jax.random.permutation(
       jax.random.fold_in(key, 2), candidates))[:m])
@@ -227,7 +233,8 @@ def run(args):
         eps=eps, steps=steps, restarts=args.restarts,
         lr=targeted.GradientMatchingConfig.lr if args.lr is None
         else args.lr)
-    augment = random_shift_flip if args.dataset == "cifar10" else None
+    augment = (random_shift_flip if args.dataset == "cifar10"
+               and not args.no_augment else None)
     poisons, losses = targeted.gradient_matching(
         model, state.params, state.model_state, base_x, base_y, target_x,
         intended, akey, config=cfg, augment=augment,

@@ -68,6 +68,9 @@ def add_train_args(p):
   p.add_argument("--poison", default=None, metavar="FILE",
                  help="train on a poisoned set written by `hint-jax poison` "
                  "(made from the same split)")
+  p.add_argument("--no-augment", action="store_true",
+                 help="train without the preset's augmentation (CIFAR-10: "
+                 "random shift and flip); the paper's MetaPoison setting")
   p.add_argument("--overwrite", action="store_true",
                  help="discard a checkpoint of a run with other settings")
   p.add_argument("--no-progress", action="store_true")
@@ -347,20 +350,25 @@ def hint_poison_record(selected, x_orig, x_noised, poison_mask) -> dict:
 
 
 def clean_model_folder(root, dataset, split_seed, subset, splits, model_name,
-                       epochs, seed):
+                       epochs, seed, augment=None):
   """Where ``--victim-dir root`` keeps the clean model that `train_clean`
   trains with these arguments, and the data identity to pass it as
   ``settings``: one sub-folder per (data, split, subset, training images,
   model, epochs, seed), named by a digest of them, so a model trained on
   other data or settings is never reused. `hint-jax poison`, `target-poison`
   and `train` (transfer files) share it: the extractor a targeted attack
-  was crafted on is then trained once, not again by every victim."""
+  was crafted on is then trained once, not again by every victim.
+  ``augment``: None for the preset's augmentation, else on/off; only an
+  explicit ``False`` joins the key (models trained before the option
+  existed, all with the preset's, keep their folders)."""
   identity = {"data": dataset, "split_seed": split_seed,
               "num_val": len(splits.x_val), "subset": subset,
               "clean_sha256": hashlib.sha256(np.ascontiguousarray(
                   splits.x_train).tobytes()).hexdigest()}
   key = {**identity, "model": model_name,
          "epochs": preset(dataset, epochs=epochs).epochs, "seed": seed}
+  if augment is not None and augment != preset(dataset).augment:
+    key["augment"] = bool(augment)
   digest = hashlib.sha256(json.dumps(key, sort_keys=True).encode()
                           ).hexdigest()[:16]
   folder = pathlib.Path(root) / f"victim-{dataset}-{digest}"
@@ -369,18 +377,23 @@ def clean_model_folder(root, dataset, split_seed, subset, splits, model_name,
 
 
 def train_clean(dataset, model_name, splits, epochs, seed, folder, progress,
-                label, **settings):
+                label, augment=None, **settings):
   """Trains ``model_name`` on ``splits``' (clean) training images with the
   dataset's preset (``epochs`` if given), checkpointing every epoch in
   ``folder`` and resuming from it; a finished checkpoint is just reloaded.
-  ``settings`` join the checkpoint's identity. Returns ``(model, state,
-  trainer, test_accuracy)``."""
-  cfg = dataclasses.replace(preset(dataset, epochs=epochs), eval_every=0)
+  ``settings`` join the checkpoint's identity. ``augment``: None for the
+  preset's augmentation, else on/off (recorded in the identity when it
+  differs from the preset's). Returns ``(model, state, trainer,
+  test_accuracy)``."""
+  cfg = dataclasses.replace(preset(dataset, epochs=epochs, augment=augment),
+                            eval_every=0)
   model = get_model(model_name, splits.num_classes, splits.x_train.shape[1:])
   trainer = Trainer(model, cfg, len(splits.x_train))
   state = trainer.init_state(jax.random.key(seed))
   settings = {**settings, "model": model_name, "epochs": cfg.epochs,
               "seed": seed}
+  if cfg.augment != preset(dataset).augment:
+    settings["augment"] = cfg.augment
   resumed = checkpoint.load(folder, state, settings)
   start = 0
   if resumed is not None:
@@ -451,11 +464,13 @@ def run_transfer(args, out, t_start, dataset, splits, ps, x_poisoned):
   if args.victim_dir is not None:
     folder, identity = clean_model_folder(
         args.victim_dir, args.dataset, args.split_seed, args.subset,
-        pre_splits, model_name, victim.get("epochs"), victim.get("seed", 0))
+        pre_splits, model_name, victim.get("epochs"), victim.get("seed", 0),
+        victim.get("augment"))
   model, state, trainer, pre_acc = train_clean(
       args.dataset, model_name, pre_splits, victim.get("epochs"),
       victim.get("seed", 0), folder, progress,
-      "transfer: pre-training (the crafting run's extractor)", **identity)
+      "transfer: pre-training (the crafting run's extractor)",
+      augment=victim.get("augment"), **identity)
   # The pre-trained network's own verdict (its pre-training top layer):
   # the clean reference for the target, as the crafting run saw it.
   pretrain_target = target_outcome(model, state, ps.target_x, target)
@@ -558,7 +573,8 @@ def run(args):
   out = out_dir(args.out)
   t_start = time.perf_counter()
   cfg = preset(args.dataset, epochs=args.epochs, batch_size=args.batch_size,
-               lr=args.lr, eval_every=args.eval_every)
+               lr=args.lr, eval_every=args.eval_every,
+               augment=False if args.no_augment else None)
   # Settings are checked before any data is read.
   hint_cfg = hint_config(args, cfg.epochs) if args.defense == "hint" else None
   epic_cfg = epic_config(args, cfg.epochs) if args.defense == "epic" else None
@@ -581,6 +597,12 @@ def run(args):
     poison_mask[ps.clean_index[ps.attack_id >= 0]] = True
     attacks.check_target(ps, splits.x_test, splits.y_test, where=args.poison)
     target_x = ps.target_x
+    crafted_on = (ps.meta.get("victim") or {}).get("augment")
+    if crafted_on is not None and crafted_on != cfg.augment:
+      info(f"note: {args.poison} was crafted on models trained "
+           f"{'with' if crafted_on else 'without'} augmentation; this run "
+           f"trains {'with' if cfg.augment else 'without'} it ("
+           f"{'add' if cfg.augment else 'drop'} --no-augment to match)")
     if ps.target is not None and ps.target.get("scenario") == "transfer":
       return run_transfer(args, out, t_start, dataset, splits, ps,
                           x_poisoned)
