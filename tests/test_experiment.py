@@ -389,3 +389,50 @@ def test_attack_revision_renames_only_the_revised_attacks_sets():
     assert ("--no-augment" in c.train_flags()) == no_aug
     assert ("--no-augment" in c.craft_flags()) == no_aug
   assert exp_configs.NO_AUGMENT_ATTACKS == ("mp",)
+
+
+def test_invocations_at_once_keep_each_others_records_and_cells(
+    tmp_path, monkeypatch):
+  """Two invocations on one folder: every manifest write re-reads the file
+  under the lock, so neither drops the other's commands or records (the
+  old in-memory manifest lost the first invocation's); a cell another
+  invocation is training (its lock held) or has finished is skipped."""
+  profile = exp.get_profile("table3", "quick")
+  out = tmp_path / "exp"
+  args = experiment_cmd._parser().parse_args(
+      ["experiment", "table3", "--profile", "quick", "--out", str(out)])
+  first = experiment_cmd._open_manifest(args, out, profile, [], 0)
+  second = experiment_cmd._open_manifest(args, out, profile, [], 0)
+  first.log(["train", "--a"])
+  second.log(["train", "--b"])
+  first.record(cells_run=1)
+  second.record(finished="later")
+  manifest = json.loads(experiment_cmd.manifest_path(out, profile)
+                        .read_text())
+  assert manifest["commands"] == ["hint-jax train --a", "hint-jax train --b"]
+  first_rec, second_rec = manifest["invocations"]
+  assert first_rec["cells_run"] == 1 and first_rec["finished"] is None
+  assert second_rec["cells_run"] == 0 and second_rec["finished"] == "later"
+
+  busy, done, free = profile.cells()[:3]
+  ran = []
+  monkeypatch.setattr(experiment_cmd.train_cmd, "run",
+                      lambda a: ran.append(a.out))
+  (experiment_cmd.cell_dir(out, done) / "result.json").parent.mkdir(
+      parents=True)
+  (experiment_cmd.cell_dir(out, done) / "result.json").write_text("{}")
+  with experiment_cmd._lock(out, busy.cell_id) as held:
+    assert held
+    # flock locks belong to the open file: a second open of the same lock,
+    # even in this process, cannot take it.
+    with experiment_cmd._lock(out, busy.cell_id, wait=False) as again:
+      assert not again
+    experiment_cmd._run_cells(args, out, profile, [busy, done, free],
+                              [busy, done, free], first, lambda c: c.attack)
+  assert ran == [str(experiment_cmd.cell_dir(out, free))]
+  manifest = json.loads(experiment_cmd.manifest_path(out, profile)
+                        .read_text())
+  assert manifest["invocations"][0]["cells_run"] == 1
+  assert manifest["invocations"][0]["finished"] is not None
+  assert manifest["commands"][-1].endswith(str(
+      experiment_cmd.cell_dir(out, free)))

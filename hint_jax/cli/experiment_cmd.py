@@ -13,9 +13,19 @@ Layout of DIR (shared by every table and profile run into it):
   subsets are nested: the poisons at p = 0.3 are among those at p = 0.6).
 * ``experiment_<table>_<profile>.json`` -- the profile, its cells, the
   machine and every command that ran it; ``hint-jax report DIR`` reads these.
+
+Several invocations may run on one DIR at once (say, one crafting the next
+trial's poisons while another trains a finished trial's cells): the
+manifest is re-read and changed under a lock at every write, so none of
+them drops another's records; a cell or targeted set that another
+invocation is working on is left to it (``.locks/``). The locks are
+``fcntl`` locks, released when their holder exits, killed or not; where
+``fcntl`` does not exist (Windows) there are none, and invocations must run
+one at a time.
 """
 
 import argparse
+import contextlib
 import dataclasses
 import datetime
 import hashlib
@@ -26,6 +36,12 @@ import platform
 import shlex
 import shutil
 import time
+import uuid
+
+try:
+  import fcntl
+except ImportError:  # Windows: no locks (see the module docstring)
+  fcntl = None
 
 import jax
 
@@ -236,16 +252,17 @@ def run(args):
   if args.dry_run:
     return _dry_run(args, cells, done, chosen)
   _check_data_dir(args)
-  manifest, path, log = _open_manifest(
+  manifest = _open_manifest(
       args, out, profile, [cell_record(out, c) for c in cells], sum(done),
       poison_files={d: str(p.resolve()) for d, (p, _) in given.items()})
   for dataset in profile.datasets:
     ratios = [c.ratio for c, d, ch in zip(cells, done, chosen)
               if c.dataset == dataset and ch and not d]
-    ensure_poison(args, out, profile, dataset, ratios, log,
-                  given.get(dataset, (None,))[0])
+    with _lock(out, f"poison-{dataset}"):
+      ensure_poison(args, out, profile, dataset, ratios, manifest.log,
+                    given.get(dataset, (None,))[0])
   todo = [c for c, d, ch in zip(cells, done, chosen) if ch and not d]
-  _run_cells(args, out, profile, cells, todo, manifest, path, log,
+  _run_cells(args, out, profile, cells, todo, manifest,
              lambda c: f"p = {c.ratio:g}")
   return 0
 
@@ -264,55 +281,111 @@ def _check_data_dir(args):
     raise ConfigError(f"--data-dir {args.data_dir} is not a directory")
 
 
+@contextlib.contextmanager
+def _lock(out, name, wait=True):
+  """Holds the exclusive lock ``out/.locks/<name>.lock``; yields whether it
+  was taken (always, when ``wait``; else False if another process holds
+  it)."""
+  if fcntl is None:
+    yield True
+    return
+  path = out / ".locks" / f"{name}.lock"
+  path.parent.mkdir(parents=True, exist_ok=True)
+  with open(path, "a") as f:
+    try:
+      fcntl.flock(f, fcntl.LOCK_EX | (0 if wait else fcntl.LOCK_NB))
+    except BlockingIOError:
+      yield False
+      return
+    try:
+      yield True
+    finally:
+      fcntl.flock(f, fcntl.LOCK_UN)
+
+
+class _Manifest:
+  """This invocation's handle on the profile's manifest. Every change is a
+  locked read-modify-write of the file, so invocations running at once on
+  one folder keep each other's commands and records."""
+
+  def __init__(self, out, profile, header: dict, invocation: dict):
+    self.out, self.path = out, manifest_path(out, profile)
+    self.id = invocation["id"]
+
+    def opened(manifest):
+      manifest.update(header)
+      manifest["invocations"].append(invocation)
+    self._update(opened)
+
+  def _update(self, change):
+    with _lock(self.out, self.path.name):
+      manifest = (json.loads(self.path.read_text()) if self.path.exists()
+                  else {"commands": [], "invocations": []})
+      change(manifest)
+      write_json_atomic(self.path, manifest)
+
+  def log(self, argv):
+    """Appends a command run by this invocation."""
+    self._update(lambda m: m["commands"].append("hint-jax "
+                                                + shlex.join(argv)))
+
+  def record(self, **changes):
+    """Updates this invocation's record (``cells_run``, ``finished``)."""
+    def change(manifest):
+      for inv in manifest["invocations"]:
+        if inv.get("id") == self.id:
+          inv.update(changes)
+    self._update(change)
+
+
 def _open_manifest(args, out, profile, records, num_done, **extra):
-  """Loads (or starts) the profile's manifest, records this invocation and
-  returns ``(manifest, path, log)``; ``log(argv)`` appends a command."""
-  path = manifest_path(out, profile)
-  manifest = (json.loads(path.read_text()) if path.exists() else
-              {"commands": [], "invocations": []})
-  manifest.update(
+  """Records this invocation in the profile's manifest (started if absent)
+  and returns its `_Manifest`."""
+  header = dict(
       table=profile.table, profile=profile.name,
       description=profile.description,
       settings=json.loads(json.dumps(dataclasses.asdict(profile))),
       cells=records, machine=machine(),
       data_dir=(str(pathlib.Path(args.data_dir).resolve()) if args.data_dir
                 else os.environ.get("HINT_JAX_DATA_DIR")), **extra)
-  manifest["invocations"].append({
-      "argv": invocation_argv(args), "started": _now(),
+  started = _now()
+  manifest = _Manifest(out, profile, header, {
+      "id": uuid.uuid4().hex,   # a name, not data: any unique string
+      "argv": invocation_argv(args), "started": started,
       "cells_skipped": num_done, "cells_run": 0, "finished": None})
-
-  def log(argv):
-    manifest["commands"].append("hint-jax " + shlex.join(argv))
-    write_json_atomic(path, manifest)
-
-  write_json_atomic(path, manifest)
   info(f"experiment {profile.table}/{profile.name}: {len(records)} cells, "
        f"{num_done} already finished, in {out}")
-  return manifest, path, log
+  return manifest
 
 
-def _run_cells(args, out, profile, cells, todo, manifest, path, log, where):
+def _run_cells(args, out, profile, cells, todo, manifest, where):
   """Trains every cell of ``todo`` (``where(cell)`` names it in the
-  progress lines) and closes this invocation's record."""
-  invocation = manifest["invocations"][-1]
+  progress lines) that no other invocation has finished or is training,
+  and closes this invocation's record."""
+  run = 0
   for i, cell in enumerate(todo):
     d = cell_dir(out, cell)
-    d.mkdir(parents=True, exist_ok=True)
-    write_json_atomic(d / "cell.json", cell_record(out, cell))
-    info(f"experiment [{i + 1}/{len(todo)}] {cell.dataset}, {where(cell)}, "
-         f"{cell.method.label}, trial {cell.trial}")
-    argv = cell_argv(args, out, cell)
-    log(argv)
-    t0 = time.perf_counter()
-    train_cmd.run(_parser().parse_args(argv))
-    invocation["cells_run"] += 1
-    info(f"experiment: cell done in {time.perf_counter() - t0:.0f} s")
-    write_json_atomic(path, manifest)
-  invocation["finished"] = _now()
-  write_json_atomic(path, manifest)
+    name = (f"experiment [{i + 1}/{len(todo)}] {cell.dataset}, "
+            f"{where(cell)}, {cell.method.label}, trial {cell.trial}")
+    with _lock(out, cell.cell_id, wait=False) as mine:
+      if not mine or (d / "result.json").exists():
+        info(f"{name}: {'finished' if mine else 'being trained'} by "
+             "another invocation, skipped")
+        continue
+      d.mkdir(parents=True, exist_ok=True)
+      write_json_atomic(d / "cell.json", cell_record(out, cell))
+      info(name)
+      argv = cell_argv(args, out, cell)
+      manifest.log(argv)
+      t0 = time.perf_counter()
+      train_cmd.run(_parser().parse_args(argv))
+      run += 1
+      manifest.record(cells_run=run)
+      info(f"experiment: cell done in {time.perf_counter() - t0:.0f} s")
+  manifest.record(finished=_now())
   finished = sum((cell_dir(out, c) / "result.json").exists() for c in cells)
   print(f"experiment {profile.table}/{profile.name}: {finished} of "
-        f"{len(cells)} cells finished ({len(todo)} run now); "
+        f"{len(cells)} cells finished ({run} run now); "
         f"`hint-jax report {out}` writes the tables")
 
 
@@ -343,20 +416,21 @@ def run_targeted(args, profile, out):
   if args.dry_run:
     return _dry_run(args, cells, done, chosen)
   _check_data_dir(args)
-  manifest, path, log = _open_manifest(
+  manifest = _open_manifest(
       args, out, profile, [cell_record(out, c) for c in cells], sum(done))
   for cell in todo:
     f = targeted_poison_file(out, cell)
-    if f.exists():
-      continue
-    argv = (["target-poison"] + cell.craft_flags() + ["--out", str(f)]
-            + ["--victim-dir", str(out / "victims")] + _common(args))
-    info(f"experiment: crafting {cell.attack} for trial {cell.trial} into "
-          f"{f}")
-    log(argv)
-    target_poison_cmd.run(_parser().parse_args(argv))
-  _run_cells(args, out, profile, cells, todo, manifest, path, log,
-             lambda c: c.attack)
+    # Another invocation crafting the same set: wait for it, then use it.
+    with _lock(out, cell.poison_id):
+      if f.exists():
+        continue
+      argv = (["target-poison"] + cell.craft_flags() + ["--out", str(f)]
+              + ["--victim-dir", str(out / "victims")] + _common(args))
+      info(f"experiment: crafting {cell.attack} for trial {cell.trial} "
+           f"into {f}")
+      manifest.log(argv)
+      target_poison_cmd.run(_parser().parse_args(argv))
+  _run_cells(args, out, profile, cells, todo, manifest, lambda c: c.attack)
   return 0
 
 
