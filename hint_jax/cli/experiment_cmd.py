@@ -348,10 +348,9 @@ def _open_manifest(args, out, profile, records, num_done, **extra):
       cells=records, machine=machine(),
       data_dir=(str(pathlib.Path(args.data_dir).resolve()) if args.data_dir
                 else os.environ.get("HINT_JAX_DATA_DIR")), **extra)
-  started = _now()
   manifest = _Manifest(out, profile, header, {
       "id": uuid.uuid4().hex,   # a name, not data: any unique string
-      "argv": invocation_argv(args), "started": started,
+      "argv": invocation_argv(args), "started": _now(),
       "cells_skipped": num_done, "cells_run": 0, "finished": None})
   info(f"experiment {profile.table}/{profile.name}: {len(records)} cells, "
        f"{num_done} already finished, in {out}")
@@ -362,7 +361,7 @@ def _run_cells(args, out, profile, cells, todo, manifest, where):
   """Trains every cell of ``todo`` (``where(cell)`` names it in the
   progress lines) that no other invocation has finished or is training,
   and closes this invocation's record."""
-  run = 0
+  trained = 0
   for i, cell in enumerate(todo):
     d = cell_dir(out, cell)
     name = (f"experiment [{i + 1}/{len(todo)}] {cell.dataset}, "
@@ -379,13 +378,13 @@ def _run_cells(args, out, profile, cells, todo, manifest, where):
       manifest.log(argv)
       t0 = time.perf_counter()
       train_cmd.run(_parser().parse_args(argv))
-      run += 1
-      manifest.record(cells_run=run)
+      trained += 1
+      manifest.record(cells_run=trained)
       info(f"experiment: cell done in {time.perf_counter() - t0:.0f} s")
   manifest.record(finished=_now())
   finished = sum((cell_dir(out, c) / "result.json").exists() for c in cells)
   print(f"experiment {profile.table}/{profile.name}: {finished} of "
-        f"{len(cells)} cells finished ({run} run now); "
+        f"{len(cells)} cells finished ({trained} run now); "
         f"`hint-jax report {out}` writes the tables")
 
 
