@@ -4,8 +4,11 @@ The quick profiles (the embedded digits) run here for real: crafting the
 mixed poison once, training every cell, then the report. About two minutes.
 """
 
+import argparse
+import contextlib
 import dataclasses
 import json
+import pathlib
 
 import numpy as np
 import pytest
@@ -389,6 +392,13 @@ def test_attack_revision_renames_only_the_revised_attacks_sets():
     assert ("--no-augment" in c.train_flags()) == no_aug
     assert ("--no-augment" in c.craft_flags()) == no_aug
   assert exp_configs.NO_AUGMENT_ATTACKS == ("mp",)
+  # Revision 3 (members continue their clean training, --member-steps
+  # only in MetaPoison's crafting flags) renames the revision-2 sets
+  # crafted without augmentation, and no other attack's.
+  assert mp.poison_id != "cifar10_mp_t0_23b7b66c56"
+  for c in cells.values():
+    assert ("--member-steps" in c.craft_flags()) == (c.attack == "mp")
+    assert "--member-steps" not in c.train_flags()
 
 
 def test_invocations_at_once_keep_each_others_records_and_cells(
@@ -436,3 +446,49 @@ def test_invocations_at_once_keep_each_others_records_and_cells(
   assert manifest["invocations"][0]["finished"] is not None
   assert manifest["commands"][-1].endswith(str(
       experiment_cmd.cell_dir(out, free)))
+
+
+def test_sets_another_invocation_is_crafting_are_passed_over_first(
+    tmp_path, monkeypatch):
+  """table3 crafting: a set whose lock another invocation holds is not
+  waited for at once; this invocation crafts the free sets first, then
+  waits for the busy one and, as its file now exists, does not craft it."""
+  profile = exp.get_profile("table3", "quick")
+  out = tmp_path / "exp"
+  args = experiment_cmd._parser().parse_args(
+      ["experiment", "table3", "--profile", "quick", "--out", str(out),
+       "--methods", "none"])
+  crafted = []
+
+  def fake_craft(a):
+    crafted.append(a.out)
+    pathlib.Path(a.out).parent.mkdir(parents=True, exist_ok=True)
+    pathlib.Path(a.out).write_text("set")
+
+  monkeypatch.setattr(experiment_cmd.target_poison_cmd, "run", fake_craft)
+  monkeypatch.setattr(experiment_cmd, "_run_cells", lambda *a: None)
+  cells = [c for c in profile.cells() if c.method.label == "none"]
+  busy = cells[0]
+  waited = []
+  real_lock = experiment_cmd._lock
+
+  @contextlib.contextmanager
+  def lock(o, name, wait=True):
+    if name == busy.poison_id:
+      if not wait:   # held elsewhere: the first pass must not block on it
+        yield False
+        return
+      # The wait ends when the other invocation has written the set.
+      waited.append(name)
+      fake_craft(argparse.Namespace(
+          out=str(experiment_cmd.targeted_poison_file(o, busy))))
+    with real_lock(o, name, wait) as mine:
+      yield mine
+
+  monkeypatch.setattr(experiment_cmd, "_lock", lock)
+  assert experiment_cmd.run_targeted(args, profile, out) == 0
+  files = [str(experiment_cmd.targeted_poison_file(out, c)) for c in cells]
+  # The busy set was written once, by the "other invocation", after this
+  # one had crafted every free set.
+  assert waited == [busy.poison_id]
+  assert crafted == files[1:] + files[:1]

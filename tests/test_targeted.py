@@ -564,3 +564,77 @@ def test_metapoison_member_modes_agree(digits_convnet, digits_splits, setup):
   assert diff.max() <= 1 and np.mean(diff > 0) < 0.01
   with pytest.raises(ConfigError):
     targeted.MetaPoisonConfig(members="pmap").validate()
+
+
+def test_metapoison_members_continue_their_own_clean_training(
+    digits_convnet, digits_splits, setup):
+  """With `trainer_advance`, each member takes ``steps`` real training steps
+  (its own optimizer state) on clean batches after every craft step: the
+  members end where clean training alone takes them, whatever the poisons,
+  in both member modes; and the objective sees the moved members."""
+  from hint_jax.train import Trainer  # pylint: disable=g-import-not-at-top
+  from hint_jax.train.presets import preset  # pylint: disable=g-import-not-at-top
+  model, state = digits_convnet
+  base, base_y, target = setup
+  s = digits_splits
+  trainer = Trainer(model, dataclasses.replace(preset("digits"), epochs=5),
+                    len(s.x_train))
+  steps, craft_steps, key = 2, 3, jax.random.key(5)
+
+  def fresh_states():
+    # Copies: trainer_advance donates the states' buffers.
+    return [jax.tree.map(jnp.copy, state),
+            trainer.init_state(jax.random.key(7))]
+
+  start = fresh_states()
+  runs = {}
+  for mode, lr in (("loop", 0.02), ("vmap", 0.02), ("loop", 0.0001)):
+    states = fresh_states()
+    advance = targeted.trainer_advance(trainer, states, s.x_train, s.y_train,
+                                       steps, key)
+    cfg = targeted.MetaPoisonConfig(steps=craft_steps, lr=lr, clean_batch=16,
+                                    inner_lr=0.05, members=mode)
+    _, losses = targeted.metapoison(
+        model, [(st.params, st.model_state) for st in states], base, base_y,
+        target, BASE_CLASS, s.x_train, s.y_train, jax.random.key(1),
+        config=cfg, advance_fn=advance)
+    runs[(mode, lr)] = (advance.states, losses)
+
+  # The reference: the same advance applied to the members alone, craft
+  # step by craft step, with no poisons anywhere.
+  ref = targeted.trainer_advance(trainer, fresh_states(), s.x_train,
+                                 s.y_train, steps, key)
+  for c in range(craft_steps):
+    for i, st in enumerate(list(ref.states)):
+      ref(i, st.params, st.model_state, c)
+  for (mode, lr), (states, _) in runs.items():
+    for i, (got, want) in enumerate(zip(states, ref.states)):
+      # Each member took craft_steps * steps optimizer steps.
+      assert int(got.step) == int(start[i].step) + craft_steps * steps
+      # Same batches, same jitted steps, and clean data only, so the
+      # trajectory is independent of delta and of the member mode:
+      # bit-identical on the CPU (a poison leaking into the trajectory, or a
+      # member advanced twice or out of order, moves it far more).
+      for g, w in zip(jax.tree.leaves(got.params),
+                      jax.tree.leaves(want.params)):
+        np.testing.assert_array_equal(np.asarray(g), np.asarray(w),
+                                      err_msg=f"{mode} {lr} member {i}")
+  # The vmapped and looped ensembles agree on the objective (float32
+  # summation order: 1e-5 relative), and the moved members change it
+  # after step 1 (the first loss comes before any advance).
+  lv, ll = runs[("vmap", 0.02)][1], runs[("loop", 0.02)][1]
+  np.testing.assert_allclose(ll, lv, rtol=1e-5)
+  cfg = targeted.MetaPoisonConfig(steps=craft_steps, lr=0.02, clean_batch=16,
+                                  inner_lr=0.05, members="loop",
+                                  advance=False)
+  _, still = targeted.metapoison(
+      model, [(st.params, st.model_state) for st in fresh_states()], base,
+      base_y, target, BASE_CLASS, s.x_train, s.y_train, jax.random.key(1),
+      config=cfg)
+  assert ll[0] == pytest.approx(still[0], rel=1e-6)
+  assert np.all(np.abs(ll[1:] - still[1:]) > 1e-4), (ll, still)
+  with pytest.raises(ConfigError):
+    targeted.trainer_advance(trainer, start, s.x_train, s.y_train, 0, key)
+  with pytest.raises(ConfigError, match="exceed"):
+    targeted.trainer_advance(trainer, start, s.x_train, s.y_train,
+                             len(s.x_train), key)

@@ -530,11 +530,49 @@ def _mp_step_loop(members, x0, y_p, x_t, delta, opt_state, clean_x, clean_y,
   return members, delta, opt_state, jnp.mean(jnp.stack(losses))
 
 
+def trainer_advance(trainer, states: Sequence, clean_x_u8: np.ndarray,
+                    clean_y: np.ndarray, steps: int, key: jax.Array):
+  """An ``advance_fn`` for `metapoison` that continues each member's own
+  clean training: after every craft step, member i takes ``steps`` real
+  training steps of ``trainer`` (its optimizer, momentum and schedule
+  state carried in ``states[i]``, a ``TrainState``) on batches of the clean
+  images drawn without replacement. This is the original's "clean"
+  trajectory, where every member trains on clean data between
+  meta-gradients (there a whole epoch per craft step).
+
+  ``states`` are the members' train states in `metapoison`'s order; their
+  buffers are donated to the training steps, so the caller must not use
+  them afterwards. The returned function's ``states`` attribute holds the
+  members' current train states."""
+  if not isinstance(steps, int) or steps < 1:
+    raise ConfigError(f"member steps must be an int >= 1, got {steps!r}")
+  bs = trainer.config.batch_size
+  n = len(clean_x_u8)
+  if steps * bs > n:
+    raise ConfigError(f"{steps} member steps of {bs} images exceed the {n} "
+                      "clean images (at most one epoch per craft step)")
+  states = list(states)
+  x_dev, y_dev = jnp.asarray(clean_x_u8), jnp.asarray(clean_y)
+
+  def advance(i, params, model_state, step):
+    st = states[i].replace(params=params, model_state=model_state)
+    perm = jax.random.permutation(
+        jax.random.fold_in(jax.random.fold_in(key, step), i), n)
+    idx = np.asarray(perm[:steps * bs]).reshape(steps, bs).astype(np.int32)
+    st, _ = trainer.train_steps(st, x_dev, y_dev, jnp.asarray(idx))
+    states[i] = st
+    return st.params, st.model_state
+
+  advance.states = states
+  return advance
+
+
 def metapoison(model, surrogates: Sequence[Tuple[object, object]],
                base_u8: np.ndarray, base_y: np.ndarray, target_u8: np.ndarray,
                intended_class: int, clean_x_u8: np.ndarray,
                clean_y: np.ndarray, key: jax.Array, *,
                config: MetaPoisonConfig = MetaPoisonConfig(),
+               advance_fn: Optional[Callable] = None,
                on_progress=None) -> Tuple[np.ndarray, np.ndarray]:
   """MetaPoison: poisons that, once trained on, make the target look like
   the intended class to models at every stage of training.
@@ -546,13 +584,15 @@ def metapoison(model, surrogates: Sequence[Tuple[object, object]],
   toward ``intended_class`` under the updated weights, averages it over the
   ensemble (vmapped: one compiled step for all members) and moves delta by
   Adam, differentiating through the unrolled steps. The members then
-  advance one real SGD step (``config.advance``). No augmentation, as SPEC
+  advance: by ``advance_fn`` if given (`trainer_advance`: each continues
+  its own clean training, as in the original), else by one SGD step on the
+  poisons plus clean images (``config.advance``). No augmentation, as SPEC
   §4 says. Not reproduced from the original: its ReColorAdv colour
   perturbation, the periodic re-initialisation of members that reach the
-  end of their schedule, and its craft step's length (there every member
-  trains one whole epoch per craft step and adds a meta-gradient for
-  each batch that holds poisons; here each member gives one meta-gradient
-  and takes one SGD step, far cheaper and weaker per step).
+  end of their schedule, and its meta-gradients per craft step (there
+  every member adds one for each batch of its epoch that holds poisons,
+  the poisons at their natural share of the batch; here each member gives
+  one, on all the poisons together with ``clean_batch`` clean images).
 
   Args:
     model: a ``hint_jax.models.Model`` (BatchNorm runs in train mode inside
@@ -564,6 +604,11 @@ def metapoison(model, surrogates: Sequence[Tuple[object, object]],
       from.
     key: PRNG key of the clean-batch draws.
     config: see `MetaPoisonConfig`.
+    advance_fn: optional ``(member, params, model_state, step) ->
+      (params, model_state)`` that replaces ``config.advance``'s built-in
+      SGD step: after craft step ``step`` each member ``member`` (its index
+      in ``surrogates``) advances by it, e.g. `trainer_advance` (members
+      continuing their own clean training, as the original does).
     on_progress: optional ``(done, total)`` callback, once per step.
 
   Returns:
@@ -591,6 +636,8 @@ def metapoison(model, surrogates: Sequence[Tuple[object, object]],
   else:
     ensemble = [(p, s) for p, s in surrogates]
     step = _mp_step_loop
+  if advance_fn is not None:   # the members move by advance_fn only
+    config = dataclasses.replace(config, advance=False)
   x0 = _to_float(base_u8)
   y_p = jnp.asarray(base_y, jnp.int32)
   x_t = _to_float(target_u8)[None]
@@ -609,7 +656,19 @@ def metapoison(model, surrogates: Sequence[Tuple[object, object]],
         ensemble, x0, y_p, x_t, delta, opt_state, clean_x, cy, c_t,
         model=model, cfg=config, opt=opt)
     losses.append(loss)
+    if advance_fn is not None:
+      ensemble = _advance_members(ensemble, advance_fn, s, m, mode)
     if on_progress is not None:
       on_progress(s + 1, config.steps)
   losses = np.asarray(jnp.stack(losses)) if losses else np.zeros(0)
   return _finish(base_u8, x0, delta, config.eps, losses)
+
+
+def _advance_members(ensemble, advance_fn, step, m, mode):
+  """Moves every member by ``advance_fn``; the "vmap" mode's stacked
+  ensemble is taken apart and stacked again around it."""
+  if mode != "vmap":
+    return [advance_fn(i, p, s, step) for i, (p, s) in enumerate(ensemble)]
+  moved = [advance_fn(i, *jax.tree.map(lambda a: a[i], ensemble), step)
+           for i in range(m)]
+  return jax.tree.map(lambda *a: jnp.stack(a), *moved)

@@ -417,20 +417,34 @@ def run_targeted(args, profile, out):
   _check_data_dir(args)
   manifest = _open_manifest(
       args, out, profile, [cell_record(out, c) for c in cells], sum(done))
-  for cell in todo:
-    f = targeted_poison_file(out, cell)
-    # Another invocation crafting the same set: wait for it, then use it.
-    with _lock(out, cell.poison_id):
-      if f.exists():
-        continue
+  # A set another invocation is crafting is passed over at first (this
+  # one crafts the others meanwhile), then waited for and used.
+  sets = list({c.poison_id: c for c in todo}.values())
+  busy = [c for c in sets if not _craft_set(args, out, c, manifest, False)]
+  for cell in busy:
+    _craft_set(args, out, cell, manifest, True)
+  _run_cells(args, out, profile, cells, todo, manifest, lambda c: c.attack)
+  return 0
+
+
+def _craft_set(args, out, cell, manifest, wait) -> bool:
+  """Crafts ``cell``'s targeted set unless its file exists; False (and
+  nothing done) when another invocation holds the set's lock and not
+  ``wait``."""
+  f = targeted_poison_file(out, cell)
+  with _lock(out, cell.poison_id, wait=wait) as mine:
+    if not mine:
+      info(f"experiment: {cell.attack} trial {cell.trial}'s set is being "
+           "crafted by another invocation; crafting the others first")
+      return False
+    if not f.exists():
       argv = (["target-poison"] + cell.craft_flags() + ["--out", str(f)]
               + ["--victim-dir", str(out / "victims")] + _common(args))
       info(f"experiment: crafting {cell.attack} for trial {cell.trial} "
            f"into {f}")
       manifest.log(argv)
       target_poison_cmd.run(_parser().parse_args(argv))
-  _run_cells(args, out, profile, cells, todo, manifest, lambda c: c.attack)
-  return 0
+  return True
 
 
 def invocation_argv(args) -> list:

@@ -34,11 +34,13 @@ from hint_jax.cli.common import (Progress, StageProgress, finite_float, info,
                                  nonneg_int, positive_int, work_dir)
 from hint_jax.cli.poison_cmd import (DEFAULT_VICTIM_EPOCHS, _victim,
                                     add_victim_dir_arg)
-from hint_jax.cli.train_cmd import add_data_args, load_splits, target_outcome
+from hint_jax.cli.train_cmd import (add_data_args, clean_train_config,
+                                    load_splits, target_outcome)
 from hint_jax.errors import ConfigError
 from hint_jax.models import MODEL_NAMES
 from hint_jax.train import transfer
 from hint_jax.train.augment import random_shift_flip
+from hint_jax.train.loop import Trainer
 from hint_jax.train.presets import preset
 
 TARGETED = ("gm", "mp", "bp", "fc")
@@ -78,6 +80,10 @@ def register(sub):
   p.add_argument("--ensemble", type=positive_int, default=4,
                  help="MetaPoison: surrogate models at staggered epochs "
                  "(default 4; the original uses 24)")
+  p.add_argument("--member-steps", type=positive_int, default=None,
+                 help="MetaPoison: training steps each surrogate takes on "
+                 "clean batches, with its own optimizer, after every craft "
+                 "step (default: one epoch, as the original)")
   p.add_argument("--model", choices=MODEL_NAMES, default=None)
   p.add_argument("--victim-epochs", type=positive_int, default=None,
                  help="clean training epochs of the victim / extractor "
@@ -191,7 +197,7 @@ def run(args):
               "subset": args.subset, "attack": attack, "eps": eps,
               "steps": steps, "lr": args.lr, "budget": args.budget,
               "restarts": args.restarts, "ensemble": args.ensemble,
-              "target": index, "intended": intended, "model": args.model,
+              "member_steps": args.member_steps, "target": index, "intended": intended, "model": args.model,
               "victim_epochs": args.victim_epochs, "seed": args.seed,
               "no_augment": args.no_augment}
   work = work_dir(out, settings)
@@ -244,17 +250,32 @@ def run(args):
                        augmentation=augment is not None)
     losses = losses.min(axis=1)
   else:
-    members = _surrogates(args, splits, work, model, state, progress)
+    states = _surrogates(args, splits, work, state, progress)
+    trainer = Trainer(model, clean_train_config(
+        args.dataset, None, False if args.no_augment else None),
+        len(splits.x_train))
+    member_steps = args.member_steps or trainer.steps_per_epoch
+    advance = targeted.trainer_advance(
+        trainer, states, splits.x_train, splits.y_train, member_steps,
+        jax.random.fold_in(key, 4))
     cfg = targeted.MetaPoisonConfig(
         eps=eps, steps=steps,
         lr=targeted.MetaPoisonConfig.lr if args.lr is None else args.lr)
     poisons, losses = targeted.metapoison(
-        model, members, base_x, base_y, target_x, intended, splits.x_train,
-        splits.y_train, akey, config=cfg,
+        model, [(st.params, st.model_state) for st in states], base_x,
+        base_y, target_x, intended, splits.x_train, splits.y_train, akey,
+        config=cfg, advance_fn=advance,
         on_progress=_stage_reporter(stage, "mp"))
-    attack_meta.update(dataclasses.asdict(cfg), ensemble=len(members),
-                       note="no ReColorAdv colour perturbation and no "
-                       "member re-initialisation (see targeted.metapoison)")
+    del state, states   # their buffers went to the members' training
+    cfg_meta = dataclasses.asdict(cfg)
+    cfg_meta.pop("advance")
+    attack_meta.update(cfg_meta, ensemble=len(members_epochs(args)),
+                       member_epochs=members_epochs(args),
+                       member_steps=member_steps, trajectory="clean",
+                       note="members advance on clean batches with their "
+                       "own optimizer; no ReColorAdv colour perturbation "
+                       "and no member re-initialisation (see "
+                       "targeted.metapoison)")
   stage.close()
   attack_meta["final_objective"] = float(losses[-1]) if len(losses) else None
 
@@ -280,19 +301,25 @@ def run(args):
   return 0
 
 
-def _surrogates(args, splits, work, model, state, progress):
-  """MetaPoison's ensemble: the victim plus ``--ensemble - 1`` further
-  models (seeds seed+1, ...) trained for staggered numbers of epochs
-  (member i of M: about i/M of the victim's epochs, at least one)."""
-  members = [(state.params, state.model_state)]
+def members_epochs(args):
+  """The clean epochs of MetaPoison's members: the victim's, then member i
+  of M about i/M of them (at least one)."""
   epochs = args.victim_epochs or DEFAULT_VICTIM_EPOCHS.get(
       args.dataset, preset(args.dataset).epochs)
-  for i in range(1, args.ensemble):
-    sub = argparse.Namespace(**{
-        **vars(args), "seed": args.seed + i,
-        "victim_epochs": max(1, round(epochs * i / args.ensemble))})
+  return [epochs] + [max(1, round(epochs * i / args.ensemble))
+                     for i in range(1, args.ensemble)]
+
+
+def _surrogates(args, splits, work, state, progress):
+  """MetaPoison's ensemble as train states: the victim's ``state`` plus
+  ``--ensemble - 1`` further models (seeds seed+1, ...) trained for the
+  staggered epochs of `members_epochs`."""
+  states = [state]
+  for i, e in enumerate(members_epochs(args)[1:], start=1):
+    sub = argparse.Namespace(**{**vars(args), "seed": args.seed + i,
+                                "victim_epochs": e})
     member_dir = work / f"member_{i}"
     member_dir.mkdir(exist_ok=True)
     _, st, _ = _victim(sub, splits, member_dir, progress)
-    members.append((st.params, st.model_state))
-  return members
+    states.append(st)
+  return states

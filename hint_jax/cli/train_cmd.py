@@ -376,6 +376,13 @@ def clean_model_folder(root, dataset, split_seed, subset, splits, model_name,
   return folder, identity
 
 
+def clean_train_config(dataset, epochs, augment=None):
+  """`train_clean`'s training configuration (the preset, no evaluation
+  between epochs)."""
+  return dataclasses.replace(preset(dataset, epochs=epochs, augment=augment),
+                             eval_every=0)
+
+
 def train_clean(dataset, model_name, splits, epochs, seed, folder, progress,
                 label, augment=None, **settings):
   """Trains ``model_name`` on ``splits``' (clean) training images with the
@@ -385,8 +392,7 @@ def train_clean(dataset, model_name, splits, epochs, seed, folder, progress,
   preset's augmentation, else on/off (recorded in the identity when it
   differs from the preset's). Returns ``(model, state, trainer,
   test_accuracy)``."""
-  cfg = dataclasses.replace(preset(dataset, epochs=epochs, augment=augment),
-                            eval_every=0)
+  cfg = clean_train_config(dataset, epochs, augment)
   model = get_model(model_name, splits.num_classes, splits.x_train.shape[1:])
   trainer = Trainer(model, cfg, len(splits.x_train))
   state = trainer.init_state(jax.random.key(seed))

@@ -263,6 +263,8 @@ class TargetedProfile:
   ``method_trials``: ``(label, n)`` pairs giving some methods fewer trials
   than ``trials`` (their first ``n``), for profiles where a costly
   defence cannot run every trial; every other method runs ``trials``.
+  ``attack_flags``: ``(attack, flags)`` pairs, crafting flags for one
+  attack only (after ``craft_flags``).
   """
   table: str
   name: str
@@ -274,6 +276,7 @@ class TargetedProfile:
   train_flags: Tuple[str, ...] = ()
   description: str = ""
   method_trials: Tuple[Tuple[str, int], ...] = ()
+  attack_flags: Tuple[Tuple[str, Tuple[str, ...]], ...] = ()
 
   def __post_init__(self):
     labels = {m.label for m in self.methods}
@@ -300,8 +303,10 @@ VICTIM_SEED_OFFSET = 100
 # the same flags, so finished sets and cells of the old version are not
 # reused (an attack absent here is at revision 1, and its keys carry none).
 # mp 2: the authors' Carlini-Wagner clamp (kappa 100) and the loss averaged
-# over the unrolled steps.
-ATTACK_REVISIONS = {"mp": 2}
+# over the unrolled steps. mp 3: the members continue their own clean
+# training between craft steps (``--member-steps``), instead of one SGD
+# step on the poisons.
+ATTACK_REVISIONS = {"mp": 3}
 # Attacks whose victims (and crafting models) train without augmentation:
 # the paper runs MetaPoison so (Table III's caption, "following the setting
 # in" the MetaPoison papers), hence its lower clean accuracy there.
@@ -326,7 +331,9 @@ class TargetedCell:
   def poison_key(self) -> dict:
     key = {"dataset": self.dataset, "attack": self.attack,
            "seed": self.trial,
-           "flags": list(self.profile.craft_flags) + self._augment_flags(),
+           "flags": (list(self.profile.craft_flags)
+                     + list(dict(self.profile.attack_flags).get(
+                         self.attack, ())) + self._augment_flags()),
            "split": _split_flags(self.profile.train_flags)}
     if self.attack in ATTACK_REVISIONS:
       key["revision"] = ATTACK_REVISIONS[self.attack]
@@ -383,14 +390,17 @@ _add(TargetedProfile(
     train_flags=("--model", "resnet_tiny", "--subset", "10000", "--epochs",
                  "15"),
     method_trials=(("ATDA", 1), ("FRIENDS", 1), ("EPIC", 1)),
+    attack_flags=(("mp", ("--member-steps", "5")),),
     description=(
         "CPU settings: the CIFAR-10 copy in DATA, 10000 training images, "
         "the narrow resnet_tiny, 15 epochs for victims and crafting models, "
         "1% budget (100 poisons), gradient matching with 4 restarts, a "
-        "MetaPoison ensemble of 4 (trained 15, 4, 8 and 11 epochs; one "
-        "meta-gradient per member per craft step, where the original "
-        "trains each member a whole epoch per step; its victims and "
-        "crafting models train without augmentation, as in the paper). "
+        "MetaPoison ensemble of 4 (trained 15, 4, 8 and 11 epochs, then "
+        "each takes 5 clean training steps after every craft step, where "
+        "the original trains each member a whole epoch per step, so over "
+        "the 60 steps the members sweep epochs 4 to 19; one meta-gradient "
+        "per member per craft step; its victims and crafting models train "
+        "without augmentation, as in the paper). "
         "Three trials (random "
         "target and intended class each) for no defence and HINT, the "
         "first trial only for the "
