@@ -451,25 +451,30 @@ def test_invocations_at_once_keep_each_others_records_and_cells(
 def test_sets_another_invocation_is_crafting_are_passed_over_first(
     tmp_path, monkeypatch):
   """table3 crafting: a set whose lock another invocation holds is not
-  waited for at once; this invocation crafts the free sets first, then
-  waits for the busy one and, as its file now exists, does not craft it."""
+  waited for at once; this invocation crafts the free sets and trains
+  their cells first, then waits for the busy set and, as its file now
+  exists, trains its cells without crafting it."""
   profile = exp.get_profile("table3", "quick")
   out = tmp_path / "exp"
   args = experiment_cmd._parser().parse_args(
       ["experiment", "table3", "--profile", "quick", "--out", str(out),
        "--methods", "none"])
-  crafted = []
+  events = []
 
-  def fake_craft(a):
-    crafted.append(a.out)
+  def fake_craft(a, who="this"):
+    events.append((who, "crafted", pathlib.Path(a.out).name))
     pathlib.Path(a.out).parent.mkdir(parents=True, exist_ok=True)
     pathlib.Path(a.out).write_text("set")
 
+  def fake_train(a):
+    events.append(("this", "trained", pathlib.Path(a.out).name))
+    pathlib.Path(a.out).mkdir(parents=True, exist_ok=True)
+    (pathlib.Path(a.out) / "result.json").write_text("{}")
+
   monkeypatch.setattr(experiment_cmd.target_poison_cmd, "run", fake_craft)
-  monkeypatch.setattr(experiment_cmd, "_run_cells", lambda *a: None)
+  monkeypatch.setattr(experiment_cmd.train_cmd, "run", fake_train)
   cells = [c for c in profile.cells() if c.method.label == "none"]
   busy = cells[0]
-  waited = []
   real_lock = experiment_cmd._lock
 
   @contextlib.contextmanager
@@ -479,16 +484,20 @@ def test_sets_another_invocation_is_crafting_are_passed_over_first(
         yield False
         return
       # The wait ends when the other invocation has written the set.
-      waited.append(name)
       fake_craft(argparse.Namespace(
-          out=str(experiment_cmd.targeted_poison_file(o, busy))))
+          out=str(experiment_cmd.targeted_poison_file(o, busy))), "other")
     with real_lock(o, name, wait) as mine:
       yield mine
 
   monkeypatch.setattr(experiment_cmd, "_lock", lock)
   assert experiment_cmd.run_targeted(args, profile, out) == 0
-  files = [str(experiment_cmd.targeted_poison_file(out, c)) for c in cells]
-  # The busy set was written once, by the "other invocation", after this
-  # one had crafted every free set.
-  assert waited == [busy.poison_id]
-  assert crafted == files[1:] + files[:1]
+  sets = [experiment_cmd.targeted_poison_file(out, c).name for c in cells]
+  runs = [experiment_cmd.cell_dir(out, c).name for c in cells]
+  assert events == ([("this", "crafted", f) for f in sets[1:]]
+                    + [("this", "trained", r) for r in runs[1:]]
+                    + [("other", "crafted", sets[0]),
+                       ("this", "trained", runs[0])])
+  manifest = json.loads(experiment_cmd.manifest_path(out, profile)
+                        .read_text())
+  assert manifest["invocations"][0]["cells_run"] == len(cells)
+  assert manifest["invocations"][0]["finished"] is not None

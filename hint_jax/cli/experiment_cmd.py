@@ -361,8 +361,17 @@ def _run_cells(args, out, profile, cells, todo, manifest, where):
   """Trains every cell of ``todo`` (``where(cell)`` names it in the
   progress lines) that no other invocation has finished or is training,
   and closes this invocation's record."""
-  trained = 0
+  trained = _train_cells(args, out, todo, manifest, where)
+  _close(out, profile, cells, manifest, trained)
+
+
+def _train_cells(args, out, todo, manifest, where, only=None, trained=0):
+  """`_run_cells`'s training: the cells of ``todo`` (those in ``only``, if
+  given; numbered by their place in ``todo``). ``trained``: cells this
+  invocation trained before. Returns that count with these added."""
   for i, cell in enumerate(todo):
+    if only is not None and cell not in only:
+      continue
     d = cell_dir(out, cell)
     name = (f"experiment [{i + 1}/{len(todo)}] {cell.dataset}, "
             f"{where(cell)}, {cell.method.label}, trial {cell.trial}")
@@ -381,6 +390,10 @@ def _run_cells(args, out, profile, cells, todo, manifest, where):
       trained += 1
       manifest.record(cells_run=trained)
       info(f"experiment: cell done in {time.perf_counter() - t0:.0f} s")
+  return trained
+
+
+def _close(out, profile, cells, manifest, trained):
   manifest.record(finished=_now())
   finished = sum((cell_dir(out, c) / "result.json").exists() for c in cells)
   print(f"experiment {profile.table}/{profile.name}: {finished} of "
@@ -417,13 +430,24 @@ def run_targeted(args, profile, out):
   _check_data_dir(args)
   manifest = _open_manifest(
       args, out, profile, [cell_record(out, c) for c in cells], sum(done))
-  # A set another invocation is crafting is passed over at first (this
-  # one crafts the others meanwhile), then waited for and used.
+  # A set another invocation is crafting is passed over at first: this
+  # one crafts the others and trains their cells meanwhile, then waits for
+  # it and trains its cells.
   sets = list({c.poison_id: c for c in todo}.values())
-  busy = [c for c in sets if not _craft_set(args, out, c, manifest, False)]
-  for cell in busy:
-    _craft_set(args, out, cell, manifest, True)
-  _run_cells(args, out, profile, cells, todo, manifest, lambda c: c.attack)
+  busy = {c.poison_id for c in sets
+          if not _craft_set(args, out, c, manifest, False)}
+
+  def where(cell):
+    return cell.attack
+
+  trained = _train_cells(args, out, todo, manifest, where,
+                         [c for c in todo if c.poison_id not in busy])
+  for cell in sets:
+    if cell.poison_id in busy:
+      _craft_set(args, out, cell, manifest, True)
+  trained = _train_cells(args, out, todo, manifest, where,
+                         [c for c in todo if c.poison_id in busy], trained)
+  _close(out, profile, cells, manifest, trained)
   return 0
 
 
