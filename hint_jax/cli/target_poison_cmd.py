@@ -197,7 +197,8 @@ def run(args):
               "subset": args.subset, "attack": attack, "eps": eps,
               "steps": steps, "lr": args.lr, "budget": args.budget,
               "restarts": args.restarts, "ensemble": args.ensemble,
-              "member_steps": args.member_steps, "target": index, "intended": intended, "model": args.model,
+              "member_steps": args.member_steps, "target": index,
+              "intended": intended, "model": args.model,
               "victim_epochs": args.victim_epochs, "seed": args.seed,
               "no_augment": args.no_augment}
   work = work_dir(out, settings)
@@ -269,8 +270,8 @@ def run(args):
     del state, states   # their buffers went to the members' training
     cfg_meta = dataclasses.asdict(cfg)
     cfg_meta.pop("advance")
-    attack_meta.update(cfg_meta, ensemble=len(members_epochs(args)),
-                       member_epochs=members_epochs(args),
+    epochs = member_epochs(args)
+    attack_meta.update(cfg_meta, ensemble=len(epochs), member_epochs=epochs,
                        member_steps=member_steps, trajectory="clean",
                        note="members advance on clean batches with their "
                        "own optimizer; no ReColorAdv colour perturbation "
@@ -301,7 +302,7 @@ def run(args):
   return 0
 
 
-def members_epochs(args):
+def member_epochs(args):
   """The clean epochs of MetaPoison's members: the victim's, then member i
   of M about i/M of them (at least one)."""
   epochs = args.victim_epochs or DEFAULT_VICTIM_EPOCHS.get(
@@ -313,9 +314,9 @@ def members_epochs(args):
 def _surrogates(args, splits, work, state, progress):
   """MetaPoison's ensemble as train states: the victim's ``state`` plus
   ``--ensemble - 1`` further models (seeds seed+1, ...) trained for the
-  staggered epochs of `members_epochs`."""
+  staggered epochs of `member_epochs`."""
   states = [state]
-  for i, e in enumerate(members_epochs(args)[1:], start=1):
+  for i, e in enumerate(member_epochs(args)[1:], start=1):
     sub = argparse.Namespace(**{**vars(args), "seed": args.seed + i,
                                 "victim_epochs": e})
     member_dir = work / f"member_{i}"
