@@ -417,9 +417,12 @@ _add(TargetedProfile(
         "steps member by member; vmapped members took about 90 s a step; "
         "at revision 2, 914 s for the 60 craft steps with the victim and "
         "surrogates already in the victim folder, 1407 s with the 3 "
-        "surrogates trained first; without augmentation, the current "
-        "setting, 1730-2737 s with the victim and 3 surrogates trained, "
-        "two jobs at once), cells about 6-7 min (10-16 min two at once). "
+        "surrogates trained first; without augmentation, 1730-2737 s "
+        "with the victim and 3 surrogates trained, two jobs at once; at "
+        "revision 3, the current one, 3149-3370 s for the 60 craft steps "
+        "with the models already in the victim folder, three jobs at once "
+        "beside a test run), cells about 6-7 min (10-16 min two at once, "
+        "20 min three at once). "
         "Command: hint-jax experiment table3 --profile cpu --data-dir DATA "
         "--out runs/exp (--attacks, --trials for a part).")))
 _add(TargetedProfile(
