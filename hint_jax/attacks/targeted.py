@@ -657,18 +657,19 @@ def metapoison(model, surrogates: Sequence[Tuple[object, object]],
         model=model, cfg=config, opt=opt)
     losses.append(loss)
     if advance_fn is not None:
-      ensemble = _advance_members(ensemble, advance_fn, s, m, mode)
+      ensemble = _advance_members(ensemble, advance_fn, s, mode)
     if on_progress is not None:
       on_progress(s + 1, config.steps)
   losses = np.asarray(jnp.stack(losses)) if losses else np.zeros(0)
   return _finish(base_u8, x0, delta, config.eps, losses)
 
 
-def _advance_members(ensemble, advance_fn, step, m, mode):
+def _advance_members(ensemble, advance_fn, step, mode):
   """Moves every member by ``advance_fn``; the "vmap" mode's stacked
   ensemble is taken apart and stacked again around it."""
   if mode != "vmap":
     return [advance_fn(i, p, s, step) for i, (p, s) in enumerate(ensemble)]
+  m = len(jax.tree.leaves(ensemble)[0])
   moved = [advance_fn(i, *jax.tree.map(lambda a: a[i], ensemble), step)
            for i in range(m)]
   return jax.tree.map(lambda *a: jnp.stack(a), *moved)

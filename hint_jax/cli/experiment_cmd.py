@@ -459,7 +459,7 @@ def _craft_set(args, out, cell, manifest, wait) -> bool:
   with _lock(out, cell.poison_id, wait=wait) as mine:
     if not mine:
       info(f"experiment: {cell.attack} trial {cell.trial}'s set is being "
-           "crafted by another invocation; crafting the others first")
+           "crafted by another invocation; coming back to it later")
       return False
     if not f.exists():
       argv = (["target-poison"] + cell.craft_flags() + ["--out", str(f)]
