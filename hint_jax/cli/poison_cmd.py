@@ -17,7 +17,8 @@ import flax.serialization
 import jax
 import numpy as np
 
-from hint_jax import attacks
+from hint_jax import attacks, paths
+from hint_jax.attacks import deepconfuse_published
 from hint_jax.attacks.deepconfuse import (DeepConfuseConfig,
                                           deepconfuse_poison, train_generator)
 from hint_jax.cli.common import (Progress, StageProgress, finite_float, info,
@@ -48,6 +49,10 @@ DEFAULT_VICTIM_EPOCHS = {}
 #   (96.2% clean accuracy trained on alone), so nothing measurable is lost.
 DEFAULT_DAP_STEPS = {"mnist": 50}
 DEFAULT_DC_STEPS = {"mnist": 500}
+# Which DeepConfuse generator `dc` uses: the authors' published MNIST
+# generator, or the reduced one trained here (the only one for other data).
+DC_GENERATORS = ("published", "reduced")
+DEFAULT_DC_GENERATOR = {"mnist": "published"}
 CHUNK = 2000   # examples per saved chunk
 
 
@@ -72,10 +77,20 @@ def register(sub):
                  default="sign",
                  help="DURP's per-class perturbation: random signs of the "
                  "whole budget (default) or uniform in [-eps, eps]")
+  p.add_argument("--dc-generator", choices=DC_GENERATORS, default=None,
+                 help="DeepConfuse's generator: 'published' (the authors' "
+                 "trained MNIST generator, read from --dc-weights; the "
+                 "default for mnist) or 'reduced' (a small generator "
+                 "trained here for --dc-steps; the default, and the only "
+                 "choice, for other datasets)")
+  p.add_argument("--dc-weights", default=None,
+                 help="the published generator's file (default: <data "
+                 f"dir>/{deepconfuse_published.DATA_SUBDIR}/"
+                 f"{deepconfuse_published.FILE_NAME})")
   p.add_argument("--dc-steps", type=positive_int, default=None,
-                 help="DeepConfuse generator/classifier steps (default 1000; "
-                 "mnist 500; both reduced from the original's many epochs "
-                 "to fit a CPU)")
+                 help="steps of the reduced DeepConfuse generator (default "
+                 "1000; mnist 500; both far below the original's many "
+                 "epochs)")
   p.add_argument("--model", choices=MODEL_NAMES, default=None,
                  help="victim model (default: the dataset's)")
   p.add_argument("--victim-epochs", type=positive_int, default=None,
@@ -121,6 +136,30 @@ def _victim(args, splits, work, progress):
                         "test_accuracy": acc}
 
 
+def _published_generator(args, names):
+  """Resolves ``--dc-generator`` (default per dataset) and, for the published
+  generator, loads and checks its file before any work starts.
+
+  Returns:
+    None for the reduced generator (or no ``dc``), else a dict with the
+    parameters (``params``), the file's path and its sha256.
+  """
+  if args.dc_generator is None:
+    args.dc_generator = DEFAULT_DC_GENERATOR.get(args.dataset, "reduced")
+  if "dc" not in names or args.dc_generator == "reduced":
+    return None
+  if args.dataset != "mnist":
+    raise ConfigError(f"--dc-generator published is the authors' MNIST "
+                      f"generator; for {args.dataset} use --dc-generator "
+                      "reduced")
+  path = pathlib.Path(args.dc_weights) if args.dc_weights else (
+      deepconfuse_published.default_path(paths.data_dir(args.data_dir)))
+  params = deepconfuse_published.load_generator(path)
+  sha = deepconfuse_published.file_sha256(path)
+  return {"params": params, "weights_file": path.name, "sha256": sha,
+          "authors_file": sha == deepconfuse_published.PUBLISHED_SHA256}
+
+
 def run(args):
   t0 = time.perf_counter()
   names = [a.strip() for a in args.attacks.split(",") if a.strip()]
@@ -136,6 +175,7 @@ def run(args):
   attacks.budget_levels(eps)   # checks eps
   if not 0.0 <= args.ratio <= 1.0:
     raise ConfigError(f"--ratio must be in [0, 1], got {args.ratio}")
+  dc_published = _published_generator(args, names)
   out = pathlib.Path(args.out)
   if out.exists() and out.is_dir():
     raise ConfigError(f"--out {out} is a directory; give a .npz file name")
@@ -150,6 +190,8 @@ def run(args):
               "pgd_step_size": args.pgd_step_size,
               "dap_steps": args.dap_steps, "dc_steps": args.dc_steps,
               "durp_values": args.durp_values,
+              "dc_generator": args.dc_generator,
+              "dc_weights_sha256": (dc_published or {}).get("sha256"),
               "model": args.model,
               "victim_epochs": args.victim_epochs, "seed": args.seed}
   work = work_dir(out, settings)
@@ -180,13 +222,20 @@ def run(args):
     elif name == "durp":
       meta.update(values=args.durp_values)
     generator = None
-    if name == "dc":
+    if name == "dc" and dc_published is not None:
+      generator = dc_published.pop("params")
+      meta.update(generator="published", **dc_published,
+                  note="the DeepConfuse authors' trained MNIST generator, "
+                  "eval mode: clip(x + eps * g(x), 0, 1) in whole grey "
+                  "levels within the budget")
+    elif name == "dc":
       dc_cfg = DeepConfuseConfig(eps=eps, steps=args.dc_steps)
-      meta.update(steps=dc_cfg.steps, batch_size=dc_cfg.batch_size,
+      meta.update(generator="reduced", steps=dc_cfg.steps,
+                  batch_size=dc_cfg.batch_size,
                   classifier_lr=dc_cfg.classifier_lr,
                   generator_lr=dc_cfg.generator_lr, width=dc_cfg.width,
-                  note="small conv autoencoder and CNN; steps reduced from "
-                  "the original's training to fit a CPU")
+                  note="small conv autoencoder and CNN trained here; steps "
+                  "reduced from the original's training to fit a CPU")
       if len(rows):
         gen_file = work / "dc_generator.msgpack"
         if gen_file.exists():
@@ -221,6 +270,8 @@ def run(args):
         adv = attacks.dap_attack(logits_fn, xb, yb,
                                  num_classes=splits.num_classes, eps=eps,
                                  steps=args.dap_steps, on_progress=report)
+      elif name == "dc" and dc_published is not None:
+        adv = deepconfuse_published.published_poison(generator, xb, eps=eps)
       elif name == "dc":
         adv = deepconfuse_poison(generator, xb, config=dc_cfg)
       else:
@@ -237,9 +288,10 @@ def run(args):
   if "dap" in names and args.dap_steps < 100:
     reductions.append(f"DAP: {args.dap_steps} steps of eps/5 instead of "
                       "SPEC §4's 100")
-  if "dc" in names:
-    reductions.append(f"DeepConfuse: {args.dc_steps} generator steps, a "
-                      "small generator, far below the original's training")
+  if "dc" in names and dc_published is None:
+    reductions.append(f"DeepConfuse: the reduced generator, {args.dc_steps} "
+                      "steps of a small network, far below the original's "
+                      "training")
   meta = {"dataset": args.dataset, "source": dataset.source,
           "num_classes": splits.num_classes, "ratio": args.ratio,
           "seed": args.seed, "split_seed": args.split_seed,
@@ -248,9 +300,9 @@ def run(args):
           "clean_sha256": hashlib.sha256(np.ascontiguousarray(
               splits.x_train).tobytes()).hexdigest(),
           "notes": "PGD follows SPEC §4's defaults unless changed on the "
-                   "command line; DeepConfuse is reduced (see its entry); "
-                   "the victim is the dataset's training preset unless "
-                   "--victim-epochs.",
+                   "command line; DeepConfuse's generator is named in its "
+                   "entry; the victim is the dataset's training preset "
+                   "unless --victim-epochs.",
           "reductions": reductions}
   ps = attacks.PoisonedSet(x_out, splits.y_train, ids, np.arange(n), meta)
   attacks.save_poisoned(out, ps)
