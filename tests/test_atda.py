@@ -25,7 +25,7 @@ def test_fat_stops_tau_steps_after_the_first_misclassification(
   x = jnp.asarray(digits.x_train[:200], jnp.float32) / 255
   y = jnp.asarray(digits.y_train[:200])
   # A small budget, so that some examples resist the whole attack.
-  cfg = atda.AtdaConfig(eps=0.08, steps=10, tau=tau)
+  cfg = atda.AtdaConfig(eps=0.08, norm="linf", steps=10, tau=tau)
   x_adv, moved, first = atda.early_stopped_pgd(f, x, y, jax.random.key(0),
                                                cfg)
   moved, first = np.asarray(moved), np.asarray(first)
@@ -45,9 +45,59 @@ def test_fat_stops_tau_steps_after_the_first_misclassification(
   np.testing.assert_array_equal(np.asarray(plain[1]), cfg.steps)
 
 
+def test_l2_attack_stays_in_the_ball_exactly(digits_splits, digits_convnet):
+  model, st = digits_convnet
+  f = model.logits_fn(st.params, st.model_state)
+  x = jnp.asarray(digits_splits.x_train[:300], jnp.float32) / 255
+  y = jnp.asarray(digits_splits.y_train[:300])
+  assert atda.AtdaConfig().norm == "l2"   # the default (SPEC §5)
+  for eps in (0.25, 1.0, 3.0):
+    cfg = atda.AtdaConfig(eps=eps, steps=10, tau=None)
+    x_adv, _, first = atda.early_stopped_pgd(f, x, y, jax.random.key(1), cfg)
+    d = np.asarray(x_adv, np.float64) - np.asarray(x, np.float64)
+    norms = np.sqrt((d.reshape(len(d), -1) ** 2).sum(1))
+    # Exactly: no tolerance (the projection lands just inside the ball).
+    assert np.all(norms <= eps), norms.max() - eps
+    # The attack uses its budget: most examples end on or near the sphere
+    # (the [0, 1] clip trims a large delta on the digits' saturated pixels).
+    assert np.mean(norms > 0.9 * eps) > 0.5
+    assert np.all((np.asarray(x_adv) >= 0) & (np.asarray(x_adv) <= 1))
+  # A large L2 budget fools the model on most examples.
+  assert np.mean(np.asarray(first) < cfg.steps) > 0.5
+
+
+def test_l2_step_follows_the_normalised_gradient_of_a_linear_model():
+  rng = np.random.default_rng(0)
+  w = rng.standard_normal((64, 10)).astype(np.float32)
+  x = np.full((5, 8, 8, 1), 0.5, np.float32)   # far from the [0, 1] clip
+  y = np.arange(5)
+  logits_fn = lambda v: v.reshape(v.shape[0], -1) @ jnp.asarray(w)
+  cfg = atda.AtdaConfig(eps=0.25, steps=1, step_size=0.05, tau=None)
+  key = jax.random.key(3)
+  x_adv, moved, _ = atda.early_stopped_pgd(logits_fn, jnp.asarray(x),
+                                           jnp.asarray(y), key, cfg)
+  np.testing.assert_array_equal(np.asarray(moved), 1)
+  d0 = np.asarray(atda.l2_ball_uniform(key, x.shape, cfg.eps), np.float64)
+  assert np.all(np.sqrt((d0.reshape(5, -1) ** 2).sum(1)) <= cfg.eps)
+  # d CE / dx = W (softmax(W^T x) - e_y), by hand in float64.
+  xs = (x + d0).reshape(5, -1)
+  z = xs @ w.astype(np.float64)
+  p = np.exp(z - z.max(1, keepdims=True))
+  p /= p.sum(1, keepdims=True)
+  p[np.arange(5), y] -= 1
+  g = p @ w.T.astype(np.float64)
+  step = g / np.linalg.norm(g, axis=1, keepdims=True)
+  want = d0.reshape(5, -1) + cfg.alpha * step
+  norms = np.linalg.norm(want, axis=1, keepdims=True)
+  want = np.where(norms > cfg.eps, want * cfg.eps / norms, want)
+  got = (np.asarray(x_adv, np.float64) - x).reshape(5, -1)
+  # float32 arithmetic on values of order 0.05: 1e-6 absolute.
+  np.testing.assert_allclose(got, want, atol=1e-6)
+
+
 def test_config_checks():
   for bad in (dict(eps=0.0), dict(steps=0), dict(step_size=-1.0),
-              dict(tau=-1)):
+              dict(tau=-1), dict(norm="l1")):
     with pytest.raises(ConfigError):
       atda.AtdaConfig(**bad).validate()
   assert atda.AtdaConfig(eps=0.25).alpha == pytest.approx(0.05)
@@ -83,5 +133,6 @@ def test_train_with_atda_cli(tmp_path):
   r = json.loads((out / "result.json").read_text())
   assert r["defense"] == "atda"
   assert r["atda"]["config"]["steps"] == 3 and r["atda"]["config"]["tau"] == 0
+  assert r["atda"]["config"]["norm"] == "l2"
   assert r["defense_seconds"] == 0.0   # inside the training steps
   assert r["train_seconds"] > 0

@@ -224,8 +224,12 @@ def add_atda_args(p):
   g = p.add_argument_group("ATDA (--defense atda: adversarial training, "
                            "FAT early stop)")
   g.add_argument("--atda-eps", type=finite_float, default=d.eps,
-                 help="L-inf budget, [0,1] units (0.25 against untargeted "
-                 "attacks; the paper uses 0.062 against targeted ones)")
+                 help="budget in --atda-norm, [0,1] units (0.25 against "
+                 "untargeted attacks; the paper uses 0.062 against targeted "
+                 "ones)")
+  g.add_argument("--atda-norm", choices=defenses.atda.NORMS, default=d.norm,
+                 help="the inner attack's norm: l2 (default, as the "
+                 "reference code the paper cites) or linf")
   g.add_argument("--atda-steps", type=positive_int, default=d.steps)
   g.add_argument("--atda-step-size", type=finite_float, default=None,
                  help="default eps/5")
@@ -236,7 +240,7 @@ def add_atda_args(p):
 
 def atda_config(args):
   return defenses.AtdaConfig(
-      eps=args.atda_eps, steps=args.atda_steps,
+      eps=args.atda_eps, norm=args.atda_norm, steps=args.atda_steps,
       step_size=args.atda_step_size, tau=args.atda_tau).validate()
 
 
