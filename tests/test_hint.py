@@ -343,3 +343,90 @@ def test_healthy_noise_lowers_validation_loss_as_influence_predicts():
     moved = float(val_loss(retrain(x.at[sel].add(-rand), top))
                   - val_loss(top))
     assert abs(moved) < 0.2 * abs(actual)
+
+
+# ----------------------------------------------------------------- controls
+def test_random_sign_control_keeps_the_magnitude_and_changes_the_direction(
+    digits, trained):
+  model, _, st = trained
+  updates = {}
+  for direction in ("influence", "random_sign"):
+    h = _hint(model, digits, ratio=0.3, gamma=5.0, beta=1.0,
+              direction=direction, seed=3)
+    h.update(0, st.params, st.model_state, digits.x_train)
+    updates[direction] = h
+  a, b = updates["influence"], updates["random_sign"]
+  np.testing.assert_array_equal(a.selected, b.selected)   # same examples
+  da, db = np.asarray(a.delta), np.asarray(b.delta)
+  # One step from 0, clipped symmetrically at beta: |delta| per pixel is
+  # the same number, bit for bit.
+  np.testing.assert_array_equal(np.abs(da), np.abs(db))
+  nonzero = da != 0
+  flipped = np.mean(np.sign(da[nonzero]) != np.sign(db[nonzero]))
+  assert 0.45 < flipped < 0.55      # independent fair signs
+  assert a.updates[0].pert_abs_mean == b.updates[0].pert_abs_mean
+  # Drawn from the HINT seed: the same seed gives the same noise.
+  c = _hint(model, digits, ratio=0.3, gamma=5.0, beta=1.0,
+            direction="random_sign", seed=3)
+  c.update(0, st.params, st.model_state, digits.x_train)
+  np.testing.assert_array_equal(np.asarray(c.delta), db)
+
+
+def test_random_subset_control_draws_the_same_size_from_its_seed(digits,
+                                                                  trained):
+  model, _, st = trained
+  sel = {}
+  for selection, seed in (("influence", 0), ("random", 0), ("random", 0),
+                          ("random", 1)):
+    h = _hint(model, digits, ratio=0.3, selection=selection, seed=seed)
+    h.update(0, st.params, st.model_state, digits.x_train)
+    sel.setdefault((selection, seed), []).append(h.selected)
+    # Scores are computed either way (the records stay comparable).
+    assert h.scores is not None and len(h.scores) == len(digits.x_train)
+  k = hint.num_selected(len(digits.x_train), 0.3)
+  top, (r0, r0b), (r1,) = (sel[("influence", 0)][0], sel[("random", 0)],
+                           sel[("random", 1)])
+  assert len(r0) == len(r1) == len(top) == k
+  assert len(np.unique(r0)) == k and np.all(np.diff(r0) > 0)
+  np.testing.assert_array_equal(r0, r0b)
+  assert not np.array_equal(r0, r1) and not np.array_equal(r0, top)
+  # A random subset overlaps the top-k about as chance says (k/n).
+  assert abs(len(np.intersect1d(r0, top)) / k - k / len(
+      digits.x_train)) < 0.1
+
+
+def test_restoration_cosine_matches_its_definition(digits, trained):
+  model, _, st = trained
+  rng = np.random.default_rng(0)
+  x_clean = digits.x_train
+  poisoned = np.array(x_clean)
+  rows = rng.choice(len(x_clean), 200, replace=False)
+  bump = rng.integers(-40, 41, poisoned[rows].shape)
+  poisoned[rows] = np.clip(poisoned[rows].astype(int) + bump, 0,
+                           255).astype(np.uint8)
+  cfg = hint.HintConfig(schedule=(0,), ratio=0.5, gamma=20.0, beta=0.2)
+  h = hint.Hint(model, cfg, poisoned, digits.y_train, digits.x_val,
+                digits.y_val, x_clean=x_clean)
+  x_new, rec = h.update(0, st.params, st.model_state, poisoned)
+  sel = h.selected
+  is_poison = np.isin(sel, rows) & np.any(
+      (poisoned[sel] != x_clean[sel]).reshape(len(sel), -1), axis=1)
+  assert rec.poisons_selected == is_poison.sum() > 0
+  p = sel[is_poison]
+  a = (x_new[p].astype(float) - poisoned[p]).ravel()
+  b = (x_clean[p].astype(float) - poisoned[p]).ravel()
+  want = a @ b / np.linalg.norm(a) / np.linalg.norm(b)
+  assert rec.restore_cosine == pytest.approx(want, rel=1e-9)
+  d = -np.asarray(h.delta)[is_poison].astype(float).ravel()
+  want_f = d @ b / np.linalg.norm(d) / np.linalg.norm(b)
+  assert rec.restore_cosine_float == pytest.approx(want_f, rel=1e-6)
+  assert -1 <= rec.restore_cosine <= 1
+  with pytest.raises(DataError, match="clean images"):
+    hint.Hint(model, cfg, poisoned, digits.y_train, digits.x_val,
+              digits.y_val, x_clean=x_clean[:10])
+
+
+def test_control_settings_are_checked():
+  for bad in (dict(direction="opposite"), dict(selection="worst")):
+    with pytest.raises(ConfigError):
+      hint.HintConfig(**bad).validate()

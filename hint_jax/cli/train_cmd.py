@@ -166,7 +166,16 @@ def add_defense_args(p):
   g.add_argument("--damping", type=finite_float, default=0.5,
                  help="lambda of (H + lambda I) (authors' LiSSA: 0.5)")
   g.add_argument("--hint-seed", type=nonneg_int, default=0,
-                 help="seed of HINT's own randomness (LiSSA batches)")
+                 help="seed of HINT's own randomness (LiSSA batches, the "
+                 "controls' draws)")
+  g.add_argument("--hint-direction", choices=hint_lib.config.DIRECTIONS,
+                 default="influence",
+                 help="control: random_sign keeps each update's per-pixel "
+                 "magnitude |gamma I_pert| and draws its sign at random")
+  g.add_argument("--hint-selection", choices=hint_lib.config.SELECTIONS,
+                 default="influence",
+                 help="control: random noises a random subset of the same "
+                 "size instead of the top |I_up|")
 
 
 def add_epic_args(p):
@@ -309,7 +318,8 @@ def hint_config(args, epochs):
       gamma_decay_epoch=args.gamma_decay_epoch,
       sign=args.sign_step, rounding=args.rounding,
       hessian_from=args.hessian_from, grad_space=args.grad_space,
-      solver=args.solver, damping=args.damping, seed=args.hint_seed)
+      solver=args.solver, damping=args.damping, seed=args.hint_seed,
+      direction=args.hint_direction, selection=args.hint_selection)
   if args.no_gamma_decay:  # (paper_config ignores None overrides)
     cfg = dataclasses.replace(cfg, gamma_decay_epoch=None)
   cfg.validate(epochs)
@@ -421,7 +431,8 @@ def train_clean(dataset, model_name, splits, epochs, seed, folder, progress,
   return model, state, trainer, acc
 
 
-def run_transfer(args, out, t_start, dataset, splits, ps, x_poisoned):
+def run_transfer(args, out, t_start, dataset, splits, ps, x_poisoned,
+                 x_clean):
   """The transfer scenario of a targeted file (SPEC §4): pre-train on the
   clean 90% with the crafting run's own model, seed and epochs (so the
   victim's feature extractor is the one the attack saw: white-box, as in
@@ -492,7 +503,8 @@ def run_transfer(args, out, t_start, dataset, splits, ps, x_poisoned):
   hook, rows, adversary, defence = None, None, None, None
   if hint_cfg is not None:
     defence = hint_lib.Hint(model, hint_cfg, x_fine, y_fine, splits.x_val,
-                            splits.y_val, epochs=top_cfg.epochs)
+                            splits.y_val, epochs=top_cfg.epochs,
+                            x_clean=x_clean[fine])
   elif epic_cfg is not None:
     defence = defenses.Epic(model, epic_cfg, y_fine)
     rows = defence.active_indices
@@ -597,8 +609,9 @@ def run(args):
   dataset, splits = load_splits(args)
   info(f"data: {dataset.source}: {len(splits.x_train)} train / "
        f"{len(splits.x_val)} val / {len(splits.x_test)} test")
-  poison, target_x, poison_mask = None, None, None
+  poison, target_x, poison_mask, x_clean = None, None, None, None
   if args.poison is not None:
+    x_clean = splits.x_train
     ps = attacks.load_poisoned(args.poison)
     x_poisoned = attacks.poisoned_training_images(
         ps, splits.x_train, splits.y_train, where=args.poison)
@@ -615,7 +628,7 @@ def run(args):
            f"{'add' if cfg.augment else 'drop'} --no-augment to match)")
     if ps.target is not None and ps.target.get("scenario") == "transfer":
       return run_transfer(args, out, t_start, dataset, splits, ps,
-                          x_poisoned)
+                          x_poisoned, x_clean)
     poison = {"file": str(pathlib.Path(args.poison).resolve()),
               "counts": ps.counts(), "attacks": ps.meta["attacks"],
               "ratio": ps.meta.get("ratio"), "target": ps.target}
@@ -654,7 +667,8 @@ def run(args):
                                    prefix="HINT ")
     defence = hint_lib.Hint(model, hint_cfg, splits.x_train, splits.y_train,
                             splits.x_val, splits.y_val, epochs=cfg.epochs,
-                            on_progress=stage_progress, mesh=mesh)
+                            on_progress=stage_progress, x_clean=x_clean,
+                            mesh=mesh)
   if atda_cfg is not None:
     settings["atda"] = dataclasses.asdict(atda_cfg)
   friends = None

@@ -75,6 +75,22 @@ TABLE4_METHODS = (_hint_r(0.25), HINT, _hint_r(0.75), _hint_r(1.0),
                   _hint_beta(8), _hint_beta(32), _hint_beta(64))
 TABLE5_METHODS = (NONE, _hint_r(0.25), HINT, _hint_r(0.75), _hint_r(1.0),
                   ATDA, FRIENDS, EPIC)
+# The controls table: HINT beside variants that keep one part of it and
+# replace the other by chance, and larger doses of its own noise.
+# (b) the same examples and per-pixel step magnitude, random signs;
+# (c) a random subset of the same size, HINT's noise;
+# (d) gamma x10, x100, and a sign step of beta per update (noise at the
+#     bound after one update).
+HINT_RANDOM_SIGN = Method("HINT random-sign", "hint",
+                          ("--hint-direction", "random_sign"))
+HINT_RANDOM_SUBSET = Method("HINT random-subset", "hint",
+                            ("--hint-selection", "random"))
+HINT_GAMMA10 = Method("HINT gamma x10", "hint", ("--gamma", "1.0"))
+HINT_GAMMA100 = Method("HINT gamma x100", "hint", ("--gamma", "10.0"))
+HINT_SIGN_BETA = Method("HINT sign-step beta", "hint",
+                        ("--sign-step", "--gamma", repr(16 / 255)))
+CONTROLS_METHODS = (NONE, HINT, HINT_RANDOM_SIGN, HINT_RANDOM_SUBSET,
+                    HINT_GAMMA10, HINT_GAMMA100, HINT_SIGN_BETA, ATDA)
 
 
 # Bumped when `hint-jax poison`'s defaults for a dataset change the mix it
@@ -104,6 +120,8 @@ class Profile:
       part of the cells' keys, so cells of other poisons are never mixed.
     description: what the profile reduces from the paper, the command and
       the measured run time.
+    more_trials: ``(p, label, n)`` triples: that method runs ``n`` trials
+      at that p (the others ``trials``).
   """
   table: str
   name: str
@@ -116,6 +134,13 @@ class Profile:
   poison_seed: int = 0
   poison_files: Tuple[Tuple[str, str], ...] = ()
   description: str = ""
+  more_trials: Tuple[Tuple[float, str, int], ...] = ()
+
+  def trials_of(self, ratio: float, method: Method) -> int:
+    for p, label, n in self.more_trials:
+      if p == ratio and label == method.label:
+        return n
+    return self.trials
 
   def poison_key(self, dataset: str) -> dict:
     """Everything that determines the poisoned set of ``dataset``."""
@@ -132,7 +157,7 @@ class Profile:
   def cells(self):
     return [Cell(self, d, p, m, t) for d in self.datasets
             for p in self.ratios for m in self.methods
-            for t in range(self.trials)]
+            for t in range(self.trials_of(p, m))]
 
 
 def _split_flags(flags):
@@ -236,6 +261,24 @@ _add(Profile(
     "table4", "paper", ("mnist", "cifar10"), (0.6,), TABLE4_METHODS, 5,
     description="The paper's Table IV: MNIST and CIFAR-10, p = 0.6, five "
     "trials. For an accelerator."))
+
+_add(Profile(
+    "controls", "quick", ("digits",), (1.0,), CONTROLS_METHODS, 1,
+    poison_flags=_QUICK_POISON, description=(
+        "HINT against its controls on the embedded digits at p = 1, one "
+        "trial: a smoke test of the machinery, not a result. Command: "
+        "hint-jax experiment controls --profile quick --out runs/exp.")))
+_add(Profile(
+    "controls", "cpu", ("mnist",), (1.0, 0.6), CONTROLS_METHODS, 1,
+    more_trials=tuple((1.0, m.label, 3) for m in (NONE, HINT,
+                                                   HINT_RANDOM_SIGN)),
+    description=(
+        "HINT against its controls on real MNIST, the table2 cpu settings "
+        "and crafted set (shared cells): p = 1 and 0.6; at p = 1 no "
+        "defence, HINT and its random-sign twin with 3 training seeds "
+        "(trial t: --seed t --hint-seed t), every other method one. "
+        "Command: hint-jax experiment controls --profile cpu --data-dir "
+        "DATA --out runs/exp.")))
 
 _add(Profile(
     "table5", "quick", ("digits",), (1.0,), TABLE5_METHODS, 1,
@@ -448,7 +491,7 @@ _add(TargetedProfile(
         "paper's targeted budget 0.062). For an accelerator; not yet "
         "run.")))
 
-TABLES = ("table2", "table3", "table4", "table5")
+TABLES = ("table2", "table3", "table4", "table5", "controls")
 PROFILE_NAMES = ("quick", "cpu", "paper")
 
 

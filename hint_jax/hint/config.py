@@ -10,6 +10,9 @@ SOLVERS = ("cg", "lissa", "direct")
 ROUNDINGS = ("truncate", "round")
 HESSIAN_FROM = ("selected", "all")
 GRAD_SPACES = ("normalized", "pixel")
+# Controls that keep one part of HINT and replace the other by chance.
+DIRECTIONS = ("influence", "random_sign")
+SELECTIONS = ("influence", "random")
 
 # The schedule (0-based epochs before which the noise is updated) the
 # authors' code runs: MNIST {9} with 10 epochs (the paper's text: {5, 15}
@@ -58,8 +61,17 @@ class HintConfig:
       980 steps of 50 examples, scale 50).
     chunk_size: examples per batch through the network in the feature and
       I_pert passes (250 was fastest for the MNIST ConvNet on a 2-core CPU).
-    seed: seed of HINT's own randomness (LiSSA's batches); independent of
-      the training seed, so HINT never changes the training data order.
+    seed: seed of HINT's own randomness (LiSSA's batches, the controls'
+      draws); independent of the training seed, so HINT never changes the
+      training data order.
+    direction: "influence" (HINT) or "random_sign", a control: every
+      update's step keeps its per-pixel magnitude |gamma * I_pert| (or
+      gamma with ``sign``) but takes a random sign per pixel, drawn anew
+      at each update. Does the influence direction matter?
+    selection: "influence" (HINT: the top ceil(r n) by |I_up|) or
+      "random", a control: a uniformly random subset of the same size,
+      drawn once from ``seed``, then HINT's own noise. Does the selection
+      matter?
   """
   ratio: float = 0.5
   gamma: float = 0.1
@@ -79,6 +91,8 @@ class HintConfig:
   lissa_scale: float = 50.0
   chunk_size: int = 250
   seed: int = 0
+  direction: str = "influence"
+  selection: str = "influence"
 
   def validate(self, epochs: Optional[int] = None) -> "HintConfig":
     """Raises ConfigError for impossible settings; returns self.
@@ -117,6 +131,8 @@ class HintConfig:
                                  ("hessian_from", self.hessian_from,
                                   HESSIAN_FROM),
                                  ("grad_space", self.grad_space, GRAD_SPACES),
+                                 ("direction", self.direction, DIRECTIONS),
+                                 ("selection", self.selection, SELECTIONS),
                                  ("solver", self.solver, SOLVERS)):
       if value not in choices:
         raise ConfigError(f"HINT {name} must be one of {choices}, got "

@@ -35,13 +35,24 @@ from hint_jax import influence
 from hint_jax.parallel import influence as sharded
 from hint_jax.errors import ConfigError, DataError
 from hint_jax.hint.config import HintConfig, num_selected
-from hint_jax.hint.noise import noise_write, noised_images, select_top
+from hint_jax.hint.noise import (noise_write, noised_images, random_signs,
+                                 select_top)
 from hint_jax.models import TOP_LAYER
 
 _noised_jit = jax.jit(noised_images, static_argnames=("rounding",))
 
 # Examples per call between two progress reports (a multiple of chunk_size).
 _REPORT_EVERY = 10
+# fold_in streams of the controls' draws (apart from LiSSA's per-epoch key).
+_SELECTION_STREAM = 1_000_001
+_DIRECTION_STREAM = 1_000_002
+
+
+def _cosine(a: np.ndarray, b: np.ndarray) -> float:
+  """cos(a, b) over all entries; nan if either is zero."""
+  a, b = a.astype(np.float64).ravel(), b.astype(np.float64).ravel()
+  na, nb = np.linalg.norm(a), np.linalg.norm(b)
+  return float(a @ b / (na * nb)) if na > 0 and nb > 0 else float("nan")
 
 
 @dataclasses.dataclass
@@ -60,6 +71,15 @@ class HintUpdate:
   ``delta_abs_mean`` and ``at_bound_fraction`` (of the accumulated noise,
   [0, 1] units), ``pixels_changed_fraction`` (selected pixels whose stored
   grey level differs from the received one).
+
+  With the clean images known (``Hint(x_clean=...)``), for the selected
+  poisons (rows whose received image differs from its clean one):
+  ``poisons_selected``, and how far the noise so far moved them back toward
+  their clean images, the cosine of ``x_noised - x_poisoned`` with
+  ``x_clean - x_poisoned`` over all their pixels together:
+  ``restore_cosine`` with the images as stored (uint8),
+  ``restore_cosine_float`` with the float noise ``-delta``. 1 is straight
+  back, 0 unrelated, -1 further away.
   """
   epoch: int
   step_size: float
@@ -75,6 +95,9 @@ class HintUpdate:
   delta_abs_mean: float = float("nan")
   at_bound_fraction: float = float("nan")
   pixels_changed_fraction: float = float("nan")
+  poisons_selected: int = 0
+  restore_cosine: float = float("nan")
+  restore_cosine_float: float = float("nan")
 
   @property
   def seconds(self) -> float:
@@ -110,6 +133,9 @@ class Hint:
     epochs: the run's epoch count, to check the schedule against.
     on_progress: optional ``(stage, done, total)`` callback, with stage
       "features", "validation" or "perturbation"; for progress bars.
+    x_clean: optional clean counterparts of ``x_orig`` (same shape; equal
+      rows where the example is not poisoned): the updates then record how
+      the noise moves the poisons relative to their clean images.
     mesh: optional data-parallel mesh (``hint_jax.parallel
       .make_data_mesh``): the feature, s_test (validation gradient and every
       Hessian product), I_up and I_pert passes split their rows across its
@@ -125,7 +151,7 @@ class Hint:
                y_train: np.ndarray, x_val: np.ndarray, y_val: np.ndarray, *,
                epochs: Optional[int] = None,
                on_progress: Optional[Callable[[str, int, int], None]] = None,
-               mesh=None):
+               x_clean: Optional[np.ndarray] = None, mesh=None):
     self.config = config.validate(epochs)
     if mesh is not None and jax.process_count() > 1:
       raise ConfigError("HINT over several processes is not supported: the "
@@ -149,8 +175,12 @@ class Hint:
       raise ConfigError("HINT needs a clean validation set (s_test is the "
                         "inverse Hessian times its loss gradient); use "
                         "--num-val > 0")
+    if x_clean is not None and np.shape(x_clean) != x_orig.shape:
+      raise DataError(f"clean images {np.shape(x_clean)} do not match the "
+                      f"training images {x_orig.shape}")
     self.model = model
     self.x_orig, self.y_train = x_orig, y_train
+    self.x_clean = None if x_clean is None else np.asarray(x_clean)
     self.x_val, self.y_val = np.asarray(x_val), np.asarray(y_val)
     self.on_progress = on_progress
     self.selected: Optional[np.ndarray] = None   # (k,) int32, sorted
@@ -251,7 +281,13 @@ class Hint:
         scores = (influence.top_layer_up_scores(top, phi, y_train, s)
                   if self.mesh is None else sharded.top_layer_up_scores(
                       top, phi, y_train, s, self.mesh))
-        selected = np.asarray(select_top(scores, k))
+        if cfg.selection == "random":   # control: same size, by chance
+          selected = np.sort(np.asarray(jax.random.choice(
+              jax.random.fold_in(jax.random.key(cfg.seed),
+                                 _SELECTION_STREAM), n, (k,),
+              replace=False))).astype(np.int32)
+        else:
+          selected = np.asarray(select_top(scores, k))
         self.scores = np.asarray(scores)
       del phi
       self.selected = selected
@@ -279,6 +315,9 @@ class Hint:
     # 3. I_pert at the current (noised) images of the selected examples.
     t0 = time.perf_counter()
     infl = self._pert(params, model_state, top, s, x_train[self.selected])
+    if cfg.direction == "random_sign":   # control: |step| kept, sign random
+      infl = random_signs(jax.random.fold_in(jax.random.fold_in(
+          jax.random.key(cfg.seed), _DIRECTION_STREAM), epoch), infl)
     jax.block_until_ready(infl)
     record.pert_seconds = time.perf_counter() - t0
 
@@ -301,8 +340,25 @@ class Hint:
           jnp.abs(self.delta) >= cfg.beta))
       record.pixels_changed_fraction = float(np.mean(
           x_sel != x_orig_sel))
+    if self.x_clean is not None and len(self.selected):
+      self._record_restoration(record, x_sel, x_orig_sel)
     self.updates.append(record)
     return x_out, record
+
+  def _record_restoration(self, record, x_sel, x_orig_sel):
+    """Fills the record's poison fields (see `HintUpdate`)."""
+    clean = self.x_clean[self.selected]
+    poison = np.any((clean != x_orig_sel).reshape(len(clean), -1), axis=1)
+    record.poisons_selected = int(poison.sum())
+    if not poison.any():
+      return
+    toward_clean = (clean[poison].astype(np.int16)
+                    - x_orig_sel[poison].astype(np.int16))
+    record.restore_cosine = _cosine(
+        x_sel[poison].astype(np.int16) - x_orig_sel[poison].astype(np.int16),
+        toward_clean)
+    record.restore_cosine_float = _cosine(
+        -np.asarray(self.delta)[poison] * 255.0, toward_clean)
 
   def _pert(self, params, model_state, top, s, x_cur):
     """I_pert for the selected examples at their current images ``x_cur``

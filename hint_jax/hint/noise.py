@@ -34,6 +34,14 @@ def select_top(scores: jax.Array, k: int) -> jax.Array:
   return jnp.sort(idx).astype(jnp.int32)
 
 
+def random_signs(key: jax.Array, infl: jax.Array) -> jax.Array:
+  """``|infl|`` with an independent random sign per entry (the
+  random-direction control: the magnitude of each step kept, its direction
+  replaced)."""
+  flip = jax.random.bernoulli(key, 0.5, infl.shape)
+  return jnp.where(flip, -1.0, 1.0).astype(infl.dtype) * jnp.abs(infl)
+
+
 def noise_step(delta: jax.Array, infl: jax.Array, step: float | jax.Array,
                beta: float | jax.Array, sign: bool = False) -> jax.Array:
   """One healthy-noise step: ``clip(delta + step * infl, -beta, beta)``.
