@@ -65,7 +65,7 @@ def test_every_profile_is_complete():
 @pytest.fixture(scope="module")
 def quick_dir(tmp_path_factory):
   out = tmp_path_factory.mktemp("exp")
-  for table in ("table2", "table4", "table5"):
+  for table in ("table2", "table4", "table5", "controls"):
     assert main(["experiment", table, "--profile", "quick", "--out",
                  str(out), "--no-progress"]) == 0
   return out
@@ -73,10 +73,12 @@ def quick_dir(tmp_path_factory):
 
 def test_quick_profiles_run_every_cell(quick_dir):
   manifests, cells = rep.collect(quick_dir)
-  assert {m["table"] for m in manifests} == {"table2", "table4", "table5"}
-  # 15 table2 cells; table4 adds 2 (r = 0.25 and beta = 8/255 at p = 0.5)
-  # and table5 adds 3 (r = 0.25, 0.75, 1 at p = 1).
-  assert len(cells) == 20
+  assert {m["table"] for m in manifests} == {"table2", "table4", "table5",
+                                             "controls"}
+  # 15 table2 cells; table4 adds 2 (r = 0.25 and beta = 8/255 at p = 0.5),
+  # table5 adds 3 (r = 0.25, 0.75, 1 at p = 1) and controls 5 (its none,
+  # HINT and ATDA cells at p = 1 are table2's).
+  assert len(cells) == 25
   for c in cells:
     r = c["result"]
     assert r is not None, c["id"]
@@ -154,7 +156,13 @@ def test_report_tables_and_figures(quick_dir):
   by = {(c["ratio"], c["method"]): c["result"]["test_accuracy"]
         for c in cells}
   assert "## Table II" in text and "## Table IV" in text
-  assert "## Table V" in text
+  assert "## Table V" in text and "## Controls" in text
+  # The controls' HINT row shows HINT's p = 1 accuracy and its noise.
+  section = text[text.index("## Controls"):]
+  row = next(line for line in section.splitlines()
+             if line.startswith("| HINT random-sign |"))
+  assert f"{100 * by[(1.0, 'HINT random-sign')]:.2f}" in row
+  assert "HINT − random-sign =" in section
   # Table II's p = 1 row carries each method's accuracy as measured.
   row = next(line for line in text.splitlines() if line.startswith("| 1 |"))
   for method in ("none", "HINT", "ATDA", "FRIENDS", "EPIC"):

@@ -177,8 +177,10 @@ def read_legacy_state_dict(path) -> Dict[str, np.ndarray]:
     if len(head) < 8:
       raise DataError(f"{path} is truncated (storage {len(storages)} of "
                       f"{len(keys)} missing)")
+    if key not in itemsize:
+      raise DataError(f"{path}: storage {key} is used by no tensor")
     storages[key] = (int(np.frombuffer(head, "<i8")[0]), f.tell())
-    f.seek(storages[key][0] * itemsize.get(key, 1), 1)
+    f.seek(storages[key][0] * itemsize[key], 1)
     if f.tell() > len(raw):
       raise DataError(f"{path} is truncated (storage {len(storages)} of "
                       f"{len(keys)} is cut short)")

@@ -279,6 +279,12 @@ _add(Profile(
         "(trial t: --seed t --hint-seed t), every other method one. "
         "Command: hint-jax experiment controls --profile cpu --data-dir "
         "DATA --out runs/exp.")))
+_add(Profile(
+    "controls", "paper", ("mnist", "cifar10"), (1.0, 0.6), CONTROLS_METHODS,
+    5, description=(
+        "HINT against its controls at the paper's settings, MNIST and "
+        "CIFAR-10, p = 1 and 0.6, five trials. For an accelerator; not yet "
+        "run.")))
 
 _add(Profile(
     "table5", "quick", ("digits",), (1.0,), TABLE5_METHODS, 1,

@@ -295,6 +295,74 @@ def table5(manifests, cells) -> str:
   return "\n".join(parts)
 
 
+def noise_stats(result) -> dict:
+  """What a HINT cell's noise was after its last update: mean |delta| in
+  grey levels, the share of noised pixels at beta (%), the selected poisons
+  and the restoration cosines (see `hint_jax.hint.HintUpdate`); {} for a
+  cell without HINT updates."""
+  updates = (result.get("hint") or {}).get("updates") or []
+  if not updates:
+    return {}
+  u = updates[-1]
+  return {"delta_levels": 255 * u["delta_abs_mean"],
+          "at_beta": 100 * u["at_bound_fraction"],
+          "poisons_selected": u.get("poisons_selected"),
+          "num_selected": u["num_selected"],
+          "restore_cosine": u.get("restore_cosine"),
+          "restore_cosine_float": u.get("restore_cosine_float")}
+
+
+def _mean_of(values, digits):
+  values = [v for v in values if v is not None and np.isfinite(v)]
+  return f"{np.mean(values):.{digits}f}" if values else "—"
+
+
+def controls(manifests, cells) -> str:
+  """The controls table: test accuracy of HINT and of each control, with
+  what each one's noise was; and HINT against its random-sign twin."""
+  cells = cells_of(manifests, "controls", cells)
+  if not cells:
+    return ""
+  methods = methods_of(manifests, "controls", cells)
+  parts = ["## Controls: HINT against noise of the same size", "",
+           "Test accuracy (%, mean ± std over training seeds where there "
+           "are several); after HINT's last update: mean |δ| in grey "
+           "levels, the noised pixels at β (%), the selected examples that "
+           "are poisons, and the cosine of the noise with the way back to "
+           "the poisons' clean images (stored uint8 images / float δ; 1 "
+           "straight back, 0 unrelated). 'random-sign': HINT's examples "
+           "and per-pixel step sizes, random signs; 'random-subset': a "
+           "random subset of the same size, HINT's noise."]
+  for dataset in ordered({c["dataset"] for c in cells}):
+    for p in sorted({c["ratio"] for c in cells if c["dataset"] == dataset},
+                    reverse=True):
+      rows = []
+      for m in methods:
+        done = [c["result"] for c in cells if c["dataset"] == dataset
+                and c["ratio"] == p and c["method"] == m and c["result"]]
+        stats = [noise_stats(r) for r in done]
+        stats = [x for x in stats if x]
+        col = lambda k, d=2: _mean_of([x[k] for x in stats], d)
+        rows.append([m, fmt(_accs(cells, dataset=dataset, ratio=p,
+                                  method=m)),
+                     col("delta_levels"), col("at_beta", 1),
+                     (f"{_mean_of([x['poisons_selected'] for x in stats], 0)}"
+                      f" / {_mean_of([x['num_selected'] for x in stats], 0)}"
+                      if stats else "—"),
+                     col("restore_cosine", 3),
+                     col("restore_cosine_float", 3)])
+      parts += ["", f"### {dataset}, p = {p:g}", "",
+                _md(["method", "test accuracy", "mean |δ| (levels)",
+                     "at β (%)", "poisons / selected", "cos (stored)",
+                     "cos (float)"], rows)]
+      a = _accs(cells, dataset=dataset, ratio=p, method="HINT")
+      b = _accs(cells, dataset=dataset, ratio=p, method="HINT random-sign")
+      if a and b:
+        parts += ["", f"HINT − random-sign = {np.mean(a) - np.mean(b):+.2f} "
+                  f"points (HINT {fmt(a)}, random-sign {fmt(b)})."]
+  return "\n".join(parts)
+
+
 def ordered(datasets):
   order = {"mnist": 0, "cifar10": 1, "digits": 2}
   return sorted(datasets, key=lambda d: (order.get(d, 9), d))
