@@ -173,7 +173,7 @@ def test_no_augment_reaches_victims_and_crafting_models(tmp_path, data_dir):
       dataset="cifar10", data_dir=str(data_dir), source="pickle",
       subset=256, num_val=None, split_seed=0, model="resnet_tiny",
       victim_epochs=1, seed=0, victim_dir=str(tmp_path / "victims"),
-      no_augment=True)
+      no_augment=True, epoch_schedule="absolute")
   _, splits = load_splits(args)
   folder = lambda aug: clean_model_folder(  # pylint: disable=g-long-lambda
       tmp_path / "victims", "cifar10", 0, 256, splits, "resnet_tiny", 1, 0,

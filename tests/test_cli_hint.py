@@ -95,19 +95,48 @@ def test_bad_hint_settings_are_one_line_errors(tmp_path):
     assert word in line, line
 
 
-def test_default_schedule_is_trimmed_to_the_epochs(tmp_path, capsys):
-  # digits' default schedule is 5,15: with 7 epochs only 5 is left.
-  out = tmp_path / "t"
+def test_default_schedule_is_scaled_or_trimmed_to_the_epochs(tmp_path,
+                                                             capsys):
+  # digits' default schedule is 5,15 of 30 epochs. Scaled (the default)
+  # to 7 epochs: floor(5 * 7/30 + 1/2) = 1, floor(15 * 7/30 + 1/2) = 4.
+  out = tmp_path / "s"
   assert main(["train", "--dataset", "digits", "--epochs", "7", "--defense",
                "hint", "--out", str(out), "--no-progress"]) == 0
-  assert "trimmed" in capsys.readouterr().err
+  assert "scaled to [1, 4]" in capsys.readouterr().err
+  result = json.loads((out / "result.json").read_text())
+  assert result["hint"]["config"]["schedule"] == [1, 4]
+  # gamma/10 from the authors' epoch 40 of 30 scales past the run's end.
+  assert result["hint"]["config"]["gamma_decay_epoch"] == 9
+  assert result["epoch_schedule"] == "scaled"
+  # Absolute epochs: trimmed, only 5 is left.
+  out = tmp_path / "t"
+  assert main(["train", "--dataset", "digits", "--epochs", "7", "--defense",
+               "hint", "--epoch-schedule", "absolute", "--out", str(out),
+               "--no-progress"]) == 0
+  assert "trimmed to [5]" in capsys.readouterr().err
   result = json.loads((out / "result.json").read_text())
   assert result["hint"]["config"]["schedule"] == [5]
+  assert result["hint"]["config"]["gamma_decay_epoch"] == 40
   # None of it left: an error, not a HINT run that does nothing.
   line = _assert_one_line_error(_run_cli(
       ["train", "--dataset", "digits", "--epochs", "3", "--defense", "hint",
-       "--out", str(tmp_path / "none")]))
+       "--epoch-schedule", "absolute", "--out", str(tmp_path / "none")]))
   assert "--schedule" in line
+
+
+def test_cifar_schedule_in_the_papers_shape():
+  """SPEC §7's example: 15 of CIFAR-10's 80 epochs."""
+  from hint_jax.cli.main import build_parser  # pylint: disable=g-import-not-at-top
+  from hint_jax.cli.train_cmd import hint_config  # pylint: disable=g-import-not-at-top
+  args = build_parser().parse_args(
+      ["train", "--dataset", "cifar10", "--defense", "hint", "--out", "x"])
+  cfg = hint_config(args, 15)
+  assert cfg.schedule == (1, 3, 8) and cfg.gamma_decay_epoch == 8
+  assert hint_config(args, 80).schedule == (5, 15, 40)
+  assert hint_config(args, 80).gamma_decay_epoch == 40
+  args.epoch_schedule = "absolute"
+  assert hint_config(args, 15).schedule == (5,)
+  assert hint_config(args, 15).gamma_decay_epoch == 40
 
 
 def test_pick_examples_prefers_wrong_to_right():

@@ -343,6 +343,21 @@ def test_table3_quick_crafts_trains_and_reports(tmp_path):
   assert main(["experiment", "table3", "--profile", "quick", "--out",
                str(out), "--ratios", "1"]) == 2
 
+  # The targeted controls share table3's sets: no crafting, and their
+  # none cells are table3's.
+  assert main(["experiment", "controls_targeted", "--profile", "quick",
+               "--out", str(out), "--methods", "none,HINT random-sign",
+               "--no-progress"]) == 0
+  assert sorted((out / "poison" / "targeted").glob("*.npz")) == files
+  manifests, cells = rep.collect(out)
+  text = rep.table3(manifests, cells, "controls_targeted")
+  assert "## Controls against targeted attacks" in text
+  noise = text[text.index("The noise after"):]
+  sign_row = next(ln for ln in noise.splitlines()
+                  if ln.startswith("| HINT random-sign |"))
+  assert "—" not in sign_row        # both attacks' noise is reported
+  assert "[" not in text.split("The noise after")[0]   # no paper figures
+
 
 def test_table3_trial_rows_show_the_clean_verdict_and_hint_poisons():
   """The trial-by-trial rows: clean verdict from the file's target record
@@ -379,8 +394,21 @@ def test_attack_revision_renames_only_the_revised_attacks_sets():
   """A revised attack (exp_configs.ATTACK_REVISIONS) gets new set and cell ids,
   so sets crafted by its old version are not reused; the others keep
   theirs, so their finished results (experiments/results) still count."""
-  cells = {(c.attack, c.method.label, c.trial): c
-           for c in exp.get_profile("table3", "cpu").cells()}
+  cpu = exp.get_profile("table3", "cpu")
+  # The committed cells were trained before the scaled epoch schedule: the
+  # profile without it.
+  absolute = lambda flags: tuple(  # pylint: disable=g-long-lambda
+      f for i, f in enumerate(flags) if "--epoch-schedule" not in (
+          f, flags[i - 1] if i else None))
+  before = dataclasses.replace(cpu, craft_flags=absolute(cpu.craft_flags),
+                               train_flags=absolute(cpu.train_flags))
+  cells = {(c.attack, c.method.label, c.trial): c for c in before.cells()}
+  # The scaled schedule renames every set and cell.
+  for c in cpu.cells():
+    old = cells[(c.attack, c.method.label, c.trial)]
+    assert c.poison_id != old.poison_id and c.cell_id != old.cell_id
+    assert "--epoch-schedule" in c.craft_flags()
+    assert "--epoch-schedule" in c.train_flags()
   # Ids of sets crafted before the MetaPoison revision (committed in
   # experiments/results/table3_cifar10_cpu).
   assert cells[("gm", "none", 0)].poison_id == "cifar10_gm_t0_43f2b4c8eb"

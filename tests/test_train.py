@@ -170,3 +170,28 @@ def test_random_shift_flip():
   assert rows == set(range(12, 21))           # 16 +- 4
   assert set(range(6, 15)) <= cols            # 10 +- 4
   assert set(range(17, 26)) <= cols           # flipped: 31 - 10 +- 4
+
+
+def test_short_runs_keep_the_presets_shape():
+  from hint_jax.hint.config import scaled_schedule  # pylint: disable=g-import-not-at-top
+  # SPEC §7: 15 of 80 epochs -> milestones 6/9/13 (30, 50, 70 x 15/80 =
+  # 5.6, 9.4, 13.1), HINT 1/3/8 (5, 15, 40 x 15/80 = 0.94, 2.8, 7.5).
+  assert preset("cifar10", epochs=15).optim.lr_milestones == (6, 9, 13)
+  assert scaled_schedule((5, 15, 40), 15, 80) == (1, 3, 8)
+  absolute = preset("cifar10", epochs=15, epoch_schedule="absolute")
+  assert absolute.optim.lr_milestones == (30, 50, 70)
+  # Full-length and longer runs are unchanged; no milestones stay none.
+  assert preset("cifar10").optim.lr_milestones == (30, 50, 70)
+  assert preset("cifar10", epochs=100).optim.lr_milestones == (30, 50, 70)
+  assert preset("mnist", epochs=3).optim.lr_milestones == ()
+  assert scaled_schedule((9,), 10, 10) == (9,)
+  # Very short runs: milestones at >= 1 and before the end, no repeats;
+  # HINT's epochs within the run.
+  assert preset("cifar10", epochs=2).optim.lr_milestones == (1,)
+  assert preset("cifar10", epochs=1).optim.lr_milestones == ()
+  assert scaled_schedule((5, 15, 40), 2, 80) == (0, 1)
+  # A model trained for part of a longer run takes that run's milestones.
+  part = preset("cifar10", epochs=4, shape_epochs=15)
+  assert part.epochs == 4 and part.optim.lr_milestones == (6, 9, 13)
+  with pytest.raises(ConfigError):
+    preset("cifar10", epoch_schedule="relative")

@@ -23,8 +23,9 @@ from hint_jax.attacks.deepconfuse import (DeepConfuseConfig,
                                           deepconfuse_poison, train_generator)
 from hint_jax.cli.common import (Progress, StageProgress, finite_float, info,
                                  positive_int, work_dir, write_bytes_atomic)
-from hint_jax.cli.train_cmd import (add_data_args, clean_model_folder,
-                                   load_splits, train_clean)
+from hint_jax.cli.train_cmd import (add_data_args, add_epoch_schedule_arg,
+                                   clean_model_folder, load_splits,
+                                   train_clean)
 from hint_jax.errors import ConfigError
 from hint_jax.models import MODEL_NAMES
 from hint_jax.train.presets import default_model
@@ -100,6 +101,7 @@ def register(sub):
                  help="seed of the victim, the attack assignment and the "
                  "attacks' randomness")
   add_victim_dir_arg(p)
+  add_epoch_schedule_arg(p)
   p.add_argument("--out", required=True, help="the .npz file to write")
   p.add_argument("--no-progress", action="store_true")
   p.set_defaults(func=run)
@@ -121,18 +123,25 @@ def _victim(args, splits, work, progress):
   # `target-poison --no-augment`: crafting models trained as the victims
   # that will train on the poisons (`hint-jax poison` has no such flag).
   augment = False if getattr(args, "no_augment", False) else None
+  # MetaPoison's staggered surrogates train part of the victim's run, so
+  # their milestones are the victim's (`shape_epochs`).
+  schedule = {"epoch_schedule": args.epoch_schedule,
+              "shape_epochs": getattr(args, "shape_epochs", None)}
   folder, identity = work, {}
   if args.victim_dir is not None:
     folder, identity = clean_model_folder(
         args.victim_dir, args.dataset, args.split_seed, args.subset, splits,
-        model_name, epochs, args.seed, augment)
+        model_name, epochs, args.seed, augment, **schedule)
   model, state, trainer, acc = train_clean(
       args.dataset, model_name, splits, epochs, args.seed, folder, progress,
-      "victim: training", augment=augment, **identity)
+      "victim: training", augment=augment, **schedule, **identity)
   info(f"victim: test accuracy {100 * acc:.2f}%")
   return model, state, {"model": model_name,
                         "epochs": trainer.config.epochs, "seed": args.seed,
                         "augment": trainer.config.augment,
+                        "epoch_schedule": args.epoch_schedule,
+                        "lr_milestones": list(
+                            trainer.config.optim.lr_milestones),
                         "test_accuracy": acc}
 
 
@@ -193,7 +202,8 @@ def run(args):
               "dc_generator": args.dc_generator,
               "dc_weights_sha256": (dc_published or {}).get("sha256"),
               "model": args.model,
-              "victim_epochs": args.victim_epochs, "seed": args.seed}
+              "victim_epochs": args.victim_epochs, "seed": args.seed,
+              "epoch_schedule": args.epoch_schedule}
   work = work_dir(out, settings)
 
   key = jax.random.key(args.seed)

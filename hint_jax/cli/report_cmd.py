@@ -103,7 +103,8 @@ def run(args):
            f"{finished} of {len(cells)} cells finished."]
   for text in (rep.table2(manifests, cells), rep.table3(manifests, cells),
                rep.table4(manifests, cells),
-               rep.table5(manifests, cells), rep.controls(manifests, cells)):
+               rep.table5(manifests, cells), rep.controls(manifests, cells),
+               rep.table3(manifests, cells, "controls_targeted")):
     if text:
       parts += ["", text]
   figures = []

@@ -34,8 +34,9 @@ from hint_jax.cli.common import (Progress, StageProgress, finite_float, info,
                                  nonneg_int, positive_int, work_dir)
 from hint_jax.cli.poison_cmd import (DEFAULT_VICTIM_EPOCHS, _victim,
                                     add_victim_dir_arg)
-from hint_jax.cli.train_cmd import (add_data_args, clean_train_config,
-                                    load_splits, target_outcome)
+from hint_jax.cli.train_cmd import (add_data_args, add_epoch_schedule_arg,
+                                    clean_train_config, load_splits,
+                                    target_outcome)
 from hint_jax.errors import ConfigError
 from hint_jax.models import MODEL_NAMES
 from hint_jax.train import transfer
@@ -96,6 +97,7 @@ def register(sub):
   p.add_argument("--seed", type=int, default=0,
                  help="seed of the target draw, the models and the attack")
   add_victim_dir_arg(p)
+  add_epoch_schedule_arg(p)
   p.add_argument("--out", required=True, help="the .npz file to write")
   p.add_argument("--no-progress", action="store_true")
   p.set_defaults(func=run)
@@ -200,7 +202,8 @@ def run(args):
               "member_steps": args.member_steps, "target": index,
               "intended": intended, "model": args.model,
               "victim_epochs": args.victim_epochs, "seed": args.seed,
-              "no_augment": args.no_augment}
+              "no_augment": args.no_augment,
+              "epoch_schedule": args.epoch_schedule}
   work = work_dir(out, settings)
   bases = np.sort(np.asarray(jax.random.permutation(
       jax.random.fold_in(key, 2), candidates))[:m])
@@ -252,8 +255,12 @@ def run(args):
     losses = losses.min(axis=1)
   else:
     states = _surrogates(args, splits, work, state, progress)
+    # The members go on along the victim's run (scaled) or the preset's
+    # 80-epoch schedule (absolute, as before the option existed).
     trainer = Trainer(model, clean_train_config(
-        args.dataset, None, False if args.no_augment else None),
+        args.dataset,
+        member_epochs(args)[0] if args.epoch_schedule == "scaled" else None,
+        False if args.no_augment else None, args.epoch_schedule),
         len(splits.x_train))
     member_steps = args.member_steps or trainer.steps_per_epoch
     advance = targeted.trainer_advance(
@@ -318,7 +325,8 @@ def _surrogates(args, splits, work, state, progress):
   states = [state]
   for i, e in enumerate(member_epochs(args)[1:], start=1):
     sub = argparse.Namespace(**{**vars(args), "seed": args.seed + i,
-                                "victim_epochs": e})
+                                "victim_epochs": e,
+                                "shape_epochs": member_epochs(args)[0]})
     member_dir = work / f"member_{i}"
     member_dir.mkdir(exist_ok=True)
     _, st, _ = _victim(sub, splits, member_dir, progress)

@@ -27,7 +27,8 @@ from hint_jax.models import MODEL_NAMES, get_model, num_params
 from hint_jax.parallel.distributed import process_rows as parallel_rows
 from hint_jax.train import Trainer, fit
 from hint_jax.train import transfer
-from hint_jax.train.presets import default_model, preset
+from hint_jax.train.presets import (EPOCH_SCHEDULES, PRESETS, default_model,
+                                    preset, scale_epoch)
 
 DEFENSES = ("none", "hint", "epic", "friends", "atda")
 NOISE_FILE = "hint_noise.npz"
@@ -71,10 +72,21 @@ def add_train_args(p):
   p.add_argument("--no-augment", action="store_true",
                  help="train without the preset's augmentation (CIFAR-10: "
                  "random shift and flip); the paper's MetaPoison setting")
+  add_epoch_schedule_arg(p)
   p.add_argument("--overwrite", action="store_true",
                  help="discard a checkpoint of a run with other settings")
   p.add_argument("--no-progress", action="store_true")
   add_parallel_args(p)
+
+
+def add_epoch_schedule_arg(p):
+  p.add_argument("--epoch-schedule", choices=EPOCH_SCHEDULES,
+                 default="scaled",
+                 help="a run shorter than its dataset's preset: 'scaled' "
+                 "(default) places the preset's learning-rate milestones and "
+                 "HINT's default schedule at the same fractions of the run "
+                 "(CIFAR-10 in 15 of 80 epochs: lr x0.1 at 6/9/13, HINT at "
+                 "1/3/8); 'absolute' keeps the preset's epoch numbers")
 
 
 def _devices(text):
@@ -140,10 +152,12 @@ def add_defense_args(p):
   g.add_argument("--schedule", type=_schedule, default=None,
                  help="0-based epochs before which the noise is updated, "
                  "e.g. 5,15,40 (default: mnist 9, cifar10 5,15,40, digits "
-                 "5,15; entries beyond --epochs are dropped from the "
-                 "default)")
-  g.add_argument("--gamma-decay-epoch", type=nonneg_int, default=40,
-                 help="use gamma/10 from this epoch on (authors: 40)")
+                 "5,15, scaled to a shorter run, or trimmed to it under "
+                 "--epoch-schedule absolute)")
+  g.add_argument("--gamma-decay-epoch", type=nonneg_int, default=None,
+                 help="use gamma/10 from this epoch on (default: the "
+                 "authors' 40, scaled with the schedule under "
+                 "--epoch-schedule scaled)")
   g.add_argument("--no-gamma-decay", action="store_true",
                  help="keep gamma for every update")
   g.add_argument("--sign-step", action="store_true",
@@ -283,12 +297,23 @@ def register(sub):
   p.set_defaults(func=run)
 
 
+def _scaled(args, epochs) -> bool:
+  """Whether the run's default schedules are scaled to its length."""
+  return (getattr(args, "epoch_schedule", "scaled") == "scaled"
+          and epochs < PRESETS[args.dataset].epochs)
+
+
 def _hint_schedule(args, epochs):
-  """``(schedule, trimmed)``: ``--schedule``, else the dataset's default
-  trimmed to the run's epochs."""
+  """``(schedule, changed)``: ``--schedule``, else the dataset's default,
+  scaled to the run's epochs (`_scaled`) or trimmed to them; ``changed``
+  says the default was altered."""
   if args.schedule is not None:
     return args.schedule, False
   default = hint_lib.DEFAULT_SCHEDULES.get(args.dataset, ())
+  if _scaled(args, epochs):
+    schedule = hint_lib.config.scaled_schedule(
+        default, epochs, PRESETS[args.dataset].epochs)
+    return schedule, schedule != default
   schedule = tuple(e for e in default if e < epochs)
   if default and not schedule:
     raise ConfigError(f"no epoch of the default HINT schedule "
@@ -298,24 +323,31 @@ def _hint_schedule(args, epochs):
 
 
 def announce_hint_schedule(args, epochs):
-  """Says on stderr when the default schedule was trimmed (once the run
-  knows its epochs: a transfer file's top layer trains for its own)."""
-  schedule, trimmed = _hint_schedule(args, epochs)
-  if trimmed:
+  """Says on stderr when the default schedule was scaled or trimmed (once
+  the run knows its epochs: a transfer file's top layer trains for its
+  own)."""
+  schedule, changed = _hint_schedule(args, epochs)
+  if changed:
+    how = "scaled" if _scaled(args, epochs) else "trimmed"
     info(f"HINT: default schedule "
-         f"{list(hint_lib.DEFAULT_SCHEDULES[args.dataset])} trimmed to "
+         f"{list(hint_lib.DEFAULT_SCHEDULES[args.dataset])} {how} to "
          f"{list(schedule)} for {epochs} epochs")
 
 
 def hint_config(args, epochs):
-  """The HINT configuration from the command line; the default schedule is
-  trimmed to the run's epochs (`announce_hint_schedule` says so), an
-  explicit one is not."""
+  """The HINT configuration from the command line; the default schedule
+  (and the default gamma-decay epoch) is scaled or trimmed to the run's
+  epochs (`announce_hint_schedule` says so), an explicit one is not."""
   schedule, _ = _hint_schedule(args, epochs)
+  decay = args.gamma_decay_epoch
+  if decay is None:
+    decay = hint_lib.HintConfig.gamma_decay_epoch
+    if _scaled(args, epochs):
+      decay = scale_epoch(decay, epochs, PRESETS[args.dataset].epochs)
   cfg = hint_lib.paper_config(
       args.dataset, ratio=args.ratio, gamma=args.gamma, beta=args.beta,
       schedule=schedule,
-      gamma_decay_epoch=args.gamma_decay_epoch,
+      gamma_decay_epoch=decay,
       sign=args.sign_step, rounding=args.rounding,
       hessian_from=args.hessian_from, grad_space=args.grad_space,
       solver=args.solver, damping=args.damping, seed=args.hint_seed,
@@ -364,7 +396,8 @@ def hint_poison_record(selected, x_orig, x_noised, poison_mask) -> dict:
 
 
 def clean_model_folder(root, dataset, split_seed, subset, splits, model_name,
-                       epochs, seed, augment=None):
+                       epochs, seed, augment=None, epoch_schedule="absolute",
+                       shape_epochs=None):
   """Where ``--victim-dir root`` keeps the clean model that `train_clean`
   trains with these arguments, and the data identity to pass it as
   ``settings``: one sub-folder per (data, split, subset, training images,
@@ -374,15 +407,20 @@ def clean_model_folder(root, dataset, split_seed, subset, splits, model_name,
   was crafted on is then trained once, not again by every victim.
   ``augment``: None for the preset's augmentation, else on/off; only an
   explicit ``False`` joins the key (models trained before the option
-  existed, all with the preset's, keep their folders)."""
+  existed, all with the preset's, keep their folders); so do learning-rate
+  milestones other than the preset's (``epoch_schedule`` "scaled" on a
+  short run, see `clean_train_config`)."""
   identity = {"data": dataset, "split_seed": split_seed,
               "num_val": len(splits.x_val), "subset": subset,
               "clean_sha256": hashlib.sha256(np.ascontiguousarray(
                   splits.x_train).tobytes()).hexdigest()}
-  key = {**identity, "model": model_name,
-         "epochs": preset(dataset, epochs=epochs).epochs, "seed": seed}
+  cfg = clean_train_config(dataset, epochs, augment, epoch_schedule,
+                           shape_epochs)
+  key = {**identity, "model": model_name, "epochs": cfg.epochs, "seed": seed}
   if augment is not None and augment != preset(dataset).augment:
     key["augment"] = bool(augment)
+  if cfg.optim.lr_milestones != PRESETS[dataset].optim.lr_milestones:
+    key["lr_milestones"] = list(cfg.optim.lr_milestones)
   digest = hashlib.sha256(json.dumps(key, sort_keys=True).encode()
                           ).hexdigest()[:16]
   folder = pathlib.Path(root) / f"victim-{dataset}-{digest}"
@@ -390,23 +428,32 @@ def clean_model_folder(root, dataset, split_seed, subset, splits, model_name,
   return folder, identity
 
 
-def clean_train_config(dataset, epochs, augment=None):
-  """`train_clean`'s training configuration (the preset, no evaluation
-  between epochs)."""
-  return dataclasses.replace(preset(dataset, epochs=epochs, augment=augment),
-                             eval_every=0)
+def clean_train_config(dataset, epochs, augment=None,
+                       epoch_schedule="absolute", shape_epochs=None):
+  """`train_clean`'s training configuration: the preset (``epochs`` if
+  given, its milestones per ``epoch_schedule`` and ``shape_epochs``, see
+  `hint_jax.train.presets.preset`), no evaluation between epochs. The
+  default is "absolute", the schedule of the models crafted before the
+  option existed; the commands pass their ``--epoch-schedule``."""
+  return dataclasses.replace(
+      preset(dataset, epochs=epochs, augment=augment,
+             epoch_schedule=epoch_schedule, shape_epochs=shape_epochs),
+      eval_every=0)
 
 
 def train_clean(dataset, model_name, splits, epochs, seed, folder, progress,
-                label, augment=None, **settings):
+                label, augment=None, epoch_schedule="absolute",
+                shape_epochs=None, **settings):
   """Trains ``model_name`` on ``splits``' (clean) training images with the
   dataset's preset (``epochs`` if given), checkpointing every epoch in
   ``folder`` and resuming from it; a finished checkpoint is just reloaded.
   ``settings`` join the checkpoint's identity. ``augment``: None for the
   preset's augmentation, else on/off (recorded in the identity when it
-  differs from the preset's). Returns ``(model, state, trainer,
-  test_accuracy)``."""
-  cfg = clean_train_config(dataset, epochs, augment)
+  differs from the preset's). ``epoch_schedule``, ``shape_epochs``: see
+  `clean_train_config` (milestones other than the preset's join the
+  identity). Returns ``(model, state, trainer, test_accuracy)``."""
+  cfg = clean_train_config(dataset, epochs, augment, epoch_schedule,
+                           shape_epochs)
   model = get_model(model_name, splits.num_classes, splits.x_train.shape[1:])
   trainer = Trainer(model, cfg, len(splits.x_train))
   state = trainer.init_state(jax.random.key(seed))
@@ -414,6 +461,8 @@ def train_clean(dataset, model_name, splits, epochs, seed, folder, progress,
               "seed": seed}
   if cfg.augment != preset(dataset).augment:
     settings["augment"] = cfg.augment
+  if cfg.optim.lr_milestones != PRESETS[dataset].optim.lr_milestones:
+    settings["lr_milestones"] = list(cfg.optim.lr_milestones)
   resumed = checkpoint.load(folder, state, settings)
   start = 0
   if resumed is not None:
@@ -482,16 +531,18 @@ def run_transfer(args, out, t_start, dataset, splits, ps, x_poisoned,
   progress = Progress(False if args.no_progress else None)
   folder, identity = out, {"scenario": "transfer",
                            "poison": str(args.poison)}
+  # Files crafted before the option existed record none: "absolute".
+  schedule = {"epoch_schedule": victim.get("epoch_schedule", "absolute")}
   if args.victim_dir is not None:
     folder, identity = clean_model_folder(
         args.victim_dir, args.dataset, args.split_seed, args.subset,
         pre_splits, model_name, victim.get("epochs"), victim.get("seed", 0),
-        victim.get("augment"))
+        victim.get("augment"), **schedule)
   model, state, trainer, pre_acc = train_clean(
       args.dataset, model_name, pre_splits, victim.get("epochs"),
       victim.get("seed", 0), folder, progress,
       "transfer: pre-training (the crafting run's extractor)",
-      augment=victim.get("augment"), **identity)
+      augment=victim.get("augment"), **schedule, **identity)
   # The pre-trained network's own verdict (its pre-training top layer):
   # the clean reference for the target, as the crafting run saw it.
   pretrain_target = target_outcome(model, state, ps.target_x, target)
@@ -596,7 +647,8 @@ def run(args):
   t_start = time.perf_counter()
   cfg = preset(args.dataset, epochs=args.epochs, batch_size=args.batch_size,
                lr=args.lr, eval_every=args.eval_every,
-               augment=False if args.no_augment else None)
+               augment=False if args.no_augment else None,
+               epoch_schedule=args.epoch_schedule)
   # Settings are checked before any data is read.
   hint_cfg = hint_config(args, cfg.epochs) if args.defense == "hint" else None
   epic_cfg = epic_config(args, cfg.epochs) if args.defense == "epic" else None
@@ -777,7 +829,8 @@ def run(args):
       **{k: v for k, v in settings.items()
          if k not in ("config", "hint", "epic", "friends", "atda")},
       "epochs": cfg.epochs, "batch_size": cfg.batch_size,
-      "lr": cfg.optim.lr,
+      "lr": cfg.optim.lr, "epoch_schedule": args.epoch_schedule,
+      "lr_milestones": list(cfg.optim.lr_milestones),
       "num_train": num_train,
       "num_params": num_params(state.params),
       "test_accuracy": final["accuracy"], "test_loss": final["loss"],

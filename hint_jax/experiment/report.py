@@ -114,18 +114,23 @@ def table2(manifests, cells) -> str:
   return "\n".join(parts)
 
 
-def table3(manifests, cells) -> str:
-  """Table III: per method and targeted attack, the attack's successes out
-  of the finished trials and the mean clean test accuracy, the paper's
-  figure in brackets."""
-  cells = cells_of(manifests, "table3", cells)
+def table3(manifests, cells, table="table3") -> str:
+  """Table III (or the targeted controls, ``table="controls_targeted"``):
+  per method and targeted attack, the attack's successes out of the
+  finished trials and the mean clean test accuracy, the paper's figure in
+  brackets (Table III only); for the controls, each HINT variant's noise
+  too."""
+  cells = cells_of(manifests, table, cells)
   if not cells:
     return ""
-  methods = methods_of(manifests, "table3", cells)
+  methods = methods_of(manifests, table, cells)
   attacks = [a for a in configs.TABLE3_ATTACKS
              if any(c["attack"] == a for c in cells)]
-  parts = ["## Table III: targeted attacks, successes / trials (mean clean "
-           "test accuracy %)", "",
+  paper = configs.PAPER_TABLE3 if table == "table3" else {}
+  title = ("Table III: targeted attacks" if table == "table3" else
+           "Controls against targeted attacks")
+  parts = [f"## {title}, successes / trials (mean clean test accuracy %)",
+           "",
            "A success: the victim gives the target test image the intended "
            "class. Ours first, the paper's (CIFAR-10) in brackets; "
            "\"n/a\": not run for that scenario."]
@@ -145,13 +150,40 @@ def table3(manifests, cells) -> str:
           wins = sum(bool(r["target"]["success"]) for r in fin)
           acc = np.mean([100 * r["test_accuracy"] for r in fin])
           cell = f"{wins}/{len(fin)} ({acc:.2f})"
-        ref = configs.PAPER_TABLE3.get(m, {}).get(a)
+        ref = paper.get(m, {}).get(a)
         row.append(cell + (f" [{ref}]" if ref else ""))
       rows.append(row)
     parts += ["", f"### {dataset}", "",
               _md(["method"] + [a.upper() for a in attacks], rows)]
+    if table != "table3":
+      parts += ["", _noise_by_attack(cells, dataset, methods, attacks)]
     parts += ["", trials_table3(cells, dataset, methods)]
   return "\n".join(parts)
+
+
+def _noise_by_attack(cells, dataset, methods, attacks) -> str:
+  """Each HINT variant's noise per attack, averaged over its finished
+  trials: mean |delta| in grey levels / noised pixels at beta (%) / cosine
+  toward the poisons' clean images (stored images)."""
+  rows = []
+  for m in methods:
+    row, any_hint = [m], False
+    for a in attacks:
+      stats = [noise_stats(c["result"]) for c in cells
+               if c["dataset"] == dataset and c["method"] == m
+               and c["attack"] == a and c["result"]]
+      stats = [x for x in stats if x]
+      any_hint |= bool(stats)
+      row.append(" / ".join(_mean_of([x[k] for x in stats], d) for k, d in (
+          ("delta_levels", 2), ("at_beta", 1), ("restore_cosine", 3)))
+                 if stats else "—")
+    if any_hint:
+      rows.append(row)
+  return "\n".join([
+      "The noise after HINT's last update: mean |δ| (grey levels) / pixels "
+      "at β (%) / cosine of the noise with the way back to the poisons' "
+      "clean images.", "",
+      _md(["method"] + [a.upper() for a in attacks], rows)])
 
 
 def trials_table3(cells, dataset, methods) -> str:

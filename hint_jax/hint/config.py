@@ -162,6 +162,17 @@ def num_selected(n: int, ratio: float) -> int:
   return min(n, math.ceil(round(ratio * n, 9)))
 
 
+def scaled_schedule(schedule, run_epochs: int, preset_epochs: int):
+  """HINT's schedule of a ``preset_epochs``-epoch run placed at the same
+  fractions of a ``run_epochs``-epoch run (``floor(e * E / P + 1/2)``,
+  at most the last epoch, without repeats); unchanged when the run is not
+  shorter."""
+  if run_epochs >= preset_epochs:
+    return tuple(schedule)
+  return tuple(sorted({min(run_epochs - 1, int(math.floor(
+      e * run_epochs / preset_epochs + 0.5))) for e in schedule}))
+
+
 def paper_config(dataset: str, **overrides) -> HintConfig:
   """The authors' settings for a dataset, with ``overrides`` applied."""
   if dataset not in DEFAULT_SCHEDULES:

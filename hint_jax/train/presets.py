@@ -1,7 +1,19 @@
 """Per-dataset defaults: the paper's settings (SPEC §1) and a small one for
-the embedded digits."""
+the embedded digits.
+
+A run shorter than its preset keeps the preset's *shape* by default
+(``epoch_schedule="scaled"``, SPEC §7): every epoch of the preset's
+schedules is placed at the same fraction of the shorter run,
+``floor(e * E / P + 1/2)`` for a run of E epochs and a preset of P. E.g.
+CIFAR-10's learning-rate milestones 30/50/70 of 80 become 6/9/13 in a
+15-epoch run (and HINT's schedule 5/15/40 becomes 1/3/8, see
+`hint_jax.hint.config.scaled_schedule`). ``"absolute"`` keeps the preset's
+epoch numbers, so a short run may never reach them.
+"""
 
 import dataclasses
+import math
+from typing import Optional
 
 from hint_jax.errors import ConfigError
 from hint_jax.models import DEFAULT_MODEL
@@ -23,17 +35,50 @@ PRESETS = {
 }
 
 
-def preset(dataset: str, **overrides) -> TrainConfig:
+EPOCH_SCHEDULES = ("scaled", "absolute")
+
+
+def scale_epoch(epoch: int, run_epochs: int, preset_epochs: int) -> int:
+  """``epoch`` of a ``preset_epochs``-epoch schedule placed at the same
+  fraction of a ``run_epochs``-epoch run (halves round up)."""
+  return int(math.floor(epoch * run_epochs / preset_epochs + 0.5))
+
+
+def preset(dataset: str, *, epoch_schedule: str = "scaled",
+           shape_epochs: Optional[int] = None, **overrides) -> TrainConfig:
   """The preset for ``dataset`` with the non-None ``overrides`` applied
-  (``lr`` overrides the optimizer's learning rate)."""
+  (``lr`` overrides the optimizer's learning rate).
+
+  Args:
+    dataset: a key of ``PRESETS``.
+    epoch_schedule: "scaled" (default): when the run is shorter than the
+      preset, the learning-rate milestones are scaled to its length (kept
+      >= 1 and below the run's end, without repeats); "absolute": the
+      preset's milestones as they are.
+    shape_epochs: the run length the milestones are scaled to, when it is
+      not the run's own epochs (a model trained for part of a longer run,
+      e.g. MetaPoison's staggered surrogates).
+    **overrides: TrainConfig fields (and ``lr``).
+  """
   if dataset not in PRESETS:
     raise ConfigError(f"no training preset for {dataset!r}")
+  if epoch_schedule not in EPOCH_SCHEDULES:
+    raise ConfigError(f"epoch_schedule must be one of {EPOCH_SCHEDULES}, "
+                      f"got {epoch_schedule!r}")
   cfg = PRESETS[dataset]
   lr = overrides.pop("lr", None)
   if lr is not None:
     cfg = dataclasses.replace(cfg, optim=dataclasses.replace(cfg.optim, lr=lr))
   overrides = {k: v for k, v in overrides.items() if v is not None}
-  return dataclasses.replace(cfg, **overrides).validate()
+  cfg = dataclasses.replace(cfg, **overrides)
+  run = cfg.epochs if shape_epochs is None else shape_epochs
+  full = PRESETS[dataset].epochs
+  if epoch_schedule == "scaled" and run < full and cfg.optim.lr_milestones:
+    milestones = sorted({max(1, scale_epoch(m, run, full))
+                         for m in cfg.optim.lr_milestones})
+    cfg = dataclasses.replace(cfg, optim=dataclasses.replace(
+        cfg.optim, lr_milestones=tuple(m for m in milestones if m < run)))
+  return cfg.validate()
 
 
 def default_model(dataset: str) -> str:
