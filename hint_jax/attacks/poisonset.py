@@ -26,6 +26,7 @@ poisoned image is within its attack's budget and every clean one unchanged.
 import dataclasses
 import hashlib
 import json
+import math
 import os
 import pathlib
 
@@ -110,19 +111,45 @@ def load_poisoned(path, clean_x: np.ndarray | None = None) -> PoisonedSet:
   if not path.exists():
     raise DataError(f"poisoned-dataset file {path} does not exist")
   try:
+    with open(path, "rb") as f:
+      magic = f.read(4)
+  except OSError as e:
+    raise DataError(f"cannot read poisoned-dataset file {path}: "
+                    f"{e.strerror or e}") from None
+  if magic not in (b"PK\x03\x04", b"PK\x05\x06"):
+    raise DataError(f"{path} is not a poisoned-dataset file (not an .npz "
+                    "archive); make one with `hint-jax poison` or "
+                    "`hint-jax target-poison`")
+  try:
     with np.load(path, allow_pickle=False) as f:
       missing = {"x", "y", "attack_id", "clean_index", "meta"} - set(f.files)
       if missing:
         raise DataError(f"{path} is not a poisoned-dataset file: missing "
                         f"{sorted(missing)}")
       arrays = {k: f[k] for k in f.files}
+  except DataError:
+    raise
+  except Exception as e:  # zipfile, zlib and numpy each raise their own
+    raise DataError(f"{path} is truncated or corrupt ({type(e).__name__}); "
+                    "craft it again") from None
+  try:
     meta = json.loads(str(arrays["meta"]))
-  except (OSError, ValueError) as e:
-    raise DataError(f"cannot read poisoned-dataset file {path}: {e}") from e
+  except ValueError:
+    raise DataError(f"{path}: its metadata is not valid JSON") from None
   ps = PoisonedSet(arrays["x"], arrays["y"], arrays["attack_id"],
                    arrays["clean_index"], meta, arrays.get("target_x"))
   validate(ps, str(path), clean_x)
   return ps
+
+
+def _attack_eps(att, a, bad) -> float:
+  """The attack's budget from its metadata entry, or ``bad(...)``."""
+  eps = att.get("eps") if isinstance(att, dict) else None
+  if isinstance(eps, bool) or not isinstance(eps, (int, float)):
+    bad(f"attack {a} of the metadata has no numeric budget 'eps'")
+  if not (math.isfinite(eps) and 0.0 <= eps <= 1.0):
+    bad(f"attack {a}'s budget eps is {eps}, not in [0, 1]")
+  return float(eps)
 
 
 def validate(ps: PoisonedSet, where: str, clean_x=None) -> None:
@@ -149,6 +176,8 @@ def validate(ps: PoisonedSet, where: str, clean_x=None) -> None:
   if n and (y.min() < 0 or y.max() >= k):
     bad(f"labels outside [0, {k})")
   attacks = meta["attacks"]
+  for a, att in enumerate(attacks):
+    _attack_eps(att, a, bad)
   if n and (ids.min() < -1 or ids.max() >= len(attacks)):
     bad(f"attack ids outside [-1, {len(attacks)})")
   if len(np.unique(idx)) != n or (n and idx.min() < 0):
@@ -185,7 +214,7 @@ def validate(ps: PoisonedSet, where: str, clean_x=None) -> None:
   if np.any(per_example[ids < 0] != 0):
     bad("examples marked clean differ from the clean images")
   for a, att in enumerate(attacks):
-    levels = budget_levels(float(att["eps"]))
+    levels = budget_levels(_attack_eps(att, a, bad))
     worst = per_example[ids == a].max(initial=0)
     if worst > levels:
       bad(f"attack {att['name']} moves a pixel by {worst} grey levels, more "

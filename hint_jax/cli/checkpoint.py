@@ -1,4 +1,14 @@
-"""Per-epoch checkpoints so an interrupted run resumes where it stopped."""
+"""Per-epoch checkpoints so an interrupted run resumes where it stopped.
+
+A checkpoint is one file, ``checkpoint.msgpack``, written atomically (a
+temporary file renamed into place): the state, the defence's arrays and the
+metadata (epochs done, settings, history) together, so a kill at any point
+leaves either the previous checkpoint or the new one, never a state from
+one epoch with the metadata of another. ``checkpoint.json`` is a readable
+copy of the metadata written after it; checkpoints written before the
+metadata moved into the state file are still read (their epoch count from
+the JSON copy).
+"""
 
 import json
 import pathlib
@@ -24,14 +34,56 @@ def save(out, state, epoch: int, settings: dict, history, extra=None,
   """
   out = pathlib.Path(out)
   raw = state.replace(key=jax.random.key_data(state.key))
+  meta = {"epochs_done": epoch + 1, "settings": settings,
+          "history": history, "extra_meta": extra_meta}
   payload = {"state": flax.serialization.to_state_dict(raw),
-             "extra": {k: np.asarray(v) for k, v in (extra or {}).items()}}
-  write_bytes_atomic(out / STATE_FILE, flax.serialization.msgpack_serialize(
-      jax.device_get(payload)))
-  write_json_atomic(out / META_FILE, {"epochs_done": epoch + 1,
-                                      "settings": settings,
-                                      "history": history,
-                                      "extra_meta": extra_meta})
+             "extra": {k: np.asarray(v) for k, v in (extra or {}).items()},
+             "meta_json": json.dumps(meta, sort_keys=True)}
+  try:
+    write_bytes_atomic(out / STATE_FILE, flax.serialization.msgpack_serialize(
+        jax.device_get(payload)))
+    write_json_atomic(out / META_FILE, meta)
+  except OSError as e:
+    raise DataError(f"cannot write the checkpoint in {out}: "
+                    f"{e.strerror or e}; make room and run the same command "
+                    "again to resume from the last saved epoch") from None
+
+
+def _read(out):
+  """``(meta, payload)`` of the checkpoint in ``out``, or None.
+
+  Raises:
+    DataError: the checkpoint is unreadable or inconsistent (one line).
+  """
+  meta_path, state_path = out / META_FILE, out / STATE_FILE
+  if not state_path.exists():
+    return None
+  try:
+    payload = flax.serialization.msgpack_restore(state_path.read_bytes())
+  except Exception as e:  # msgpack raises several types on bad bytes
+    raise DataError(f"the checkpoint {state_path} is corrupt "
+                    f"({type(e).__name__}); delete it (or use --overwrite) "
+                    "to start again") from None
+  if not isinstance(payload, dict) or "state" not in payload:
+    raise DataError(f"{state_path} is not a hint-jax checkpoint")
+  try:
+    if "meta_json" in payload:
+      meta = json.loads(payload["meta_json"])
+    elif meta_path.exists():  # written before the metadata moved inside
+      meta = json.loads(meta_path.read_text())
+    else:
+      return None
+  except ValueError:
+    raise DataError(f"the checkpoint metadata in {out} is corrupt; delete "
+                    f"{state_path.name} (or use --overwrite) to start "
+                    "again") from None
+  if not (isinstance(meta, dict) and isinstance(meta.get("epochs_done"), int)
+          and meta["epochs_done"] >= 0
+          and isinstance(meta.get("history"), list)):
+    raise DataError(f"the checkpoint metadata in {out} lacks its epoch count "
+                    "or history; delete it (or use --overwrite) to start "
+                    "again")
+  return meta, payload
 
 
 def load(out, template_state, settings: dict):
@@ -39,17 +91,16 @@ def load(out, template_state, settings: dict):
   there is no checkpoint in ``out``. Raises ConfigError if ``out`` holds a checkpoint of a
   run with different settings."""
   out = pathlib.Path(out)
-  meta_path, state_path = out / META_FILE, out / STATE_FILE
-  if not (meta_path.exists() and state_path.exists()):
+  found = _read(out)
+  if found is None:
     return None
-  meta = json.loads(meta_path.read_text())
+  meta, payload = found
   if meta.get("settings") != settings:
     changed = sorted(k for k in set(meta.get("settings", {})) | set(settings)
                      if meta.get("settings", {}).get(k) != settings.get(k))
     raise ConfigError(f"{out} holds a checkpoint of a run with other settings "
                       f"({', '.join(changed)}); use another --out or "
                       f"--overwrite")
-  payload = flax.serialization.msgpack_restore(state_path.read_bytes())
   raw_template = template_state.replace(
       key=jax.random.key_data(template_state.key))
   raw = flax.serialization.from_state_dict(raw_template, payload["state"])
@@ -66,14 +117,13 @@ def read_final(out):
     DataError: if ``out`` holds no checkpoint.
   """
   out = pathlib.Path(out)
-  meta_path, state_path = out / META_FILE, out / STATE_FILE
-  for path in (meta_path, state_path):
-    if not path.exists():
-      raise DataError(f"{path} is missing: {out} is not the --out directory "
-                      f"of a `hint-jax train` run")
-  settings = json.loads(meta_path.read_text())["settings"]
-  state = flax.serialization.msgpack_restore(state_path.read_bytes())["state"]
-  return settings, state["params"], state.get("model_state") or {}
+  found = _read(out)
+  if found is None:
+    raise DataError(f"{out / STATE_FILE} is missing: {out} is not the --out "
+                    "directory of a `hint-jax train` run")
+  meta, payload = found
+  state = payload["state"]
+  return meta["settings"], state["params"], state.get("model_state") or {}
 
 
 def clear(out):

@@ -4,11 +4,17 @@ import argparse
 import json
 import os
 import pathlib
+import socket
 import sys
 import tempfile
 import time
 
 from hint_jax.errors import ConfigError
+
+try:
+  import fcntl  # POSIX
+except ImportError:  # Windows: no run locks
+  fcntl = None
 
 
 class OneLineParser(argparse.ArgumentParser):
@@ -63,12 +69,22 @@ def write_json_atomic(path, obj):
                             + "\n").encode())
 
 
+def _file_mode() -> int:
+  """The mode ``open()`` gives a new file under the current umask."""
+  umask = os.umask(0)
+  os.umask(umask)
+  return 0o666 & ~umask
+
+
 def write_bytes_atomic(path, data: bytes):
+  """Writes ``data`` via a temporary file and a rename, with the same mode
+  as any other output (``mkstemp`` alone would give 0600)."""
   path = pathlib.Path(path)
   fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.")
   try:
     with os.fdopen(fd, "wb") as f:
       f.write(data)
+    os.chmod(tmp, _file_mode())
     os.replace(tmp, path)
   except BaseException:
     if os.path.exists(tmp):
@@ -76,12 +92,74 @@ def write_bytes_atomic(path, data: bytes):
     raise
 
 
-def out_dir(path) -> pathlib.Path:
+def check_out(path) -> pathlib.Path:
+  """Checks an ``--out`` folder without creating anything: a non-empty
+  name, not an existing file, under a folder this process may write to.
+
+  Raises:
+    ConfigError: one line naming the path and what is wrong.
+  """
+  if path is None or not str(path).strip():
+    raise ConfigError("--out is empty; name an output folder")
   path = pathlib.Path(path)
   if path.exists() and not path.is_dir():
     raise ConfigError(f"--out {path} exists and is not a directory")
-  path.mkdir(parents=True, exist_ok=True)
+  parent = path
+  while not parent.exists() and parent != parent.parent:
+    parent = parent.parent
+  if not os.access(parent, os.W_OK | os.X_OK):
+    raise ConfigError(f"--out {path}: {parent} is not writable; choose "
+                      "another folder")
   return path
+
+
+def make_out(path) -> pathlib.Path:
+  """Creates a checked ``--out`` folder (and its parents).
+
+  Raises:
+    ConfigError: the folder cannot be created (read-only or special file
+      system, no space), one line.
+  """
+  try:
+    path.mkdir(parents=True, exist_ok=True)
+  except OSError as e:
+    raise ConfigError(f"cannot create --out {path}: "
+                      f"{e.strerror or e}") from None
+  return path
+
+
+RUN_LOCK = ".lock"
+
+
+def lock_folder(path: pathlib.Path):
+  """Takes the exclusive lock ``path/.lock`` for this process (one writer
+  per run folder) and writes who holds it there; returns the open file,
+  whose closing releases it (None where POSIX locks do not exist).
+
+  Raises:
+    ConfigError: another process holds it (the line names it).
+  """
+  if fcntl is None:
+    return None
+  f = open(path / RUN_LOCK, "a+")
+  try:
+    fcntl.flock(f, fcntl.LOCK_EX | fcntl.LOCK_NB)
+  except BlockingIOError:
+    f.seek(0)
+    holder = f.read().strip() or "another process"
+    f.close()
+    raise ConfigError(f"--out {path} is in use by another run ({holder}); "
+                      "wait for it to finish or choose another folder") from None
+  f.seek(0)
+  f.truncate()
+  f.write(f"process {os.getpid()} on {socket.gethostname()}\n")
+  f.flush()
+  return f
+
+
+def out_dir(path) -> pathlib.Path:
+  """`check_out`, then `make_out`."""
+  return make_out(check_out(path))
 
 
 # Without a terminal (a log file, nohup), progress is written as plain

@@ -10,7 +10,7 @@ test accuracies and draws the healthy-noise figure.
 import json
 
 from hint_jax.cli import figure_cmd, poison_cmd, train_cmd
-from hint_jax.cli.common import info
+from hint_jax.cli.common import check_out, info, nonneg_int
 
 
 def register(sub):
@@ -18,7 +18,7 @@ def register(sub):
                      "download needed), train without and with HINT; print "
                      "both test accuracies")
   p.add_argument("--out", default="runs/demo", help="output directory")
-  p.add_argument("--seed", type=int, default=0)
+  p.add_argument("--seed", type=nonneg_int, default=0)
   p.add_argument("--no-progress", action="store_true")
   p.set_defaults(func=run)
 
@@ -27,6 +27,7 @@ def run(args):
   from hint_jax.cli.main import build_parser  # pylint: disable=g-import-not-at-top
   parser = build_parser()
   quiet = ["--no-progress"] if args.no_progress else []
+  check_out(args.out)
   poison_file = f"{args.out}/poison.npz"
   info("demo: crafting the poisoned training set (mixed PGD/DAP/DURP/"
        "DeepConfuse, p = 1)")

@@ -48,7 +48,8 @@ import jax
 from hint_jax import attacks
 from hint_jax import experiment as exp
 from hint_jax.cli import poison_cmd, target_poison_cmd, train_cmd
-from hint_jax.cli.common import info, out_dir, positive_int, write_json_atomic
+from hint_jax.cli.common import (check_out, info, make_out, positive_int,
+                                 write_json_atomic)
 from hint_jax.errors import ConfigError
 
 POISON_LOWER_STREAM = 7   # key of lower_ratio: fold_in(key(poison seed), 7)
@@ -229,7 +230,7 @@ def manifest_path(out, profile) -> pathlib.Path:
 
 def run(args):
   profile = exp.get_profile(args.table, args.profile)
-  out = out_dir(args.out)
+  out = check_out(args.out)   # created once the arguments have passed
   if isinstance(profile, exp.TargetedProfile):
     return run_targeted(args, profile, out)
   if args.attacks is not None or args.trials is not None:
@@ -252,6 +253,7 @@ def run(args):
   if args.dry_run:
     return _dry_run(args, cells, done, chosen)
   _check_data_dir(args)
+  make_out(out)
   manifest = _open_manifest(
       args, out, profile, [cell_record(out, c) for c in cells], sum(done),
       poison_files={d: str(p.resolve()) for d, (p, _) in given.items()})
@@ -428,6 +430,7 @@ def run_targeted(args, profile, out):
   if args.dry_run:
     return _dry_run(args, cells, done, chosen)
   _check_data_dir(args)
+  make_out(out)
   manifest = _open_manifest(
       args, out, profile, [cell_record(out, c) for c in cells], sum(done))
   # A set another invocation is crafting is passed over at first: this

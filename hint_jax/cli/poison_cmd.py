@@ -22,7 +22,8 @@ from hint_jax.attacks import deepconfuse_published
 from hint_jax.attacks.deepconfuse import (DeepConfuseConfig,
                                           deepconfuse_poison, train_generator)
 from hint_jax.cli.common import (Progress, StageProgress, finite_float, info,
-                                 positive_int, work_dir, write_bytes_atomic)
+                                 nonneg_int, positive_int, work_dir,
+                                 write_bytes_atomic)
 from hint_jax.cli.train_cmd import (add_data_args, add_epoch_schedule_arg,
                                    clean_model_folder, load_splits,
                                    train_clean)
@@ -97,7 +98,7 @@ def register(sub):
   p.add_argument("--victim-epochs", type=positive_int, default=None,
                  help="clean training epochs of the victim (default: the "
                  "dataset's training preset)")
-  p.add_argument("--seed", type=int, default=0,
+  p.add_argument("--seed", type=nonneg_int, default=0,
                  help="seed of the victim, the attack assignment and the "
                  "attacks' randomness")
   add_victim_dir_arg(p)
@@ -182,8 +183,9 @@ def run(args):
   if args.dc_steps is None:
     args.dc_steps = DEFAULT_DC_STEPS.get(args.dataset, 1000)
   attacks.budget_levels(eps)   # checks eps
-  if not 0.0 <= args.ratio <= 1.0:
-    raise ConfigError(f"--ratio must be in [0, 1], got {args.ratio}")
+  if not 0.0 < args.ratio <= 1.0:
+    raise ConfigError(f"--ratio must be in (0, 1] (0 would poison nothing), "
+                      f"got {args.ratio}")
   dc_published = _published_generator(args, names)
   out = pathlib.Path(args.out)
   if out.exists() and out.is_dir():

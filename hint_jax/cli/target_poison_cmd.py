@@ -94,7 +94,7 @@ def register(sub):
                  "paper's MetaPoison setting): the crafting models train "
                  "without it too, and gradient matching crafts without "
                  "its differentiable augmentation")
-  p.add_argument("--seed", type=int, default=0,
+  p.add_argument("--seed", type=nonneg_int, default=0,
                  help="seed of the target draw, the models and the attack")
   add_victim_dir_arg(p)
   add_epoch_schedule_arg(p)

@@ -19,9 +19,10 @@ from hint_jax import data as data_lib
 from hint_jax import defenses
 from hint_jax import hint as hint_lib
 from hint_jax.cli import checkpoint
-from hint_jax.cli.common import (Progress, StageProgress, finite_float, info,
-                                 nonneg_int, out_dir, positive_float,
-                                 positive_int, write_json_atomic)
+from hint_jax.cli.common import (Progress, StageProgress, check_out,
+                                 finite_float, info, lock_folder, make_out,
+                                 nonneg_int, positive_float, positive_int,
+                                 write_bytes_atomic, write_json_atomic)
 from hint_jax.errors import ConfigError, DataError
 from hint_jax.models import MODEL_NAMES, get_model, num_params
 from hint_jax.parallel.distributed import process_rows as parallel_rows
@@ -52,13 +53,19 @@ def add_data_args(p):
                  "(default: 1000 for mnist/cifar10, 100 for digits)")
   p.add_argument("--split-seed", type=nonneg_int, default=0,
                  help="seed of the train/validation split")
+  p.add_argument("--own-data", action="store_true",
+                 help="accept dataset files whose checksums differ from the "
+                 "official ones (your own MNIST IDX files); without it they "
+                 "are refused")
 
 
 def add_train_args(p):
   p.add_argument("--model", choices=MODEL_NAMES, default=None,
                  help="default: convnet (mnist), resnet18 (cifar10), "
                  "convnet_small (digits)")
-  p.add_argument("--epochs", type=nonneg_int, default=None)
+  p.add_argument("--epochs", type=nonneg_int, default=None,
+                 help="default: the dataset's preset; 0 evaluates the "
+                 "untrained model (said on stderr)")
   p.add_argument("--batch-size", type=positive_int, default=None)
   p.add_argument("--lr", type=positive_float, default=None)
   p.add_argument("--seed", type=nonneg_int, default=0,
@@ -632,6 +639,11 @@ def load_splits(args):
   training images are left after validation (a partial copy), all of them
   are used and that is said on stderr and recorded in result.json."""
   dataset = data_lib.load_dataset(args.dataset, args.data_dir, args.source)
+  if dataset.meta.get("verified") is False and not getattr(
+      args, "own_data", False):
+    raise DataError(f"the {args.dataset} files of {dataset.source} differ "
+                    "from the official ones (sha256); replace them, or pass "
+                    "--own-data if they are yours")
   splits = data_lib.split_train_val(dataset, args.num_val, args.split_seed)
   if args.subset is not None:
     if args.subset <= len(splits.x_train):
@@ -643,12 +655,35 @@ def load_splits(args):
 
 
 def run(args):
-  out = out_dir(args.out)
+  held = []   # the run folder's lock, released when the run ends
+  try:
+    return _run(args, held)
+  finally:
+    for f in held:
+      f.close()
+
+
+def _hold(out, held):
+  """Creates the checked ``out`` and takes its run lock (process 0 only
+  across hosts: the others write where it does)."""
+  make_out(out)
+  if jax.process_index() == 0:
+    lock = lock_folder(out)
+    if lock is not None:
+      held.append(lock)
+
+
+def _run(args, held):
+  # Nothing is created until every setting and input has been checked.
+  out = check_out(args.out)
   t_start = time.perf_counter()
   cfg = preset(args.dataset, epochs=args.epochs, batch_size=args.batch_size,
                lr=args.lr, eval_every=args.eval_every,
                augment=False if args.no_augment else None,
                epoch_schedule=args.epoch_schedule)
+  if cfg.epochs == 0:
+    info("note: --epochs 0 trains nothing; the result is the untrained "
+         "model's")
   # Settings are checked before any data is read.
   hint_cfg = hint_config(args, cfg.epochs) if args.defense == "hint" else None
   epic_cfg = epic_config(args, cfg.epochs) if args.defense == "epic" else None
@@ -659,8 +694,10 @@ def run(args):
   mesh = make_mesh(args, args.defense)
   atda_cfg = atda_config(args) if args.defense == "atda" else None
   dataset, splits = load_splits(args)
-  info(f"data: {dataset.source}: {len(splits.x_train)} train / "
-       f"{len(splits.x_val)} val / {len(splits.x_test)} test")
+  # Said once the inputs have passed their checks (a refused run prints
+  # only its error line).
+  notes = [f"data: {dataset.source}: {len(splits.x_train)} train / "
+           f"{len(splits.x_val)} val / {len(splits.x_test)} test"]
   poison, target_x, poison_mask, x_clean = None, None, None, None
   if args.poison is not None:
     x_clean = splits.x_train
@@ -674,22 +711,25 @@ def run(args):
     target_x = ps.target_x
     crafted_on = (ps.meta.get("victim") or {}).get("augment")
     if crafted_on is not None and crafted_on != cfg.augment:
-      info(f"note: {args.poison} was crafted on models trained "
-           f"{'with' if crafted_on else 'without'} augmentation; this run "
-           f"trains {'with' if cfg.augment else 'without'} it ("
-           f"{'add' if cfg.augment else 'drop'} --no-augment to match)")
+      notes.append(
+          f"note: {args.poison} was crafted on models trained "
+          f"{'with' if crafted_on else 'without'} augmentation; this run "
+          f"trains {'with' if cfg.augment else 'without'} it ("
+          f"{'add' if cfg.augment else 'drop'} --no-augment to match)")
     if ps.target is not None and ps.target.get("scenario") == "transfer":
+      _hold(out, held)
+      for note in notes:
+        info(note)
       return run_transfer(args, out, t_start, dataset, splits, ps,
                           x_poisoned, x_clean)
     poison = {"file": str(pathlib.Path(args.poison).resolve()),
               "counts": ps.counts(), "attacks": ps.meta["attacks"],
               "ratio": ps.meta.get("ratio"), "target": ps.target}
-    info(f"poisoned training set: {poison['counts']}")
+    notes.append(f"poisoned training set: {poison['counts']}")
   if args.victim_dir is not None:
     raise ConfigError("--victim-dir applies to transfer-scenario files "
                       "(target-poison --attack bp|fc) only")
-  if hint_cfg is not None:
-    announce_hint_schedule(args, cfg.epochs)
+  _hold(out, held)
   model_name = args.model or default_model(args.dataset)
   model = get_model(model_name, splits.num_classes, splits.x_train.shape[1:])
   trainer = Trainer(model, cfg, len(splits.x_train), adversary=(
@@ -739,6 +779,10 @@ def run(args):
     checkpoint.clear(out)
     (out / "metrics.jsonl").unlink(missing_ok=True)
   resumed = checkpoint.load(out, state, settings)
+  for note in notes:
+    info(note)
+  if hint_cfg is not None:
+    announce_hint_schedule(args, cfg.epochs)
   start_epoch, history = 0, []
   if resumed is not None:
     state, start_epoch, history, extra, extra_meta = resumed
@@ -753,6 +797,10 @@ def run(args):
     if epic is not None:
       epic.load_state(extra["epic_active"], (extra_meta or {}).get("epic", []))
     info(f"resuming {out} after epoch {start_epoch}")
+    # The metrics file is rebuilt from the checkpoint's history, so an
+    # epoch written there after the last checkpoint is not repeated.
+    write_bytes_atomic(out / "metrics.jsonl", "".join(
+        json.dumps(r) + "\n" for r in history).encode())
   elif (out / "metrics.jsonl").exists():
     (out / "metrics.jsonl").unlink()
 
@@ -792,8 +840,13 @@ def run(args):
 
   def on_epoch_end(epoch, st, record, _x):
     history.append(record)
-    with open(out / "metrics.jsonl", "a") as f:
-      f.write(json.dumps(record) + "\n")
+    try:
+      with open(out / "metrics.jsonl", "a") as f:
+        f.write(json.dumps(record) + "\n")
+    except OSError as e:
+      raise DataError(f"cannot write {out / 'metrics.jsonl'}: "
+                      f"{e.strerror or e}; make room and run the same "
+                      "command again to resume") from None
     extra, extra_meta = None, None
     if defence is not None:
       extra = defence.state_arrays()
@@ -828,6 +881,7 @@ def run(args):
   result = {
       **{k: v for k, v in settings.items()
          if k not in ("config", "hint", "epic", "friends", "atda")},
+      "data_verified": dataset.meta.get("verified"),
       "epochs": cfg.epochs, "batch_size": cfg.batch_size,
       "lr": cfg.optim.lr, "epoch_schedule": args.epoch_schedule,
       "lr_milestones": list(cfg.optim.lr_milestones),

@@ -30,15 +30,31 @@ def collect(out) -> tuple:
                     f"experiment TABLE --profile P --out {out}` first")
   manifests, cells = [], {}
   for p in paths:
-    m = json.loads(p.read_text())
+    m = _read_json(p, "experiment manifest")
+    if not isinstance(m.get("cells"), list) or "table" not in m:
+      raise DataError(f"the experiment manifest {p} has no table and cell "
+                      "list; restore it or run the experiment again")
     manifests.append(m)
     for rec in m["cells"]:
       if rec["id"] in cells:
         continue
       res = out / rec["dir"] / "result.json"
-      cells[rec["id"]] = dict(rec, result=(json.loads(res.read_text())
+      cells[rec["id"]] = dict(rec, result=(_read_json(res, "cell result")
                                            if res.exists() else None))
   return manifests, list(cells.values())
+
+
+def _read_json(path, what):
+  """A JSON file's content, or a DataError naming the file."""
+  try:
+    data = json.loads(path.read_text())
+  except (OSError, UnicodeDecodeError, ValueError) as e:
+    raise DataError(f"cannot read the {what} {path} "
+                    f"({type(e).__name__}); restore it or run the "
+                    "experiment again") from None
+  if not isinstance(data, dict):
+    raise DataError(f"the {what} {path} is not a JSON object")
+  return data
 
 
 def _accs(cells, **where):

@@ -108,9 +108,10 @@ class HintConfig:
       raise ConfigError(f"HINT ratio must be in (0, 1], got {self.ratio}")
     if not (finite(self.gamma) and self.gamma >= 0.0):
       raise ConfigError(f"HINT gamma must be >= 0, got {self.gamma}")
-    if not (finite(self.beta) and 0.0 <= self.beta <= 1.0):
-      raise ConfigError(f"HINT beta must be in [0, 1] (pixel units; 16/255 "
-                        f"is {16 / 255:.4f}), got {self.beta}")
+    if not (finite(self.beta) and 0.0 < self.beta <= 1.0):
+      raise ConfigError(f"HINT beta must be in (0, 1] (pixel units; 16/255 "
+                        f"is {16 / 255:.4f}; 0 would allow no noise), got "
+                        f"{self.beta}")
     sched = tuple(self.schedule)
     if any(not isinstance(e, int) or isinstance(e, bool) or e < 0
            for e in sched):

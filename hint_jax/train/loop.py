@@ -16,7 +16,7 @@ import jax.numpy as jnp
 from jax.sharding import NamedSharding, PartitionSpec
 import numpy as np
 
-from hint_jax.errors import ConfigError
+from hint_jax.errors import ConfigError, NumericalError
 from hint_jax.parallel import distributed
 from hint_jax.parallel import mesh as mesh_lib
 from hint_jax.train.augment import bernoulli_noise, random_shift_flip
@@ -257,6 +257,12 @@ class Trainer:
     return {"loss": loss / n, "accuracy": correct / n}
 
 
+# A mean training loss above this (or not finite) is divergence: the
+# cross-entropy of a uniform guess over 10 classes is 2.3, and no sane
+# epoch of any preset here comes near 1000.
+DIVERGED_LOSS = 1e3
+
+
 def fit(trainer: Trainer, state: TrainState, data, *, start_epoch: int = 0,
         before_epoch: Optional[Callable] = None,
         on_progress: Optional[Callable] = None,
@@ -282,6 +288,11 @@ def fit(trainer: Trainer, state: TrainState, data, *, start_epoch: int = 0,
   The training steps donate their input state's buffers (no copy per step):
   after the call, use the returned state, not the one passed in.
 
+  Raises:
+    NumericalError: an epoch's mean training loss is not finite or above
+      ``DIVERGED_LOSS``; raised before that epoch's ``on_epoch_end``, so a
+      checkpointing hook keeps the last good epoch.
+
   Returns:
     ``(state, history, x_train)``: the final state, the list of per-epoch
     records and the training images as they were at the end.
@@ -302,6 +313,11 @@ def fit(trainer: Trainer, state: TrainState, data, *, start_epoch: int = 0,
                                          on_progress, active)
     jax.block_until_ready(state.params)
     train_seconds = time.perf_counter() - t0
+    loss = metrics["train_loss"]
+    if not (np.isfinite(loss) and loss <= DIVERGED_LOSS):
+      raise NumericalError(
+          f"training diverged in epoch {epoch + 1} (mean loss {loss:.4g}); "
+          "epochs finished before it are kept; lower the learning rate")
     record = {"epoch": epoch + 1, **metrics,
               "train_seconds": train_seconds, "hook_seconds": hook_seconds,
               "step": int(state.step)}

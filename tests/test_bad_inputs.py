@@ -1,0 +1,340 @@
+"""Bad input through the command line, as a new user would give it: for each
+case the exit status is 2, stderr holds exactly one line (the error, no
+traceback) and nothing under the working folder is created or changed.
+
+Every case runs in-process (``main(argv)``), so an unanticipated exception
+fails the test with its traceback instead of being counted.
+"""
+
+import gzip
+import json
+import os
+import pathlib
+import shutil
+
+import numpy as np
+import pytest
+
+from hint_jax.cli.main import main
+
+# Cases: (id, argv); "{W}" is the working folder, "{P}" the valid digits
+# poison file, "{D}" the real data folder.
+TRAIN = ["train", "--dataset", "digits", "--epochs", "1", "--no-progress"]
+OUT = ["--out", "{W}/run"]
+CASES = [
+    # --out itself
+    ("out-empty", TRAIN + ["--out", ""]),
+    ("out-blank", TRAIN + ["--out", "  "]),
+    ("out-is-a-file", TRAIN + ["--out", "{W}/file.txt"]),
+    ("out-under-proc", TRAIN + ["--out", "/proc/hint_jax_test/run"]),
+    # settings
+    ("epochs-negative", TRAIN + ["--epochs", "-1"] + OUT),
+    ("lr-zero", TRAIN + ["--lr", "0"] + OUT),
+    ("lr-nan", TRAIN + ["--lr", "nan"] + OUT),
+    ("batch-zero", TRAIN + ["--batch-size", "0"] + OUT),
+    ("subset-zero", TRAIN + ["--subset", "0"] + OUT),
+    ("unknown-dataset", ["train", "--dataset", "imagenet"] + OUT),
+    ("unknown-source", TRAIN + ["--source", "floppy"] + OUT),
+    ("unknown-defense", TRAIN + ["--defense", "prayer"] + OUT),
+    ("hint-beta-zero", TRAIN + ["--defense", "hint", "--beta", "0",
+                                "--schedule", "0"] + OUT),
+    ("hint-beta-negative", TRAIN + ["--defense", "hint", "--beta", "-1",
+                                    "--schedule", "0"] + OUT),
+    ("hint-beta-nan", TRAIN + ["--defense", "hint", "--beta", "nan",
+                               "--schedule", "0"] + OUT),
+    ("hint-ratio-zero", TRAIN + ["--defense", "hint", "--ratio", "0",
+                                 "--schedule", "0"] + OUT),
+    ("hint-ratio-two", TRAIN + ["--defense", "hint", "--ratio", "2",
+                                "--schedule", "0"] + OUT),
+    ("hint-gamma-negative", TRAIN + ["--defense", "hint", "--gamma", "-1",
+                                     "--schedule", "0"] + OUT),
+    ("hint-schedule-decreasing", TRAIN + ["--defense", "hint", "--schedule",
+                                          "3,1"] + OUT),
+    ("hint-schedule-words", TRAIN + ["--defense", "hint", "--schedule",
+                                     "a,b"] + OUT),
+    ("hint-schedule-past-end", TRAIN + ["--defense", "hint", "--schedule",
+                                        "40"] + OUT),
+    ("hint-direction-unknown", TRAIN + ["--defense", "hint",
+                                        "--hint-direction", "up"] + OUT),
+    ("friends-begin-past-end", TRAIN + ["--defense", "friends",
+                                        "--friends-begin-epoch", "9"] + OUT),
+    ("epic-warmup-past-end", TRAIN + ["--defense", "epic", "--epic-warmup",
+                                      "9"] + OUT),
+    ("atda-eps-zero", TRAIN + ["--defense", "atda", "--atda-eps", "0"] + OUT),
+    ("atda-norm-unknown", TRAIN + ["--defense", "atda", "--atda-norm",
+                                   "l1"] + OUT),
+    ("victim-dir-without-transfer", TRAIN + ["--victim-dir", "{W}/v"] + OUT),
+    ("epoch-schedule-unknown", TRAIN + ["--epoch-schedule", "relative"] +
+     OUT),
+    # poison files
+    ("poison-missing", TRAIN + ["--poison", "{W}/nowhere.npz"] + OUT),
+    ("poison-is-a-folder", TRAIN + ["--poison", "{W}/folder"] + OUT),
+    ("poison-truncated", TRAIN + ["--poison", "{W}/trunc.npz"] + OUT),
+    ("poison-random-bytes", TRAIN + ["--poison", "{W}/rand.npz"] + OUT),
+    ("poison-not-ours", TRAIN + ["--poison", "{W}/other.npz"] + OUT),
+    ("poison-no-eps", TRAIN + ["--poison", "{W}/noeps.npz"] + OUT),
+    ("poison-nan-eps", TRAIN + ["--poison", "{W}/naneps.npz"] + OUT),
+    ("poison-bad-json", TRAIN + ["--poison", "{W}/badmeta.npz"] + OUT),
+    ("poison-other-split", TRAIN + ["--split-seed", "1", "--poison", "{P}"]
+     + OUT),
+    # crafting
+    ("craft-ratio-zero", ["poison", "--dataset", "digits", "--ratio", "0",
+                          "--out", "{W}/p.npz"]),
+    ("craft-ratio-big", ["poison", "--dataset", "digits", "--ratio", "1.5",
+                         "--out", "{W}/p.npz"]),
+    ("craft-unknown-attack", ["poison", "--dataset", "digits", "--attacks",
+                              "pgd,foo", "--out", "{W}/p.npz"]),
+    ("craft-no-attack", ["poison", "--dataset", "digits", "--attacks", ",",
+                         "--out", "{W}/p.npz"]),
+    ("craft-eps-two", ["poison", "--dataset", "digits", "--eps", "2",
+                       "--out", "{W}/p.npz"]),
+    ("craft-out-is-folder", ["poison", "--dataset", "digits", "--out",
+                             "{W}/folder"]),
+    ("craft-published-dc-on-digits", ["poison", "--dataset", "digits",
+                                      "--attacks", "dc", "--dc-generator",
+                                      "published", "--out", "{W}/p.npz"]),
+    ("craft-dc-weights-missing", ["poison", "--dataset", "mnist", "--attacks",
+                                  "dc", "--data-dir", "{D}", "--dc-weights",
+                                  "{W}/none.pt", "--out", "{W}/p.npz"]),
+    ("craft-dc-weights-corrupt", ["poison", "--dataset", "mnist", "--attacks",
+                                  "dc", "--data-dir", "{D}", "--dc-weights",
+                                  "{W}/rand.npz", "--out", "{W}/p.npz"]),
+    # data
+    ("mnist-data-dir-missing", ["train", "--dataset", "mnist", "--data-dir",
+                                "{W}/nodata"] + OUT),
+    ("mnist-bytes-changed", ["train", "--dataset", "mnist", "--data-dir",
+                             "{W}/changed"] + OUT),
+    ("craft-seed-negative", ["poison", "--dataset", "digits", "--seed",
+                             "-3", "--out", "{W}/p.npz"]),
+    ("target-craft-seed-negative", ["target-poison", "--dataset", "digits",
+                                    "--attack", "bp", "--seed", "-3",
+                                    "--out", "{W}/p.npz"]),
+    ("demo-seed-negative", ["demo", "--seed", "-3", "--out", "{W}/demo"]),
+    ("demo-out-is-a-file", ["demo", "--out", "{W}/file.txt"]),
+    # experiments and reports
+    ("experiment-unknown-ratio", ["experiment", "table2", "--profile",
+                                  "quick", "--ratios", "0.3", "--out",
+                                  "{W}/exp"]),
+    ("experiment-unknown-method", ["experiment", "controls", "--profile",
+                                   "quick", "--methods", "magic", "--out",
+                                   "{W}/exp"]),
+    ("experiment-ratios-on-table3", ["experiment", "table3", "--profile",
+                                     "quick", "--ratios", "1", "--out",
+                                     "{W}/exp"]),
+    ("experiment-out-empty", ["experiment", "table2", "--profile", "quick",
+                              "--out", ""]),
+    ("report-no-manifest", ["report", "{W}/folder"]),
+    ("report-corrupt-manifest", ["report", "{W}/badexp"]),
+    ("report-manifest-not-a-table", ["report", "{W}/oddexp"]),
+]
+
+
+def _snapshot(root: pathlib.Path) -> dict:
+  """Every path under ``root`` with its size and modification time."""
+  out = {}
+  for dirpath, dirnames, filenames in os.walk(root):
+    for name in dirnames + filenames:
+      p = pathlib.Path(dirpath) / name
+      st = p.lstat()
+      out[str(p.relative_to(root))] = (st.st_size, st.st_mtime_ns)
+  return out
+
+
+@pytest.fixture(scope="module")
+def work(tmp_path_factory, data_dir):
+  """The working folder: a valid digits poison file and broken variants,
+  a changed copy of MNIST, broken experiment folders."""
+  w = tmp_path_factory.mktemp("bad")
+  good = w / "good.npz"
+  assert main(["poison", "--dataset", "digits", "--attacks", "durp",
+               "--ratio", "0.5", "--out", str(good), "--no-progress"]) == 0
+  raw = good.read_bytes()
+  (w / "trunc.npz").write_bytes(raw[:len(raw) // 2])
+  (w / "rand.npz").write_bytes(np.random.default_rng(0).bytes(5000))
+  np.savez(w / "other.npz", a=np.zeros(3))
+  with np.load(good) as f:
+    arrays = dict(f)
+  meta = json.loads(str(arrays["meta"]))
+  for name, change in (("noeps", lambda a: a.pop("eps")),
+                       ("naneps", lambda a: a.update(eps=float("nan")))):
+    m = json.loads(json.dumps(meta))
+    change(m["attacks"][0])
+    np.savez(w / f"{name}.npz", **{**arrays, "meta": np.array(json.dumps(m))})
+  np.savez(w / "badmeta.npz", **{**arrays, "meta": np.array("{oops")})
+  (w / "file.txt").write_text("not a folder")
+  (w / "folder").mkdir()
+  # MNIST with one image byte changed, in raw (uncompressed) IDX files.
+  changed = w / "changed" / "mnist"
+  changed.mkdir(parents=True)
+  for f in (data_dir / "mnist").glob("*-ubyte.gz"):
+    data = bytearray(gzip.decompress(f.read_bytes()))
+    if f.name.startswith("train-images"):
+      data[5000] ^= 0xFF
+    (changed / f.name[:-3]).write_bytes(bytes(data))
+  (w / "badexp").mkdir()
+  (w / "badexp" / "experiment_table2_quick.json").write_text('{"table": ')
+  (w / "oddexp").mkdir()
+  (w / "oddexp" / "experiment_table2_quick.json").write_text("[1, 2]")
+  return w, good
+
+
+@pytest.mark.parametrize("case,argv", CASES, ids=[c[0] for c in CASES])
+def test_bad_input_is_one_line_and_leaves_nothing(case, argv, work, data_dir,
+                                                  capsys):
+  w, good = work
+  argv = [a.replace("{W}", str(w)).replace("{P}", str(good)).replace(
+      "{D}", str(data_dir)) for a in argv]
+  before = _snapshot(w)
+  capsys.readouterr()
+  try:
+    rc = main(argv)
+  except SystemExit as e:     # argparse refuses before main's try
+    rc = e.code
+  err = capsys.readouterr().err
+  lines = [ln for ln in err.splitlines() if ln.strip()]
+  assert rc == 2, (case, err)
+  assert len(lines) == 1, (case, err)
+  assert "Traceback" not in err
+  assert lines[0].startswith(("hint-jax: error:", "hint-jax ")), lines[0]
+  assert _snapshot(w) == before, case
+  assert not pathlib.Path("/proc/hint_jax_test").exists()
+
+
+def test_refused_mnist_copy_is_accepted_when_declared_own(work, tmp_path):
+  """--own-data takes a changed copy, and result.json says it is not the
+  official data."""
+  w, _ = work
+  out = tmp_path / "own"
+  data = tmp_path / "data"
+  shutil.copytree(w / "changed", data)
+  assert main(["train", "--dataset", "mnist", "--data-dir", str(data),
+               "--own-data", "--epochs", "0", "--subset", "200", "--out",
+               str(out), "--no-progress"]) == 0
+  result = json.loads((out / "result.json").read_text())
+  assert result["data_verified"] is False
+
+
+def test_divergence_stops_with_one_line_and_keeps_the_good_epochs(tmp_path,
+                                                                  capsys):
+  out = tmp_path / "run"
+  rc = main(["train", "--dataset", "digits", "--epochs", "3", "--lr", "1e6",
+             "--out", str(out), "--no-progress"])
+  err = capsys.readouterr().err
+  assert rc == 2
+  assert err.strip().splitlines()[-1].startswith(
+      "hint-jax: error: training diverged in epoch 1")
+  # Nothing of the diverged epoch was written.
+  assert not (out / "result.json").exists()
+  assert not (out / "metrics.jsonl").exists()
+
+
+def test_one_writer_per_run_folder(tmp_path, capsys):
+  """A second run on a folder whose lock is held is refused, naming the
+  holder; the folder's files are untouched."""
+  from hint_jax.cli.common import lock_folder  # pylint: disable=g-import-not-at-top
+  out = tmp_path / "run"
+  out.mkdir()
+  held = lock_folder(out)
+  try:
+    before = _snapshot(tmp_path)
+    rc = main(["train", "--dataset", "digits", "--epochs", "1", "--out",
+               str(out), "--no-progress"])
+    err = capsys.readouterr().err
+    assert rc == 2 and "in use by another run (process" in err
+    assert len([ln for ln in err.splitlines() if ln.strip()]) == 1
+    assert _snapshot(tmp_path) == before
+  finally:
+    held.close()
+  # Released: the run goes through.
+  assert main(["train", "--dataset", "digits", "--epochs", "1", "--out",
+               str(out), "--no-progress"]) == 0
+
+
+# ------------------------------------------------- interrupted checkpoints
+class _Killed(Exception):
+  pass
+
+
+def _losses(out):
+  lines = (out / "metrics.jsonl").read_text().splitlines()
+  return [(r["epoch"], r["train_loss"]) for r in map(json.loads, lines)]
+
+
+@pytest.fixture(scope="module")
+def reference_run(tmp_path_factory):
+  out = tmp_path_factory.mktemp("ref") / "run"
+  argv = ["train", "--dataset", "digits", "--epochs", "4", "--out",
+          str(out), "--no-progress"]
+  assert main(argv) == 0
+  return argv, out
+
+
+@pytest.mark.parametrize("where,epoch", [("state", 1), ("json", 1),
+                                         ("state", 2), ("json", 3)])
+def test_a_kill_inside_a_checkpoint_write_resumes_to_the_same_run(
+    reference_run, tmp_path, monkeypatch, where, epoch):
+  """The process dies while writing the checkpoint after 0-based
+  ``epoch``: in the state file's write (the previous checkpoint stays) or
+  in the readable JSON copy written after it (the new one is complete).
+  The same command then resumes to the reference run's exact losses and
+  accuracy, and metrics.jsonl holds each epoch once."""
+  from hint_jax.cli import checkpoint  # pylint: disable=g-import-not-at-top
+  ref_argv, ref_out = reference_run
+  out = tmp_path / "run"
+  argv = [a if a != str(ref_out) else str(out) for a in ref_argv]
+  name = "write_bytes_atomic" if where == "state" else "write_json_atomic"
+  real = getattr(checkpoint, name)
+  calls = []
+
+  def dies(path, data):
+    calls.append(path)
+    if len(calls) == epoch + 1:
+      if where == "state":   # the temporary file is written, not renamed
+        (path.parent / f".{path.name}.partial").write_bytes(b"\0" * 10)
+      raise _Killed()
+    return real(path, data)
+
+  monkeypatch.setattr(checkpoint, name, dies)
+  with pytest.raises(_Killed):
+    main(argv)
+  monkeypatch.undo()
+  assert main(argv) == 0
+  assert _losses(out) == _losses(ref_out)
+  got = json.loads((out / "result.json").read_text())
+  want = json.loads((ref_out / "result.json").read_text())
+  assert got["test_accuracy"] == want["test_accuracy"]
+  assert got["test_loss"] == want["test_loss"]
+
+
+def test_corrupt_checkpoints_are_one_line(reference_run, tmp_path, capsys):
+  from hint_jax.cli import checkpoint  # pylint: disable=g-import-not-at-top
+  _, ref_out = reference_run
+  for name, damage in (
+      ("truncated", lambda p: p.write_bytes(p.read_bytes()[:100])),
+      ("random", lambda p: p.write_bytes(np.random.default_rng(1).bytes(
+          3000)))):
+    out = tmp_path / name
+    shutil.copytree(ref_out, out)
+    damage(out / checkpoint.STATE_FILE)
+    capsys.readouterr()
+    rc = main(["train", "--dataset", "digits", "--epochs", "4", "--out",
+               str(out), "--no-progress"])
+    err = capsys.readouterr().err
+    assert rc == 2 and "checkpoint" in err and "corrupt" in err, err
+    assert len([ln for ln in err.splitlines() if ln.strip()]) == 1
+    assert main(["figure", "noise", "--run", str(out)]) == 2
+  # The readable JSON copy is not needed: the state file carries it.
+  out = tmp_path / "nojson"
+  shutil.copytree(ref_out, out)
+  (out / checkpoint.META_FILE).unlink()
+  settings, params, _ = checkpoint.read_final(out)
+  assert settings["dataset"] == "digits" and params
+
+
+def test_every_output_has_the_same_mode(reference_run):
+  """result.json and the checkpoint (written atomically) get the mode of
+  the plainly written metrics.jsonl."""
+  _, out = reference_run
+  modes = {p.name: p.stat().st_mode & 0o777 for p in out.iterdir()
+           if p.is_file() and not p.name.startswith(".")}
+  assert len(set(modes.values())) == 1, modes
