@@ -505,6 +505,8 @@ _add(TargetedProfile(
         "paper's targeted budget 0.062). For an accelerator; not yet "
         "run.")))
 
+CONTROLS_TARGETED_METHODS = (NONE, HINT, HINT_RANDOM_SIGN, HINT_GAMMA100,
+                             HINT_SIGN_BETA)
 _add(TargetedProfile(
     "controls_targeted", "quick", "digits", ("bp", "gm"),
     (NONE, HINT, HINT_RANDOM_SIGN, HINT_SIGN_BETA), 1,
@@ -517,21 +519,21 @@ _add(TargetedProfile(
         "--out runs/exp.")))
 _add(TargetedProfile(
     "controls_targeted", "cpu", "cifar10", ("bp", "fc", "gm"),
-    (NONE, HINT, HINT_RANDOM_SIGN, HINT_GAMMA100, HINT_SIGN_BETA), 3,
+    CONTROLS_TARGETED_METHODS, 3,
     craft_flags=CPU_CIFAR_CRAFT, train_flags=CPU_CIFAR_TRAIN,
     description=(
         "HINT, its random-sign twin and the two strongest doses (gamma x "
         "100, a sign step of beta per update) against Bullseye Polytope, "
         "Feature Collision and gradient matching, 3 trials, at the table3 "
-        "cpu settings in the preset's shape (shared sets and cells). For "
-        "gradient matching the issue asks no defence, HINT and the "
-        "strongest dose: --attacks gm --methods 'none,HINT,HINT sign-step "
-        "beta'. Command: hint-jax experiment controls_targeted --profile "
+        "cpu settings in the preset's shape (shared sets and cells). "
+        "Gradient matching crafts slowly on a CPU (about 40 minutes a "
+        "trial): its no defence, HINT and strongest-dose cells first with "
+        "--attacks gm --methods 'none,HINT,HINT sign-step beta'. Command: hint-jax experiment controls_targeted --profile "
         "cpu --data-dir DATA --out runs/exp (--attacks, --methods, "
         "--trials for a part).")))
 _add(TargetedProfile(
     "controls_targeted", "paper", "cifar10", ("bp", "fc", "gm"),
-    (NONE, HINT, HINT_RANDOM_SIGN, HINT_GAMMA100, HINT_SIGN_BETA), 5,
+    CONTROLS_TARGETED_METHODS, 5,
     description=(
         "HINT and its controls against BP, FC and GM at the paper's "
         "CIFAR-10 settings, five trials. For an accelerator; not yet "
