@@ -148,8 +148,9 @@ def table3(manifests, cells, table="table3") -> str:
   parts = [f"## {title}, successes / trials (mean clean test accuracy %)",
            "",
            "A success: the victim gives the target test image the intended "
-           "class. Ours first, the paper's (CIFAR-10) in brackets; "
-           "\"n/a\": not run for that scenario."]
+           "class" + ("; ours first, the paper's (CIFAR-10) in brackets"
+                      if paper else "") +
+           "; \"n/a\": not run for that scenario."]
   for dataset in ordered({c["dataset"] for c in cells}):
     rows = []
     for m in methods:
@@ -171,8 +172,10 @@ def table3(manifests, cells, table="table3") -> str:
       rows.append(row)
     parts += ["", f"### {dataset}", "",
               _md(["method"] + [a.upper() for a in attacks], rows)]
-    if table != "table3":
-      parts += ["", _noise_by_attack(cells, dataset, methods, attacks)]
+    noise = ("" if table == "table3" else
+             _noise_by_attack(cells, dataset, methods, attacks))
+    if noise:
+      parts += ["", noise]
     parts += ["", trials_table3(cells, dataset, methods)]
   return "\n".join(parts)
 
@@ -195,6 +198,8 @@ def _noise_by_attack(cells, dataset, methods, attacks) -> str:
                  if stats else "—")
     if any_hint:
       rows.append(row)
+  if not rows:
+    return ""
   return "\n".join([
       "The noise after HINT's last update: mean |δ| (grey levels) / pixels "
       "at β (%) / cosine of the noise with the way back to the poisons' "
