@@ -17,6 +17,8 @@ from hint_jax.errors import DataError
 def weights_path(data_dir):
   path = dp.default_path(data_dir)
   if not path.exists():
+    # The weights are the DeepConfuse authors', supplied by the user and
+    # never shipped; CI's data folder holds them, so these tests run there.
     pytest.skip(f"the published generator is not in {path}")
   return path
 
