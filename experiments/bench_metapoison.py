@@ -18,7 +18,7 @@ import jax.numpy as jnp
 import numpy as np
 import optax
 
-from hint_jax.attacks import targeted
+from hint_jax.attacks import metapoison, targeted
 from hint_jax.models import get_model
 
 from bench_side_by_side import side_by_side, write_json
@@ -53,7 +53,7 @@ def main(argv=None):
            else list(members))
     delta = jnp.zeros_like(x0)
     state[m] = [ens, delta, opt.init(delta)]
-  step = {"vmap": targeted._mp_step, "loop": targeted._mp_step_loop}  # pylint: disable=protected-access
+  step = {"vmap": metapoison._mp_step, "loop": metapoison._mp_step_loop}  # pylint: disable=protected-access
 
   def run(m):
     ens, delta, opt_state = state[m]
