@@ -17,8 +17,7 @@ import argparse
 import json
 import pathlib
 
-from hint_jax.cli.common import Progress
-from hint_jax.cli.train_cmd import load_splits, target_outcome, train_clean
+from hint_jax import pipeline
 
 
 def main():
@@ -36,16 +35,15 @@ def main():
   p.add_argument("--data-dir", default=None)
   p.add_argument("--out", required=True)
   args = p.parse_args()
-  _, splits = load_splits(argparse.Namespace(
-      dataset="cifar10", data_dir=args.data_dir, source="auto",
-      num_val=1000, split_seed=0, subset=10000))
+  _, splits = pipeline.load_splits(pipeline.DataSpec(
+      "cifar10", data_dir=args.data_dir, num_val=1000, subset=10000))
   out = pathlib.Path(args.out)
   out.mkdir(parents=True, exist_ok=True)
-  model, state, _, acc = train_clean(
-      "cifar10", "resnet_tiny", splits, 15, args.seed, out, Progress(None),
+  model, state, _, acc = pipeline.train_clean(
+      "cifar10", "resnet_tiny", splits, 15, args.seed, out, None,
       "clean control", augment=False if args.no_augment else None,
       epoch_schedule=args.epoch_schedule)
-  verdict = target_outcome(model, state, splits.x_test[args.target], {
+  verdict = pipeline.target_outcome(model, state, splits.x_test[args.target], {
       "index": args.target, "true_class": int(splits.y_test[args.target]),
       "intended_class": args.intended})
   record = {"seed": args.seed, "no_augment": args.no_augment,

@@ -65,7 +65,7 @@ def interrupted_run(monkeypatch):
   """``run(argv, epoch)``: runs ``hint-jax argv`` killed right after the
   checkpoint of 0-based ``epoch``, then the same command again (resuming);
   returns the resumed run's exit status."""
-  from hint_jax.cli import checkpoint  # pylint: disable=g-import-not-at-top
+  from hint_jax.pipeline import checkpoint  # pylint: disable=g-import-not-at-top
   from hint_jax.cli.main import main  # pylint: disable=g-import-not-at-top
 
   class Stop(Exception):

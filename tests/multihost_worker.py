@@ -1,8 +1,13 @@
-"""One process of the two-process training test (tests/test_parallel.py):
-``python multihost_worker.py PORT PROCESS_ID OUT.npz``. Starts JAX's
+"""One process of the two-process tests (tests/test_parallel.py).
+
+``python multihost_worker.py PORT PROCESS_ID OUT.npz``: Starts JAX's
 distributed runtime on localhost with 2 CPU devices per process, keeps this
 process's rows of the digits, trains one epoch on the mesh over all 4
-devices on its share of the first ROWS rows and saves the parameters and this process's batch order."""
+devices on its share of the first ROWS rows and saves the parameters and this process's batch order.
+
+``python multihost_worker.py PORT PROCESS_ID RUN_DIR job``: both processes
+run the same `hint_jax.pipeline.run_train` job (digits, 2 epochs) into the
+shared RUN_DIR; only process 0 may write there."""
 
 import dataclasses
 import sys
@@ -21,6 +26,13 @@ def main():
   from hint_jax import parallel  # pylint: disable=g-import-not-at-top
   from hint_jax.parallel import distributed  # pylint: disable=g-import-not-at-top
   assert distributed.initialize(f"localhost:{port}", 2, pid, environ={})
+  if sys.argv[4:] == ["job"]:
+    from hint_jax import pipeline  # pylint: disable=g-import-not-at-top
+    job = pipeline.TrainJob(pipeline.DataSpec("digits", subset=ROWS),
+                            pipeline.TrainSpec(epochs=2, batch_size=64))
+    pipeline.run_train(job, out, mesh=parallel.make_data_mesh())
+    jax.distributed.shutdown()
+    return
   from hint_jax import data as data_lib  # pylint: disable=g-import-not-at-top
   from hint_jax.models import get_model  # pylint: disable=g-import-not-at-top
   from hint_jax.train import Trainer  # pylint: disable=g-import-not-at-top

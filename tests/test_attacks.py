@@ -162,7 +162,7 @@ def test_poisoned_file_round_trip_and_validation(tmp_path):
 # ------------------------------------------------------------ command line
 def test_poison_command_resumes_and_train_uses_the_file(tmp_path,
                                                          monkeypatch):
-  from hint_jax.cli import poison_cmd  # pylint: disable=g-import-not-at-top
+  from hint_jax.pipeline import poisoning  # pylint: disable=g-import-not-at-top
   from hint_jax.cli.main import main  # pylint: disable=g-import-not-at-top
   out = tmp_path / "p.npz"
   argv = ["poison", "--dataset", "digits", "--attacks", "pgd,dap,durp,dc",
@@ -177,14 +177,14 @@ def test_poison_command_resumes_and_train_uses_the_file(tmp_path,
     raise Stop()
 
   # Interrupted in DAP: the victim and PGD's chunk are kept ...
-  monkeypatch.setattr(poison_cmd.attacks, "dap_attack", dap_fails)
+  monkeypatch.setattr(poisoning.attacks, "dap_attack", dap_fails)
   with pytest.raises(Stop):
     main(argv)
   work = tmp_path / "p.npz.work"
   assert (work / "pgd_00000.npy").exists() and not out.exists()
   monkeypatch.undo()
   # ... and reused: PGD must not run again.
-  monkeypatch.setattr(poison_cmd.attacks, "pgd_attack", dap_fails)
+  monkeypatch.setattr(poisoning.attacks, "pgd_attack", dap_fails)
   assert main(argv) == 0
   assert out.exists() and not work.exists()
 
@@ -223,7 +223,7 @@ def test_poison_victim_dir_is_reused_across_runs(tmp_path, monkeypatch):
     raise AssertionError("the victim was trained again")
 
   # A second attack reuses it: no training step may run ...
-  monkeypatch.setattr("hint_jax.cli.train_cmd.fit", no_training)
+  monkeypatch.setattr("hint_jax.pipeline.training.fit", no_training)
   assert main(base + ["--attacks", "dap", "--out",
                       str(tmp_path / "dap.npz")]) == 0
   second = attacks.load_poisoned(tmp_path / "dap.npz").meta["victim"]

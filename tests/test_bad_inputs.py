@@ -11,6 +11,9 @@ import json
 import os
 import pathlib
 import shutil
+import subprocess
+import sys
+import time
 
 import numpy as np
 import pytest
@@ -250,6 +253,91 @@ def test_one_writer_per_run_folder(tmp_path, capsys):
                str(out), "--no-progress"]) == 0
 
 
+def test_a_second_concurrent_train_is_refused_and_the_first_finishes(
+    tmp_path, capsys):
+  """Two real processes on one folder: the second (started while the first
+  trains) is refused with one line naming the first; the first finishes
+  with every epoch in metrics.jsonl exactly once."""
+  out = tmp_path / "run"
+  epochs = 30   # long enough that the second start lands while it trains
+  first = subprocess.Popen(
+      [sys.executable, "-m", "hint_jax.cli.main", "train", "--dataset",
+       "digits", "--epochs", str(epochs), "--eval-every", "0", "--out",
+       str(out), "--no-progress"], stdout=subprocess.PIPE,
+      stderr=subprocess.STDOUT, text=True)
+  try:
+    deadline = time.monotonic() + 300
+    while not ((out / ".lock").exists()
+               and (out / ".lock").read_text().strip()):
+      assert first.poll() is None, first.communicate()[0][-3000:]
+      assert time.monotonic() < deadline, "the first run never took its lock"
+      time.sleep(0.05)
+    rc = main(["train", "--dataset", "digits", "--epochs", str(epochs),
+               "--eval-every", "0", "--out", str(out), "--no-progress"])
+    err = [ln for ln in capsys.readouterr().err.splitlines() if ln.strip()]
+    assert first.poll() is None, "the first run ended before the second began"
+    assert rc == 2 and len(err) == 1
+    assert f"in use by another run (process {first.pid} " in err[0]
+  finally:
+    log = first.communicate(timeout=600)[0]
+  assert first.returncode == 0, log[-3000:]
+  lines = (out / "metrics.jsonl").read_text().splitlines()
+  assert [json.loads(ln)["epoch"] for ln in lines] == list(
+      range(1, epochs + 1))
+  assert json.loads((out / "result.json").read_text())["epochs"] == epochs
+
+
+@pytest.mark.parametrize("name,nth", [
+    ("metrics.jsonl", 2), ("checkpoint.msgpack", 2), ("hint_noise.npz", 1),
+    ("result.json", 1)])
+def test_a_full_disk_is_one_line_and_the_rerun_completes(tmp_path, capsys,
+                                                         monkeypatch, name,
+                                                         nth):
+  """The disk fills up at the ``nth`` write of ``name``: one line naming
+  the file, no part file left; once there is room, the same command
+  finishes the run with every epoch in metrics.jsonl once."""
+  import builtins  # pylint: disable=g-import-not-at-top
+  import errno  # pylint: disable=g-import-not-at-top
+  out = tmp_path / "run"
+  argv = ["train", "--dataset", "digits", "--epochs", "3", "--defense",
+          "hint", "--schedule", "1", "--out", str(out), "--no-progress"]
+  calls = [0]
+
+  def full(path):
+    if pathlib.Path(path).name == name:
+      calls[0] += 1
+      if calls[0] == nth:
+        raise OSError(errno.ENOSPC, os.strerror(errno.ENOSPC), str(path))
+
+  real_replace, real_open = os.replace, builtins.open
+
+  def replace(src, dst, *a, **k):
+    full(dst)
+    return real_replace(src, dst, *a, **k)
+
+  def open_(file, mode="r", *a, **k):
+    if "a" in mode:
+      full(file)
+    return real_open(file, mode, *a, **k)
+
+  with monkeypatch.context() as m:
+    m.setattr(os, "replace", replace)
+    m.setattr(builtins, "open", open_)
+    rc = main(argv)
+  err = [ln for ln in capsys.readouterr().err.splitlines() if ln.strip()]
+  assert rc == 2
+  # The checkpoint's line names the folder (its two files are one unit).
+  named = out if name == "checkpoint.msgpack" else out / name
+  assert err[-1].startswith("hint-jax: error: cannot write ") and (
+      f"{named}: No space left on device; make room" in err[-1]), err[-1]
+  assert not [p.name for p in out.iterdir() if "tmp" in p.name
+              or (p.name.startswith(".") and p.name != ".lock")]
+  assert main(argv) == 0
+  lines = (out / "metrics.jsonl").read_text().splitlines()
+  assert [json.loads(ln)["epoch"] for ln in lines] == [1, 2, 3]
+  assert (out / "result.json").exists() and (out / "hint_noise.npz").exists()
+
+
 # ------------------------------------------------- interrupted checkpoints
 class _Killed(Exception):
   pass
@@ -278,7 +366,7 @@ def test_a_kill_inside_a_checkpoint_write_resumes_to_the_same_run(
   in the readable JSON copy written after it (the new one is complete).
   The same command then resumes to the reference run's exact losses and
   accuracy, and metrics.jsonl holds each epoch once."""
-  from hint_jax.cli import checkpoint  # pylint: disable=g-import-not-at-top
+  from hint_jax.pipeline import checkpoint  # pylint: disable=g-import-not-at-top
   ref_argv, ref_out = reference_run
   out = tmp_path / "run"
   argv = [a if a != str(ref_out) else str(out) for a in ref_argv]
@@ -307,7 +395,7 @@ def test_a_kill_inside_a_checkpoint_write_resumes_to_the_same_run(
 
 
 def test_corrupt_checkpoints_are_one_line(reference_run, tmp_path, capsys):
-  from hint_jax.cli import checkpoint  # pylint: disable=g-import-not-at-top
+  from hint_jax.pipeline import checkpoint  # pylint: disable=g-import-not-at-top
   _, ref_out = reference_run
   for name, damage in (
       ("truncated", lambda p: p.write_bytes(p.read_bytes()[:100])),

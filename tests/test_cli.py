@@ -155,11 +155,8 @@ def test_no_augment_reaches_victims_and_crafting_models(tmp_path, data_dir):
   in their own --victim-dir folder so a model trained with augmentation is
   never reused for one without (and the folders of models trained before
   the option existed keep their names)."""
-  import argparse  # pylint: disable=g-import-not-at-top
-  from hint_jax.cli import poison_cmd  # pylint: disable=g-import-not-at-top
-  from hint_jax.cli.common import Progress  # pylint: disable=g-import-not-at-top
-  from hint_jax.cli.train_cmd import (clean_model_folder,  # pylint: disable=g-import-not-at-top
-                                      load_splits)
+  from hint_jax import pipeline  # pylint: disable=g-import-not-at-top
+  from hint_jax.pipeline import clean_model_folder  # pylint: disable=g-import-not-at-top
   common = ["train", "--dataset", "cifar10", "--source", "pickle",
             "--data-dir", str(data_dir), "--subset", "256", "--epochs", "0",
             "--model", "resnet_tiny", "--no-progress"]
@@ -169,18 +166,19 @@ def test_no_augment_reaches_victims_and_crafting_models(tmp_path, data_dir):
     assert json.loads((out / "result.json").read_text())[
         "config"]["augment"] is augment
 
-  args = argparse.Namespace(
-      dataset="cifar10", data_dir=str(data_dir), source="pickle",
-      subset=256, num_val=None, split_seed=0, model="resnet_tiny",
-      victim_epochs=1, seed=0, victim_dir=str(tmp_path / "victims"),
-      no_augment=True, epoch_schedule="absolute")
-  _, splits = load_splits(args)
+  data = pipeline.DataSpec("cifar10", data_dir=str(data_dir),
+                           source="pickle", subset=256)
+  _, splits = pipeline.load_splits(data)
   folder = lambda aug: clean_model_folder(  # pylint: disable=g-long-lambda
       tmp_path / "victims", "cifar10", 0, 256, splits, "resnet_tiny", 1, 0,
       aug)[0]
   assert folder(None) == folder(True) != folder(False)
-  _, _, meta = poison_cmd._victim(args, splits, tmp_path / "w",  # pylint: disable=protected-access
-                                  Progress(False))
+  victim = pipeline.VictimSpec(model="resnet_tiny", epochs=1, augment=False,
+                               epoch_schedule="absolute",
+                               victim_dir=str(tmp_path / "victims"))
+  _, _, meta = pipeline.poisoning.train_victim(data, splits, victim,
+                                               tmp_path / "w",
+                                               pipeline.Reporter())
   assert meta["augment"] is False
   assert any(folder(False).iterdir())      # its checkpoint is here
   assert not any(folder(None).iterdir())   # not in the augmented one's

@@ -6,10 +6,10 @@ import json
 import numpy as np
 import pytest
 
-from hint_jax.cli import checkpoint
-from hint_jax.cli.figure_cmd import pick_examples
+from hint_jax.pipeline import checkpoint
+from hint_jax.pipeline.figures import pick_examples
 from hint_jax.cli.main import main
-from hint_jax.cli.train_cmd import hint_poison_record
+from hint_jax.pipeline import hint_poison_record
 
 from test_cli import _assert_one_line_error, _run_cli
 
@@ -127,16 +127,19 @@ def test_default_schedule_is_scaled_or_trimmed_to_the_epochs(tmp_path,
 def test_cifar_schedule_in_the_papers_shape():
   """SPEC §7's example: 15 of CIFAR-10's 80 epochs."""
   from hint_jax.cli.main import build_parser  # pylint: disable=g-import-not-at-top
-  from hint_jax.cli.train_cmd import hint_config  # pylint: disable=g-import-not-at-top
+  from hint_jax.cli.train_cmd import defence_spec  # pylint: disable=g-import-not-at-top
+  from hint_jax.pipeline import resolve_hint  # pylint: disable=g-import-not-at-top
   args = build_parser().parse_args(
       ["train", "--dataset", "cifar10", "--defense", "hint", "--out", "x"])
-  cfg = hint_config(args, 15)
+  spec = defence_spec(args)
+  hint_config = lambda epochs, schedule="scaled": resolve_hint(
+      spec, "cifar10", epochs, schedule)
+  cfg = hint_config(15)
   assert cfg.schedule == (1, 3, 8) and cfg.gamma_decay_epoch == 8
-  assert hint_config(args, 80).schedule == (5, 15, 40)
-  assert hint_config(args, 80).gamma_decay_epoch == 40
-  args.epoch_schedule = "absolute"
-  assert hint_config(args, 15).schedule == (5,)
-  assert hint_config(args, 15).gamma_decay_epoch == 40
+  assert hint_config(80).schedule == (5, 15, 40)
+  assert hint_config(80).gamma_decay_epoch == 40
+  assert hint_config(15, "absolute").schedule == (5,)
+  assert hint_config(15, "absolute").gamma_decay_epoch == 40
 
 
 def test_pick_examples_prefers_wrong_to_right():

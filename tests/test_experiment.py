@@ -4,7 +4,6 @@ The quick profiles (the embedded digits) run here for real: crafting the
 mixed poison once, training every cell, then the report. About two minutes.
 """
 
-import argparse
 import contextlib
 import dataclasses
 import json
@@ -15,11 +14,12 @@ import pytest
 
 from hint_jax import attacks
 from hint_jax import experiment as exp
-from hint_jax.cli import experiment_cmd, poison_cmd, train_cmd
+from hint_jax.cli import experiment_cmd
 from hint_jax.cli.main import main
 from hint_jax.errors import ConfigError
 from hint_jax.experiment import configs as exp_configs
 from hint_jax.experiment import report as rep
+from hint_jax.experiment import runner
 
 
 def test_cells_are_distinct_and_shared_across_tables():
@@ -117,15 +117,15 @@ def test_rerun_skips_finished_cells_and_resumes_unfinished(quick_dir,
                                                            monkeypatch):
   calls = []
 
-  def fake_train(args):
-    calls.append(args.out)
-    # The real command resumes from the cell's checkpoint (its last epoch)
-    # and writes result.json again.
-    return real_train(args)
+  def fake_train(job, out, **kwargs):
+    calls.append(str(out))
+    # The real job resumes from the cell's checkpoint (its last epoch) and
+    # writes result.json again.
+    return real_train(job, out, **kwargs)
 
-  real_train = train_cmd.run
-  monkeypatch.setattr(train_cmd, "run", fake_train)
-  monkeypatch.setattr(poison_cmd, "run", lambda a: pytest.fail(
+  real_train = runner.pipeline.run_train
+  monkeypatch.setattr(runner.pipeline, "run_train", fake_train)
+  monkeypatch.setattr(runner.pipeline, "run_poison", lambda *a: pytest.fail(
       "the poisoned set was crafted again"))
   assert main(["experiment", "table2", "--profile", "quick", "--out",
                str(quick_dir), "--no-progress"]) == 0
@@ -138,12 +138,12 @@ def test_rerun_skips_finished_cells_and_resumes_unfinished(quick_dir,
   # runs again, from its checkpoint.
   cell = next(c for c in exp.get_profile("table2", "quick").cells()
               if c.method.label == "EPIC" and c.ratio == 1.0)
-  result = experiment_cmd.cell_dir(quick_dir, cell) / "result.json"
+  result = runner.cell_dir(quick_dir, cell) / "result.json"
   before = json.loads(result.read_text())
   result.unlink()
   assert main(["experiment", "table2", "--profile", "quick", "--out",
                str(quick_dir), "--no-progress"]) == 0
-  assert calls == [str(experiment_cmd.cell_dir(quick_dir, cell))]
+  assert calls == [str(runner.cell_dir(quick_dir, cell))]
   after = json.loads(result.read_text())
   assert after["test_accuracy"] == before["test_accuracy"]
   assert after["num_train_kept"] == before["num_train_kept"]
@@ -445,15 +445,16 @@ def test_invocations_at_once_keep_each_others_records_and_cells(
   invocation is training (its lock held) or has finished is skipped."""
   profile = exp.get_profile("table3", "quick")
   out = tmp_path / "exp"
-  args = experiment_cmd._parser().parse_args(
-      ["experiment", "table3", "--profile", "quick", "--out", str(out)])
-  first = experiment_cmd._open_manifest(args, out, profile, [], 0)
-  second = experiment_cmd._open_manifest(args, out, profile, [], 0)
-  first.log(["train", "--a"])
-  second.log(["train", "--b"])
-  first.record(cells_run=1)
-  second.record(finished="later")
-  manifest = json.loads(experiment_cmd.manifest_path(out, profile)
+  opts = runner.RunOptions("table3", "quick", str(out))
+  first = runner.Runner(opts, experiment_cmd.flags())
+  second = runner.Runner(opts, experiment_cmd.flags())
+  first._open_manifest(profile, [], 0)  # pylint: disable=protected-access
+  second._open_manifest(profile, [], 0)  # pylint: disable=protected-access
+  first.manifest.log(["train", "--a"])
+  second.manifest.log(["train", "--b"])
+  first.manifest.record(cells_run=1)
+  second.manifest.record(finished="later")
+  manifest = json.loads(runner.manifest_path(out, profile)
                         .read_text())
   assert manifest["commands"] == ["hint-jax train --a", "hint-jax train --b"]
   first_rec, second_rec = manifest["invocations"]
@@ -462,26 +463,27 @@ def test_invocations_at_once_keep_each_others_records_and_cells(
 
   busy, done, free = profile.cells()[:3]
   ran = []
-  monkeypatch.setattr(experiment_cmd.train_cmd, "run",
-                      lambda a: ran.append(a.out))
-  (experiment_cmd.cell_dir(out, done) / "result.json").parent.mkdir(
+  monkeypatch.setattr(runner.pipeline, "run_train",
+                      lambda job, o, **k: ran.append(str(o)))
+  (runner.cell_dir(out, done) / "result.json").parent.mkdir(
       parents=True)
-  (experiment_cmd.cell_dir(out, done) / "result.json").write_text("{}")
-  with experiment_cmd._lock(out, busy.cell_id) as held:
+  (runner.cell_dir(out, done) / "result.json").write_text("{}")
+  with runner.lock(out, busy.cell_id) as held:
     assert held
     # flock locks belong to the open file: a second open of the same lock,
     # even in this process, cannot take it.
-    with experiment_cmd._lock(out, busy.cell_id, wait=False) as again:
+    with runner.lock(out, busy.cell_id, wait=False) as again:
       assert not again
-    experiment_cmd._run_cells(args, out, profile, [busy, done, free],
-                              [busy, done, free], first, lambda c: c.attack)
-  assert ran == [str(experiment_cmd.cell_dir(out, free))]
-  manifest = json.loads(experiment_cmd.manifest_path(out, profile)
+    trained = first.train_cells([busy, done, free], lambda c: c.attack)
+    first._close(runner.Outcome("table3", "quick", []),  # pylint: disable=protected-access
+                 [busy, done, free], trained)
+  assert ran == [str(runner.cell_dir(out, free))]
+  manifest = json.loads(runner.manifest_path(out, profile)
                         .read_text())
   assert manifest["invocations"][0]["cells_run"] == 1
   assert manifest["invocations"][0]["finished"] is not None
   assert manifest["commands"][-1].endswith(str(
-      experiment_cmd.cell_dir(out, free)))
+      runner.cell_dir(out, free)))
 
 
 def test_sets_another_invocation_is_crafting_are_passed_over_first(
@@ -492,26 +494,24 @@ def test_sets_another_invocation_is_crafting_are_passed_over_first(
   exists, trains its cells without crafting it."""
   profile = exp.get_profile("table3", "quick")
   out = tmp_path / "exp"
-  args = experiment_cmd._parser().parse_args(
-      ["experiment", "table3", "--profile", "quick", "--out", str(out),
-       "--methods", "none"])
+  opts = runner.RunOptions("table3", "quick", str(out), methods=("none",))
   events = []
 
-  def fake_craft(a, who="this"):
-    events.append((who, "crafted", pathlib.Path(a.out).name))
-    pathlib.Path(a.out).parent.mkdir(parents=True, exist_ok=True)
-    pathlib.Path(a.out).write_text("set")
+  def fake_craft(_data, _spec, o, *_a, who="this"):
+    events.append((who, "crafted", pathlib.Path(o).name))
+    pathlib.Path(o).parent.mkdir(parents=True, exist_ok=True)
+    pathlib.Path(o).write_text("set")
 
-  def fake_train(a):
-    events.append(("this", "trained", pathlib.Path(a.out).name))
-    pathlib.Path(a.out).mkdir(parents=True, exist_ok=True)
-    (pathlib.Path(a.out) / "result.json").write_text("{}")
+  def fake_train(_job, o, **_k):
+    events.append(("this", "trained", pathlib.Path(o).name))
+    pathlib.Path(o).mkdir(parents=True, exist_ok=True)
+    (pathlib.Path(o) / "result.json").write_text("{}")
 
-  monkeypatch.setattr(experiment_cmd.target_poison_cmd, "run", fake_craft)
-  monkeypatch.setattr(experiment_cmd.train_cmd, "run", fake_train)
+  monkeypatch.setattr(runner.pipeline, "run_target_poison", fake_craft)
+  monkeypatch.setattr(runner.pipeline, "run_train", fake_train)
   cells = [c for c in profile.cells() if c.method.label == "none"]
   busy = cells[0]
-  real_lock = experiment_cmd._lock
+  real_lock = runner.lock
 
   @contextlib.contextmanager
   def lock(o, name, wait=True):
@@ -520,20 +520,20 @@ def test_sets_another_invocation_is_crafting_are_passed_over_first(
         yield False
         return
       # The wait ends when the other invocation has written the set.
-      fake_craft(argparse.Namespace(
-          out=str(experiment_cmd.targeted_poison_file(o, busy))), "other")
+      fake_craft(None, None, runner.targeted_poison_file(o, busy),
+                 who="other")
     with real_lock(o, name, wait) as mine:
       yield mine
 
-  monkeypatch.setattr(experiment_cmd, "_lock", lock)
-  assert experiment_cmd.run_targeted(args, profile, out) == 0
-  sets = [experiment_cmd.targeted_poison_file(out, c).name for c in cells]
-  runs = [experiment_cmd.cell_dir(out, c).name for c in cells]
+  monkeypatch.setattr(runner, "lock", lock)
+  runner.run(opts, experiment_cmd.flags())
+  sets = [runner.targeted_poison_file(out, c).name for c in cells]
+  runs = [runner.cell_dir(out, c).name for c in cells]
   assert events == ([("this", "crafted", f) for f in sets[1:]]
                     + [("this", "trained", r) for r in runs[1:]]
                     + [("other", "crafted", sets[0]),
                        ("this", "trained", runs[0])])
-  manifest = json.loads(experiment_cmd.manifest_path(out, profile)
+  manifest = json.loads(runner.manifest_path(out, profile)
                         .read_text())
   assert manifest["invocations"][0]["cells_run"] == len(cells)
   assert manifest["invocations"][0]["finished"] is not None

@@ -13,6 +13,7 @@ after one step (measured), asserted at 1e-5 after three.
 """
 
 import dataclasses
+import json
 import os
 import pathlib
 import subprocess
@@ -297,12 +298,10 @@ else:
     assert g.sharding.spec == P("data") and g.shape == x.shape
     np.testing.assert_array_equal(np.asarray(g), x)
 
-  def test_two_processes_train_like_their_global_batches(tmp_path, digits):
-    # Two processes on localhost, 2 CPU devices each, through
-    # jax.distributed: each keeps its own rows and supplies half of every
-    # global batch. Replaying the same global batches on one device must
-    # give the same parameters (float32 reassociation over 4 steps, as
-    # above); the two processes hold identical replicas.
+  def _two_processes(tmp_path, *args):
+    """Runs multihost_worker.py as processes 0 and 1 on localhost with
+    ``args`` (``{pid}`` in them becomes the process id); returns their
+    outputs after both exited 0."""
     import socket  # pylint: disable=g-import-not-at-top
     with socket.socket() as sock:
       sock.bind(("localhost", 0))
@@ -312,11 +311,42 @@ else:
     env["JAX_PLATFORMS"] = "cpu"
     procs = [subprocess.Popen(
         [sys.executable, str(worker), str(port), str(pid),
-         str(tmp_path / f"p{pid}.npz")], env=env, stdout=subprocess.PIPE,
-        stderr=subprocess.STDOUT, text=True) for pid in (0, 1)]
+         *(a.format(pid=pid) for a in args)],
+        env=env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT,
+        text=True) for pid in (0, 1)]
     outs = [p.communicate(timeout=600)[0] for p in procs]
     for p, out in zip(procs, outs):
       assert p.returncode == 0, out[-4000:]
+    return outs
+
+  def test_two_processes_write_one_run_folder_once(tmp_path):
+    """A training job over two processes sharing one run folder: only
+    process 0 writes, so every epoch is in metrics.jsonl once; run again,
+    both processes resume from the folder's checkpoint and nothing is
+    written twice."""
+    run = tmp_path / "run"
+    _two_processes(tmp_path, str(run), "job")
+    epochs = lambda: [json.loads(ln)["epoch"] for ln in  # pylint: disable=g-long-lambda
+                      (run / "metrics.jsonl").read_text().splitlines()]
+    assert epochs() == [1, 2]
+    first = json.loads((run / "result.json").read_text())
+    assert first["processes"] == 2 and first["devices"] == 4
+    assert first["num_train"] == 256
+    _two_processes(tmp_path, str(run), "job")
+    assert epochs() == [1, 2]
+    again = json.loads((run / "result.json").read_text())
+    assert again["test_accuracy"] == first["test_accuracy"]
+    assert sorted(p.name for p in run.iterdir()) == [
+        ".lock", "checkpoint.json", "checkpoint.msgpack", "metrics.jsonl",
+        "result.json"]
+
+  def test_two_processes_train_like_their_global_batches(tmp_path, digits):
+    # Two processes on localhost, 2 CPU devices each, through
+    # jax.distributed: each keeps its own rows and supplies half of every
+    # global batch. Replaying the same global batches on one device must
+    # give the same parameters (float32 reassociation over 4 steps, as
+    # above); the two processes hold identical replicas.
+    _two_processes(tmp_path, str(tmp_path / "p{pid}.npz"))
     res = [np.load(tmp_path / f"p{pid}.npz") for pid in (0, 1)]
 
     model = get_model("convnet_small", 10, (8, 8, 1))

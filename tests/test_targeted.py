@@ -427,7 +427,7 @@ def test_target_poison_command_and_train_report_the_target(tmp_path):
     raise AssertionError("the extractor was trained again")
 
   with pytest.MonkeyPatch.context() as mp:
-    mp.setattr("hint_jax.cli.train_cmd.fit", no_training)
+    mp.setattr("hint_jax.pipeline.training.fit", no_training)
     assert main(["train", "--dataset", "digits", "--poison", str(out),
                  "--victim-dir", str(vdir), "--out", str(tmp_path / "v"),
                  "--no-progress"]) == 0
@@ -468,7 +468,7 @@ def test_target_poison_command_and_train_report_the_target(tmp_path):
 
 
 def test_drawn_intended_class_can_supply_the_poisons():
-  from hint_jax.cli.target_poison_cmd import choose_target  # pylint: disable=g-import-not-at-top
+  from hint_jax.pipeline.poisoning import choose_target  # pylint: disable=g-import-not-at-top
   y_test = np.array([0, 1, 2, 3])
   every = np.ones(4, bool)
   some = np.array([True, False, True, False])   # classes 0 and 2 only

@@ -2,7 +2,6 @@
 the epoch loop's hook and resuming."""
 
 import dataclasses
-import types
 
 import jax
 import jax.numpy as jnp
@@ -64,7 +63,7 @@ def test_same_seed_gives_bit_identical_parameters(digits):
 
 
 def test_resume_equals_uninterrupted_run(digits, tmp_path):
-  from hint_jax.cli import checkpoint  # pylint: disable=g-import-not-at-top
+  from hint_jax.pipeline import checkpoint  # pylint: disable=g-import-not-at-top
   trainer = _trainer(digits, epochs=3)
   full, _, _ = fit(trainer, trainer.init_state(jax.random.key(0)), digits)
   # Run 2 epochs, save, restore into a fresh template, run the third.

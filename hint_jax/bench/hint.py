@@ -1,4 +1,4 @@
-"""``hint-jax bench hint``: HINT's wall time over plain training.
+"""HINT's wall time over plain training (``hint-jax bench hint``).
 
 Plain training and HINT training run in the same process from the same
 seed, epoch by epoch in alternation (plain first on even epochs, HINT first
@@ -11,7 +11,7 @@ Settings:
     10 epochs, schedule {9}, r = 0.5) on real MNIST.
   * ``cifar_like``: the CIFAR-10 schedule (80 epochs, {5, 15, 40}, r = 0.5,
     the paper's optimiser and augmentation) on a reduced model and subset
-    that fit a 2-core CPU (``--cifar-model``, ``--cifar-subset``).
+    that fit a 2-core CPU (``cifar_model``, ``cifar_subset``).
   * ``quick``: the embedded digits, a few epochs (a smoke test).
 
 With torch installed, the MNIST setting also times a PyTorch rebuild of the
@@ -27,7 +27,8 @@ import time
 
 import jax
 
-from hint_jax.cli.common import Progress, info, positive_int, write_json_atomic
+from hint_jax.bench.timing import quiet, timed as _timed
+from hint_jax.errors import ConfigError
 
 SETTINGS = ("mnist", "cifar_like", "quick")
 # The authors' PyTorch HINT at the MNIST setting on a 2-core machine (issue
@@ -41,26 +42,23 @@ TARGETS = {"mnist": {"ratio": 1.15, "selection_seconds": 10.0,
            "cifar_like": {"ratio": 1.05}}
 
 
-def register(bsub):
-  p = bsub.add_parser("hint", help="HINT's wall time over plain training "
-                      "(same seed, same run), by phase")
-  p.add_argument("--settings", default="mnist,cifar_like",
-                 help=f"comma-separated, from {', '.join(SETTINGS)}")
-  p.add_argument("--data-dir", default=None)
-  p.add_argument("--epochs", type=positive_int, default=None,
-                 help="override the setting's epochs (the schedule is "
-                 "trimmed to fit)")
-  p.add_argument("--cifar-model", default="resnet_tiny")
-  p.add_argument("--cifar-subset", type=positive_int, default=2000)
-  p.add_argument("--cifar-source", default="auto")
-  p.add_argument("--seed", type=int, default=0)
-  p.add_argument("--torch-sample", type=positive_int, default=1000,
-                 help="examples the PyTorch per-example loops are timed on")
-  p.add_argument("--no-torch", action="store_true",
-                 help="skip the PyTorch phase reference")
-  p.add_argument("--no-progress", action="store_true")
-  p.add_argument("--json", default=None, help="write the figures here")
-  p.set_defaults(func=run)
+@dataclasses.dataclass(frozen=True)
+class HintBench:
+  """The benchmark's settings (see the module docstring)."""
+  data_dir: str = None
+  epochs: int = None           # override the setting's (schedule trimmed)
+  cifar_model: str = "resnet_tiny"
+  cifar_subset: int = 2000
+  cifar_source: str = "auto"
+  seed: int = 0
+  torch_sample: int = 1000     # examples the PyTorch loops are timed on
+
+
+def check_settings(names):
+  for n in names:
+    if n not in SETTINGS:
+      raise ConfigError(f"unknown setting {n!r}; choose from "
+                        f"{', '.join(SETTINGS)}")
 
 
 def _setting(name, args):
@@ -87,7 +85,6 @@ def _setting(name, args):
     model_name, cfg = "convnet_small", preset("digits", epochs=6)
     hcfg = hint.HintConfig(ratio=0.5, schedule=(2, 4))
   else:
-    from hint_jax.errors import ConfigError  # pylint: disable=g-import-not-at-top
     raise ConfigError(f"unknown setting {name!r}; choose from {SETTINGS}")
   if args.epochs is not None:
     cfg = dataclasses.replace(cfg, epochs=args.epochs)
@@ -98,15 +95,9 @@ def _setting(name, args):
   return splits, model, model_name, cfg, hcfg
 
 
-def _timed(fn):
-  t0 = time.perf_counter()
-  out = fn()
-  jax.block_until_ready(out)
-  return out, time.perf_counter() - t0
-
-
-def run_pair(name, args, progress):
-  """Plain and HINT training side by side; returns the figures."""
+def run_pair(name, args: HintBench, progress=None, note=quiet):
+  """Plain and HINT training side by side; returns the figures.
+  ``progress(epoch, done, total, loss)`` hears every epoch."""
   from hint_jax import hint  # pylint: disable=g-import-not-at-top
   from hint_jax.train import Trainer  # pylint: disable=g-import-not-at-top
   splits, model, model_name, cfg, hcfg = _setting(name, args)
@@ -122,7 +113,7 @@ def run_pair(name, args, progress):
                       splits.x_val, splits.y_val, epochs=cfg.epochs)
   x_hint = splits.x_train
   plain_t, hint_t, hook_t = [], [], []
-  info(f"[{name}] {model_name}, {len(splits.x_train)} train images, "
+  note(f"[{name}] {model_name}, {len(splits.x_train)} train images, "
        f"{cfg.epochs} epochs, schedule {list(hcfg.schedule)}, r = "
        f"{hcfg.ratio}")
   for epoch in range(cfg.epochs):
@@ -139,10 +130,10 @@ def run_pair(name, args, progress):
         (hinted, _), sec = _timed(lambda: trainer.train_epoch(
             hinted, x_hint, splits.y_train, epoch))
         hint_t.append(sec)
-    progress(epoch, epoch + 1, cfg.epochs, 0.0)
-    info(f"[{name}] epoch {epoch + 1}/{cfg.epochs}: plain {plain_t[-1]:.1f} "
+    if progress is not None:
+      progress(epoch, epoch + 1, cfg.epochs, 0.0)
+    note(f"[{name}] epoch {epoch + 1}/{cfg.epochs}: plain {plain_t[-1]:.1f} "
          f"s, HINT {hint_t[-1]:.1f} s + defence {hook_t[-1]:.1f} s")
-  progress.close()
   acc_plain = trainer.evaluate(plain, splits.x_test, splits.y_test)
   acc_hint = trainer.evaluate(hinted, splits.x_test, splits.y_test)
   summary = defence.summary()
@@ -170,13 +161,14 @@ def run_pair(name, args, progress):
   }
 
 
-def torch_phases(args, steps_per_epoch, epochs, n_train, n_selected):
+def torch_phases(args: HintBench, steps_per_epoch, epochs, n_train,
+                 n_selected, note=quiet):
   """The PyTorch reference of the authors' phases, scaled to full counts."""
-  from hint_jax.cli.torch_reference import (make_torch_hint_phases,  # pylint: disable=g-import-not-at-top
+  from hint_jax.bench.torch_reference import (make_torch_hint_phases,  # pylint: disable=g-import-not-at-top
                                             make_torch_step)
   phases = make_torch_hint_phases(args.seed)
   sample = args.torch_sample
-  info(f"[torch] authors'-style phases: LiSSA 980 steps in full; loops on "
+  note(f"[torch] authors'-style phases: LiSSA 980 steps in full; loops on "
        f"{sample} examples, scaled to {n_train} / {n_selected}")
   for fn in phases.values():  # warm-up
     fn(5)
@@ -200,74 +192,31 @@ def torch_phases(args, steps_per_epoch, epochs, n_train, n_selected):
                   "plain time from 100 timed training steps"}
 
 
-def _print(fig, torch_fig=None):
-  name = fig["setting"]
-  print(f"\n== {name}: {fig['model']}, {fig['num_train']} images, "
-        f"{fig['epochs']} epochs, schedule {fig['schedule']}, r = "
-        f"{fig['ratio_r']} ({fig['num_selected']} selected)")
-  print(f"plain training      {fig['plain_seconds']:8.1f} s   test accuracy "
-        f"{100 * fig['test_accuracy_plain']:.2f}%")
-  print(f"HINT training       {fig['hint_seconds']:8.1f} s   test accuracy "
-        f"{100 * fig['test_accuracy_hint']:.2f}%  (epochs "
-        f"{fig['hint_train_seconds']:.1f} s + defence "
-        f"{fig['hint_defense_seconds']:.1f} s)")
-  target = (fig["targets"] or {}).get("ratio")
-  authors = (fig["authors"] or {}).get("ratio")
-  line = f"HINT / plain        {fig['time_ratio']:8.3f}x"
-  if target:
-    line += f"   target <= {target:.2f}x"
-  if authors:
-    line += f", authors {authors:.2f}x"
-  print(line)
-  print(f"  median per-epoch ratio without the defence: "
-        f"{fig['median_epoch_ratio_without_defense']:.3f}")
-  rows = [("selection", "selection_seconds"), ("s_test (later)",
-                                              "s_test_seconds"),
-          ("I_pert", "pert_seconds"), ("noise write", "write_seconds")]
-  for label, key in rows:
-    line = f"  {label:16s} {fig[key]:8.2f} s"
-    t = (fig["targets"] or {}).get(key)
-    a = (fig["authors"] or {}).get(key)
-    if t is not None:
-      line += f"   target <= {t:g} s"
-    if a is not None:
-      line += f", authors {a:g} s"
-    if torch_fig and key in torch_fig:
-      line += (f", PyTorch here {torch_fig[key]:.1f} s "
-               f"({torch_fig[key] / max(fig[key], 1e-9):.0f}x ours)")
-    print(line)
-  if torch_fig:
-    print(f"  PyTorch authors'-style HINT / plain on this machine (estimate): "
-          f"{torch_fig['time_ratio_estimate']:.2f}x")
-
-
-def run(args):
-  names = [s.strip() for s in args.settings.split(",") if s.strip()]
-  from hint_jax.errors import ConfigError  # pylint: disable=g-import-not-at-top
-  for n in names:
-    if n not in SETTINGS:
-      raise ConfigError(f"unknown setting {n!r}; choose from "
-                        f"{', '.join(SETTINGS)}")
+def hint_overhead(names, args: HintBench, *, torch=True, progress=None,
+                  note=quiet, on_setting=None) -> dict:
+  """`run_pair` for each setting in ``names`` (and, for "mnist" with
+  ``torch`` and torch importable, `torch_phases`); ``on_setting(results)``
+  is called after each setting (e.g. to save what has finished)."""
+  check_settings(names)
   results = {"benchmark": "hint_overhead", "settings": {},
              "backend": jax.default_backend(),
              "device": str(jax.devices()[0].device_kind),
              "machine": platform.machine(), "jax_version": jax.__version__}
   for name in names:
-    progress = Progress(False if args.no_progress else None, desc=name)
-    fig = run_pair(name, args, progress)
-    torch_fig = None
-    if name == "mnist" and not args.no_torch:
-      try:
-        import torch  # pylint: disable=g-import-not-at-top,unused-import
-      except ImportError:
-        info("torch is not installed: no PyTorch phase reference")
+    bar = None if progress is None else progress(name)
+    fig = run_pair(name, args, bar, note)
+    if hasattr(bar, "close"):
+      bar.close()
+    if name == "mnist" and torch:
+      import importlib.util  # pylint: disable=g-import-not-at-top
+      if importlib.util.find_spec("torch") is None:
+        note("torch is not installed: no PyTorch phase reference")
       else:
         steps = fig["num_train"] // 128
-        torch_fig = torch_phases(args, steps, fig["epochs"], fig["num_train"],
-                                 fig["num_selected"])
-        fig["pytorch_reference"] = torch_fig
+        fig["pytorch_reference"] = torch_phases(
+            args, steps, fig["epochs"], fig["num_train"], fig["num_selected"],
+            note)
     results["settings"][name] = fig
-    _print(fig, torch_fig)
-    if args.json:  # after each setting: a killed run keeps what finished
-      write_json_atomic(args.json, results)
-  return 0
+    if on_setting is not None:
+      on_setting(results)
+  return results

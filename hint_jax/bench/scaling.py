@@ -1,11 +1,11 @@
-"""``hint-jax bench influence --devices 1,2,4,8``: throughput of the sharded
-train step and influence passes against the number of devices.
+"""Throughput of the sharded train step and influence passes against the
+number of devices (``hint-jax bench influence --devices 1,2,4,8``).
 
 For every device count D the same work runs on a mesh over the first D
 devices (``hint_jax.parallel``): the data-parallel train step, the feature
 pass, s_test by CG over the sharded top-layer Hessian, I_up over all
 training examples and I_pert over ceil(r n) of them. Each figure is the
-median of ``--repeats`` timed calls after a warm-up.
+median of ``repeats`` timed calls after a warm-up.
 
 On a machine without enough accelerators, the devices are simulated CPU
 devices (``jax_num_cpu_devices``): they share the host's cores, so the
@@ -17,8 +17,9 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 
-from hint_jax.cli.bench_influence import _median, trained_convnet
-from hint_jax.cli.common import info, write_json_atomic
+from hint_jax.bench.influence import trained_convnet
+from hint_jax.bench.timing import median_seconds as _median
+from hint_jax.bench.timing import quiet
 from hint_jax.errors import ConfigError
 
 CPU_NOTE = (
@@ -42,14 +43,21 @@ def parse_counts(text):
   try:
     counts = sorted({int(t) for t in text.split(",") if t.strip()})
   except ValueError as err:
-    raise ConfigError(f"--devices takes counts like 1,2,4,8, got {text!r}"
+    raise ConfigError(f"device counts are a list like 1,2,4,8, got {text!r}"
                       ) from err
   if not counts or counts[0] < 1:
-    raise ConfigError(f"--devices counts must be >= 1, got {text!r}")
+    raise ConfigError(f"device counts must be >= 1, got {text!r}")
   return counts
 
 
-def run(args, counts):
+def scaling_figures(counts, data_dir=None, *, quick=False, repeats=3,
+                    train_epochs=1, ratio=0.5, subset=10000,
+                    note=quiet) -> dict:
+  """For every device count in ``counts``: the train step's, the feature
+  pass's, I_up's and I_pert's throughput and s_test's time on a mesh over
+  that many devices (simulated CPU devices when there are no
+  accelerators; call before anything starts JAX's backend), beside the
+  plain one-device path. Returns the JSON-ready figures."""
   # pylint: disable=g-import-not-at-top
   from hint_jax import parallel
   from hint_jax.parallel import influence as sharded
@@ -58,18 +66,18 @@ def run(args, counts):
   parallel.use_cpu_devices(max(counts))  # a no-op for accelerators
   backend = jax.default_backend()
   if len(jax.devices()) < max(counts):
-    raise ConfigError(f"--devices asks for {max(counts)} devices but only "
+    raise ConfigError(f"{max(counts)} devices asked for but only "
                       f"{len(jax.devices())} {backend} device(s) exist")
   from hint_jax.train import Trainer
 
-  repeats = 1 if args.quick else args.repeats
+  repeats = 1 if quick else repeats
   splits, model, trainer, state = trained_convnet(
-      args, 2000 if args.quick else args.subset)
+      data_dir, train_epochs, 2000 if quick else subset, note)
   cfg = trainer.config
   n = len(splits.x_train)
   params, mstate = state.params, state.model_state
   top = params["head"]
-  m = int(np.ceil(args.ratio * n))
+  m = int(np.ceil(ratio * n))
   bs = cfg.batch_size
   steps = 10
   idx = np.asarray(trainer.epoch_batches(state, 1, n)[:steps])
@@ -83,7 +91,7 @@ def run(args, counts):
     return metrics
 
   no_mesh_train = steps * bs / _median(solo_steps, repeats)
-  info(f"no mesh: train {no_mesh_train:.0f} img/s")
+  note(f"no mesh: train {no_mesh_train:.0f} img/s")
   rows_table = []
   for d in counts:
     mesh = parallel.make_data_mesh(d)
@@ -124,35 +132,12 @@ def run(args, counts):
                                        mesh, chunk_size=max(1, 500 // d)),
         repeats)
     rows_table.append(fig)
-    info(f"{d} device(s): train {fig['train_images_per_s']:.0f} img/s, "
+    note(f"{d} device(s): train {fig['train_images_per_s']:.0f} img/s, "
          f"I_pert {fig['i_pert_examples_per_s']:.0f} ex/s")
 
   simulated = backend == "cpu"
-  print(f"MNIST ConvNet, n = {n}, I_pert over {m}; {backend}"
-        f"{' (simulated devices)' if simulated else ''}, medians of "
-        f"{repeats}")
-  head = ("devices", "train img/s", "features img/s", "s_test CG s",
-          "I_up ex/s", "I_pert ex/s")
-  print("  " + "  ".join(f"{h:>14s}" for h in head))
-  print(f"  {'no mesh':>14s}  {no_mesh_train:>14.0f}")
-  base = rows_table[0]
-  for fig in rows_table:
-    print("  " + "  ".join([
-        f"{fig['devices']:>14d}", f"{fig['train_images_per_s']:>14.0f}",
-        f"{fig['features_images_per_s']:>14.0f}",
-        f"{fig['s_test_cg_s']:>14.3f}", f"{fig['i_up_examples_per_s']:>14.0f}",
-        f"{fig['i_pert_examples_per_s']:>14.0f}"]))
-  last = rows_table[-1]
-  print(f"throughput at {last['devices']} vs {base['devices']} device(s): "
-        f"train {last['train_images_per_s'] / base['train_images_per_s']:.2f}x"
-        f", I_pert {last['i_pert_examples_per_s'] / base['i_pert_examples_per_s']:.2f}x")
-  if simulated:
-    print("note: " + CPU_NOTE)
-  if args.json:
-    write_json_atomic(args.json, {
-        "benchmark": "influence_scaling", "n_train": n, "i_pert_count": m,
-        "backend": backend, "simulated_devices": simulated,
-        "no_mesh_train_images_per_s": no_mesh_train,
-        "repeats": repeats, "rows": rows_table,
-        "note": CPU_NOTE if simulated else None})
-  return 0
+  return {"benchmark": "influence_scaling", "n_train": n, "i_pert_count": m,
+          "backend": backend, "simulated_devices": simulated,
+          "no_mesh_train_images_per_s": no_mesh_train,
+          "repeats": repeats, "rows": rows_table,
+          "note": CPU_NOTE if simulated else None}

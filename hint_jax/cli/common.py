@@ -1,20 +1,46 @@
 """Shared command-line plumbing: one-line errors, progress bars, files."""
 
 import argparse
-import json
-import os
 import pathlib
-import socket
 import sys
-import tempfile
 import time
 
 from hint_jax.errors import ConfigError
+from hint_jax.pipeline import files
 
-try:
-  import fcntl  # POSIX
-except ImportError:  # Windows: no run locks
-  fcntl = None
+
+def check_out(path):
+  """`hint_jax.pipeline.files.check_out` of an ``--out`` argument."""
+  return files.check_out(path, "--out")
+
+
+def check_out_file(path):
+  """An ``--out`` .npz file name (not a folder)."""
+  out = pathlib.Path(path)
+  if out.exists() and out.is_dir():
+    raise ConfigError(f"--out {out} is a directory; give a .npz file name")
+  return out
+
+
+def make_out(path):
+  return files.make_out(path, "--out")
+
+
+def out_dir(path):
+  """Checks and creates an ``--out`` folder."""
+  return make_out(check_out(path))
+
+
+def lock_folder(path):
+  return files.lock_folder(path, "--out")
+
+
+def work_dir(out, settings):
+  return files.work_dir(out, settings, "--out")
+
+
+write_json_atomic = files.write_json_atomic
+write_bytes_atomic = files.write_bytes_atomic
 
 
 class OneLineParser(argparse.ArgumentParser):
@@ -22,6 +48,19 @@ class OneLineParser(argparse.ArgumentParser):
 
   def error(self, message):
     self.exit(2, f"hint-jax: error: {message} (see {self.prog} --help)\n")
+
+
+def command_parser(*registers):
+  """A ``hint-jax`` parser with only the commands whose ``register``
+  functions are given (a command that runs others parses their argv with
+  it, without importing the whole command line)."""
+  parser = OneLineParser(prog="hint-jax")
+  sub = parser.add_subparsers(dest="command", metavar="COMMAND",
+                              parser_class=OneLineParser)
+  sub.required = True
+  for register in registers:
+    register(sub)
+  return parser
 
 
 def positive_int(text):
@@ -58,108 +97,6 @@ def positive_float(text):
     raise argparse.ArgumentTypeError(f"must be a finite number > 0, "
                                      f"got {text}")
   return value
-
-
-def write_json_atomic(path, obj):
-  """Writes JSON via a temporary file and a rename, so an interrupted write
-  never leaves a truncated file."""
-  path = pathlib.Path(path)
-  path.parent.mkdir(parents=True, exist_ok=True)
-  write_bytes_atomic(path, (json.dumps(obj, indent=2, sort_keys=True)
-                            + "\n").encode())
-
-
-def _file_mode() -> int:
-  """The mode ``open()`` gives a new file under the current umask."""
-  umask = os.umask(0)
-  os.umask(umask)
-  return 0o666 & ~umask
-
-
-def write_bytes_atomic(path, data: bytes):
-  """Writes ``data`` via a temporary file and a rename, with the same mode
-  as any other output (``mkstemp`` alone would give 0600)."""
-  path = pathlib.Path(path)
-  fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.")
-  try:
-    with os.fdopen(fd, "wb") as f:
-      f.write(data)
-    os.chmod(tmp, _file_mode())
-    os.replace(tmp, path)
-  except BaseException:
-    if os.path.exists(tmp):
-      os.unlink(tmp)
-    raise
-
-
-def check_out(path) -> pathlib.Path:
-  """Checks an ``--out`` folder without creating anything: a non-empty
-  name, not an existing file, under a folder this process may write to.
-
-  Raises:
-    ConfigError: one line naming the path and what is wrong.
-  """
-  if path is None or not str(path).strip():
-    raise ConfigError("--out is empty; name an output folder")
-  path = pathlib.Path(path)
-  if path.exists() and not path.is_dir():
-    raise ConfigError(f"--out {path} exists and is not a directory")
-  parent = path
-  while not parent.exists() and parent != parent.parent:
-    parent = parent.parent
-  if not os.access(parent, os.W_OK | os.X_OK):
-    raise ConfigError(f"--out {path}: {parent} is not writable; choose "
-                      "another folder")
-  return path
-
-
-def make_out(path) -> pathlib.Path:
-  """Creates a checked ``--out`` folder (and its parents).
-
-  Raises:
-    ConfigError: the folder cannot be created (read-only or special file
-      system, no space), one line.
-  """
-  try:
-    path.mkdir(parents=True, exist_ok=True)
-  except OSError as e:
-    raise ConfigError(f"cannot create --out {path}: "
-                      f"{e.strerror or e}") from None
-  return path
-
-
-RUN_LOCK = ".lock"
-
-
-def lock_folder(path: pathlib.Path):
-  """Takes the exclusive lock ``path/.lock`` for this process (one writer
-  per run folder) and writes who holds it there; returns the open file,
-  whose closing releases it (None where POSIX locks do not exist).
-
-  Raises:
-    ConfigError: another process holds it (the line names it).
-  """
-  if fcntl is None:
-    return None
-  f = open(path / RUN_LOCK, "a+")
-  try:
-    fcntl.flock(f, fcntl.LOCK_EX | fcntl.LOCK_NB)
-  except BlockingIOError:
-    f.seek(0)
-    holder = f.read().strip() or "another process"
-    f.close()
-    raise ConfigError(f"--out {path} is in use by another run ({holder}); "
-                      "wait for it to finish or choose another folder") from None
-  f.seek(0)
-  f.truncate()
-  f.write(f"process {os.getpid()} on {socket.gethostname()}\n")
-  f.flush()
-  return f
-
-
-def out_dir(path) -> pathlib.Path:
-  """`check_out`, then `make_out`."""
-  return make_out(check_out(path))
 
 
 # Without a terminal (a log file, nohup), progress is written as plain
@@ -222,6 +159,30 @@ class Progress:
       self.bar = None
 
 
+class CliReporter:
+  """A `hint_jax.pipeline.Reporter` for the terminal: training steps and
+  long passes as progress bars (``progress`` None: bars on a terminal,
+  occasional lines otherwise; False: none), notes on stderr."""
+
+  def __init__(self, progress=None, desc="train"):
+    self.bar = Progress(progress, desc=desc)
+    self.stages = StageProgress(progress)
+
+  def note(self, text):
+    self.pause()
+    info(text)
+
+  def steps(self, epoch, done, total, mean_loss):
+    self.bar(epoch, done, total, mean_loss)
+
+  def stage(self, name, done, total):
+    self.stages(name, done, total)
+
+  def pause(self):
+    self.bar.close()
+    self.stages.close()
+
+
 def info(msg):
   """Status lines go to stderr so stdout stays machine-readable."""
   print(msg, file=sys.stderr, flush=True)
@@ -264,18 +225,3 @@ class StageProgress:
     if self.bar is not None:
       self.bar.close()
       self.bar = None
-
-
-def work_dir(out, settings: dict) -> pathlib.Path:
-  """``OUT.work/``, where a crafting command keeps what it has finished so
-  far, created for ``settings``; a folder left by a run with other
-  settings is refused (ConfigError) rather than mixed in."""
-  out = pathlib.Path(out)
-  work = out.with_name(out.name + ".work")
-  work.mkdir(parents=True, exist_ok=True)
-  key_file = work / "settings.json"
-  if key_file.exists() and json.loads(key_file.read_text()) != settings:
-    raise ConfigError(f"{work} holds an interrupted run with other "
-                      f"settings; delete it or use another --out")
-  key_file.write_text(json.dumps(settings))
-  return work

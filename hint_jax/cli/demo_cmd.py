@@ -10,7 +10,7 @@ test accuracies and draws the healthy-noise figure.
 import json
 
 from hint_jax.cli import figure_cmd, poison_cmd, train_cmd
-from hint_jax.cli.common import check_out, info, nonneg_int
+from hint_jax.cli.common import check_out, command_parser, info, nonneg_int
 
 
 def register(sub):
@@ -24,8 +24,8 @@ def register(sub):
 
 
 def run(args):
-  from hint_jax.cli.main import build_parser  # pylint: disable=g-import-not-at-top
-  parser = build_parser()
+  parser = command_parser(poison_cmd.register, train_cmd.register,
+                          figure_cmd.register)
   quiet = ["--no-progress"] if args.no_progress else []
   check_out(args.out)
   poison_file = f"{args.out}/poison.npz"

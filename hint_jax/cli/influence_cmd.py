@@ -11,16 +11,12 @@ Example:
   hint-jax influence-accuracy --dataset mnist --model logreg --out /tmp/infl
 """
 
-import platform
 import sys
 import time
 
-import jax
-
 from hint_jax import data as data_lib
-from hint_jax.cli.common import (Progress, info, nonneg_int, out_dir,
-                                 positive_float, positive_int,
-                                 write_json_atomic)
+from hint_jax.cli.common import (CliReporter, check_out, info, nonneg_int,
+                                 positive_float, positive_int)
 from hint_jax.errors import ConfigError
 
 STUDY_MODELS = ("logreg", "mlp", "convnet", "convnet_small")
@@ -126,39 +122,9 @@ def _settings(args):
   return chosen
 
 
-def _train_body(model, splits, epochs, seed, no_progress):
-  """Trains the whole network with the dataset's preset; returns
-  (params, model_state, record)."""
-  from hint_jax.train import Trainer, fit  # pylint: disable=g-import-not-at-top
-  from hint_jax.train.presets import preset  # pylint: disable=g-import-not-at-top
-  cfg = preset(splits.name, epochs=epochs, eval_every=0)
-  info(f"training {model.name} for {cfg.epochs} epochs on "
-       f"{len(splits.x_train)} images ...")
-  trainer = Trainer(model, cfg, len(splits.x_train))
-  state = trainer.init_state(jax.random.key(seed))
-  progress = Progress(False if no_progress else None, desc="body")
-  t0 = time.perf_counter()
-  try:
-    state, history, _ = fit(trainer, state, splits, on_progress=progress)
-  finally:
-    progress.close()
-  test = trainer.evaluate(state, splits.x_test, splits.y_test)
-  record = {"epochs": cfg.epochs, "batch_size": cfg.batch_size,
-            "lr": cfg.optim.lr, "seconds": time.perf_counter() - t0,
-            "test_accuracy_sgd": test["accuracy"],
-            "test_loss_sgd": test["loss"],
-            "train_loss_last_epoch": (history[-1]["train_loss"]
-                                      if history else None)}
-  return state.params, state.model_state, record
-
-
 def run(args):
-  from hint_jax.models import get_model  # pylint: disable=g-import-not-at-top
   from hint_jax.studies import influence_accuracy as ia  # pylint: disable=g-import-not-at-top
-  from hint_jax.studies import report  # pylint: disable=g-import-not-at-top
-
-  out = out_dir(args.out)
-  t_start = time.perf_counter()
+  out = check_out(args.out)
   chosen = _settings(args)
   config = ia.StudyConfig(
       l2=args.l2, num_test=chosen["num_test"], num_top=chosen["num_top"],
@@ -169,41 +135,16 @@ def run(args):
   available = dataset.num_train - data_lib.default_num_val(args.dataset)
   if args.subset is None and (chosen["subset"] or 0) >= available:
     chosen["subset"] = None  # a default larger than the data: use it all
-  splits = data_lib.split_train_val(dataset, subset=chosen["subset"])
-  info(f"data: {dataset.source}: {len(splits.x_train)} train / "
-       f"{len(splits.x_test)} test")
-  model = get_model(args.model, splits.num_classes, splits.x_train.shape[1:])
-  params, model_state = model.init(jax.random.key(args.seed))
-  body = None
-  if args.model != "logreg":
-    params, model_state, body = _train_body(model, splits, chosen["epochs"],
-                                            args.seed, args.no_progress)
-    info(f"body trained: SGD test accuracy {body['test_accuracy_sgd']:.4f} "
-         f"({body['seconds']:.0f} s)")
   progress = StageProgress(False if args.no_progress else None)
   try:
-    result = ia.run_study(model, params, model_state, splits.x_train,
-                          splits.y_train, splits.x_test, splits.y_test,
-                          config, on_progress=progress)
+    result = ia.study_job(
+        args.dataset, args.model, out, config, data_dir=args.data_dir,
+        subset=chosen["subset"], epochs=chosen["epochs"], quick=args.quick,
+        reporter=CliReporter(False if args.no_progress else None,
+                             desc="body"),
+        on_progress=progress)
   finally:
     progress.close()
-  result["settings"].update(
-      dataset=args.dataset, source=dataset.source, quick=args.quick,
-      subset=chosen["subset"], split_seed=splits.seed,
-      num_val=len(splits.x_val), body_training=body,
-      theta=("all parameters" if args.model == "logreg"
-             else "theta_top (head), body frozen"))
-  result["total_seconds"] = time.perf_counter() - t_start
-  result["environment"] = {"backend": jax.default_backend(),
-                           "jax_version": jax.__version__,
-                           "machine": platform.machine()}
-  write_json_atomic(out / "influence_accuracy.json", result)
-  report.scatter(result, "loo", out / "loo_scatter.png")
-  report.scatter(result, "pert", out / "pert_scatter.png")
-  if not result["retraining"]["converged"]:
-    info(f"warning: some retrainings stopped at gradient norm "
-         f"{result['retraining']['max_grad_norm']:.2e} > gtol "
-         f"{config.gtol:g} (the float64 rounding floor)")
   loo, pert = result["loo"], result["pert"]
   print(f"{args.dataset}/{args.model}: leave-one-out Pearson "
         f"{loo['pearson']:.5f}, Spearman {loo['spearman']:.5f} "

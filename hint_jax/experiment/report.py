@@ -3,7 +3,8 @@
 `collect` reads every ``experiment_*.json`` manifest of a directory and the
 ``result.json`` of each finished cell; the ``table*`` functions lay the
 results out like the paper's tables (mean ± std over trials, the paper's
-number beside). Nothing here prints; ``hint-jax report`` writes the files.
+number beside); `write_report` writes ``report.md`` and the figures.
+Nothing here prints.
 """
 
 import json
@@ -13,6 +14,7 @@ import numpy as np
 
 from hint_jax.errors import DataError
 from hint_jax.experiment import configs
+from hint_jax.pipeline import files
 
 
 def collect(out) -> tuple:
@@ -505,3 +507,117 @@ def predictions_figure(images, labels, rows, path, title):
   pathlib.Path(path).parent.mkdir(parents=True, exist_ok=True)
   fig.savefig(path, dpi=120)
   plt.close(fig)
+
+
+# ---------------------------------------------------------------- report
+def figure2(out, manifests, cells, data_dir, num, fig_dir):
+  """Fig. 2 per dataset at its highest p: the trial-0 model of each Table II
+  method on the same test images. Returns the written paths."""
+  from hint_jax import data as data_lib  # pylint: disable=g-import-not-at-top
+  from hint_jax.models import get_model  # pylint: disable=g-import-not-at-top
+  from hint_jax.pipeline import checkpoint  # pylint: disable=g-import-not-at-top
+  from hint_jax.pipeline.figures import predict  # pylint: disable=g-import-not-at-top
+  table2 = cells_of(manifests, "table2", cells)
+  methods = methods_of(manifests, "table2", table2)
+  written = []
+  for dataset in ordered({c["dataset"] for c in table2}):
+    done = [c for c in table2 if c["dataset"] == dataset and c["result"]
+            and c["trial"] == 0]
+    if not done:
+      continue
+    top = max(c["ratio"] for c in done)
+    by_method = {c["method"]: c for c in done if c["ratio"] == top}
+    if "none" not in by_method or len(by_method) < 2:
+      continue
+    ds = data_lib.load_dataset(dataset, data_dir)
+    probs = {}
+    for m in methods:
+      if m not in by_method:
+        continue
+      settings, params, model_state = checkpoint.read_final(
+          out / by_method[m]["dir"])
+      k = int(np.asarray(params["head"]["bias"]).shape[0])
+      model = get_model(settings["model"], k, ds.x_test.shape[1:])
+      probs[m] = predict(model, params, model_state, ds.x_test)
+    idx = pick_test_images(probs["none"].argmax(1), ds.y_test, num)
+    path = fig_dir / f"fig2_predictions_{dataset}.png"
+    predictions_figure(
+        ds.x_test[idx], ds.y_test[idx],
+        [(m, p[idx]) for m, p in probs.items()], path,
+        f"{dataset}, p = {top:g}: prediction (probability) of each "
+        f"defence; first test images the undefended model gets wrong; "
+        f"green = right")
+    written.append(path)
+  return written
+
+
+def figure1(out, manifests, cells, fig_dir):
+  """Fig. 1 per dataset from the trial-0 HINT cell at the highest p."""
+  from hint_jax.pipeline.figures import noise_figure  # pylint: disable=g-import-not-at-top
+  written = []
+  table2 = cells_of(manifests, "table2", cells)
+  for dataset in ordered({c["dataset"] for c in table2}):
+    hint = [c for c in table2 if c["dataset"] == dataset and c["result"]
+            and c["method"] == "HINT" and c["trial"] == 0
+            and c["result"].get("num_selected")]
+    if not hint:
+      continue
+    cell = max(hint, key=lambda c: c["ratio"])
+    path = fig_dir / f"fig1_noise_{dataset}.png"
+    noise_figure(out / cell["dir"], path, num=4, pick="changed", seed=0)
+    written.append(path)
+  return written
+
+
+def write_report(out, data_dir=None, num_images=5):
+  """Writes ``out/report.md`` (every table as far as its cells have
+  finished, the paper's numbers beside, the profiles' descriptions, the
+  commands that ran and the machine) and, under ``out/figures/``, the
+  accuracy-versus-p plot, Fig. 1 (HINT's healthy noise) and Fig. 2 (each
+  defence's prediction and confidence on the same ``num_images`` test
+  images, read from ``data_dir``, default: the one the experiment
+  recorded). Returns ``(report path, figure paths, finished cells,
+  cells)``."""
+  out = pathlib.Path(out)
+  manifests, cells = collect(out)
+  fig_dir = out / "figures"
+  if data_dir is None:
+    data_dir = next((m.get("data_dir") for m in manifests
+                     if m.get("data_dir")), None)
+  finished = sum(c["result"] is not None for c in cells)
+  parts = [f"# HINT experiments: {out.name}", "",
+           f"{finished} of {len(cells)} cells finished."]
+  for text in (table2(manifests, cells), table3(manifests, cells),
+               table4(manifests, cells),
+               table5(manifests, cells), controls(manifests, cells),
+               table3(manifests, cells, "controls_targeted")):
+    if text:
+      parts += ["", text]
+  figures = []
+  if accuracy_vs_p(manifests, cells, fig_dir / "accuracy_vs_p.png"):
+    figures.append(fig_dir / "accuracy_vs_p.png")
+  figures += figure1(out, manifests, cells, fig_dir)
+  figures += figure2(out, manifests, cells, data_dir, num_images, fig_dir)
+  if figures:
+    parts += ["", "## Figures", ""]
+    parts += [f"![{f.stem}]({f.relative_to(out)})" for f in figures]
+  parts += ["", "## Profiles, commands and machine"]
+  for m in manifests:
+    parts += ["", f"### {m['table']} / {m['profile']}", "",
+              m.get("description", ""), "", "Commands run:", "", "```"]
+    parts += [inv_line(i) for i in m.get("invocations", [])]
+    parts += m.get("commands", []) + ["```"]
+    mach = m.get("machine", {})
+    parts += ["", f"Machine: {mach.get('platform')}, {mach.get('cpus')} "
+              f"CPUs, backend {mach.get('backend')}, JAX "
+              f"{mach.get('jax_version')}."]
+  path = out / "report.md"
+  files.write_bytes_atomic(path, ("\n".join(parts) + "\n").encode())
+  return path, figures, finished, len(cells)
+
+
+def inv_line(inv):
+  return (f"# {' '.join(inv.get('argv') or [])}: started "
+          f"{inv.get('started')}, finished {inv.get('finished')}, "
+          f"{inv.get('cells_run')} cells run, {inv.get('cells_skipped')} "
+          f"skipped")

@@ -454,5 +454,9 @@ class Hint:
     if train_idx is not None:
       arrays["dataset_index"] = np.asarray(train_idx)[sel]
     tmp = path.with_name(path.name + ".tmp.npz")
-    np.savez_compressed(tmp, **arrays)
-    os.replace(tmp, path)
+    try:
+      np.savez_compressed(tmp, **arrays)
+      os.replace(tmp, path)
+    except BaseException:   # a full disk or a kill: no part file is left
+      tmp.unlink(missing_ok=True)
+      raise

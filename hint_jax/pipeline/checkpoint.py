@@ -17,7 +17,7 @@ import flax.serialization
 import jax
 import numpy as np
 
-from hint_jax.cli.common import write_bytes_atomic, write_json_atomic
+from hint_jax.pipeline.files import write_bytes_atomic, write_json_atomic
 from hint_jax.errors import ConfigError, DataError
 
 STATE_FILE = "checkpoint.msgpack"
@@ -62,8 +62,8 @@ def _read(out):
     payload = flax.serialization.msgpack_restore(state_path.read_bytes())
   except Exception as e:  # msgpack raises several types on bad bytes
     raise DataError(f"the checkpoint {state_path} is corrupt "
-                    f"({type(e).__name__}); delete it (or use --overwrite) "
-                    "to start again") from None
+                    f"({type(e).__name__}); delete it (or run with "
+                    "overwrite on) to start again") from None
   if not isinstance(payload, dict) or "state" not in payload:
     raise DataError(f"{state_path} is not a hint-jax checkpoint")
   try:
@@ -75,21 +75,24 @@ def _read(out):
       return None
   except ValueError:
     raise DataError(f"the checkpoint metadata in {out} is corrupt; delete "
-                    f"{state_path.name} (or use --overwrite) to start "
-                    "again") from None
+                    f"{state_path.name} (or run with overwrite on) "
+                    "to start again") from None
   if not (isinstance(meta, dict) and isinstance(meta.get("epochs_done"), int)
           and meta["epochs_done"] >= 0
           and isinstance(meta.get("history"), list)):
     raise DataError(f"the checkpoint metadata in {out} lacks its epoch count "
-                    "or history; delete it (or use --overwrite) to start "
-                    "again")
+                    "or history; delete it (or run with overwrite on) "
+                    "to start again")
   return meta, payload
 
 
 def load(out, template_state, settings: dict):
-  """Returns ``(state, epochs_done, history, extra, extra_meta)`` or None if
-  there is no checkpoint in ``out``. Raises ConfigError if ``out`` holds a checkpoint of a
-  run with different settings."""
+  """Returns ``(state, epochs_done, history, extra, extra_meta)``, or None if
+  there is no checkpoint in ``out``.
+
+  Raises:
+    ConfigError: ``out`` holds a checkpoint of a run with other settings.
+    DataError: the checkpoint is unreadable or inconsistent."""
   out = pathlib.Path(out)
   found = _read(out)
   if found is None:
@@ -99,8 +102,8 @@ def load(out, template_state, settings: dict):
     changed = sorted(k for k in set(meta.get("settings", {})) | set(settings)
                      if meta.get("settings", {}).get(k) != settings.get(k))
     raise ConfigError(f"{out} holds a checkpoint of a run with other settings "
-                      f"({', '.join(changed)}); use another --out or "
-                      f"--overwrite")
+                      f"({', '.join(changed)}); use another output "
+                      f"folder or run with overwrite on")
   raw_template = template_state.replace(
       key=jax.random.key_data(template_state.key))
   raw = flax.serialization.from_state_dict(raw_template, payload["state"])
@@ -119,8 +122,8 @@ def read_final(out):
   out = pathlib.Path(out)
   found = _read(out)
   if found is None:
-    raise DataError(f"{out / STATE_FILE} is missing: {out} is not the --out "
-                    "directory of a `hint-jax train` run")
+    raise DataError(f"{out / STATE_FILE} is missing: {out} is not the output "
+                    "folder of a training run")
   meta, payload = found
   state = payload["state"]
   return meta["settings"], state["params"], state.get("model_state") or {}

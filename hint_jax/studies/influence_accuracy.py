@@ -477,3 +477,87 @@ def _run(model, params, model_state, x_train, y_train, x_test, y_test,
       "pert": pooled("pert", pert_pairs, ("ipert", "random")),
       "timings_seconds": timings,
   }
+
+
+def train_body(model, splits, epochs, seed, reporter=None):
+  """Trains the whole network with the dataset's preset (``epochs`` if
+  given); returns ``(params, model_state, record)``."""
+  from hint_jax.train import Trainer, fit  # pylint: disable=g-import-not-at-top
+  from hint_jax.train.presets import preset  # pylint: disable=g-import-not-at-top
+  cfg = preset(splits.name, epochs=epochs, eval_every=0)
+  if reporter is not None:
+    reporter.note(f"training {model.name} for {cfg.epochs} epochs on "
+                  f"{len(splits.x_train)} images ...")
+  trainer = Trainer(model, cfg, len(splits.x_train))
+  state = trainer.init_state(jax.random.key(seed))
+  t0 = time.perf_counter()
+  try:
+    state, history, _ = fit(trainer, state, splits, on_progress=(
+        None if reporter is None else reporter.steps))
+  finally:
+    if reporter is not None:
+      reporter.pause()
+  test = trainer.evaluate(state, splits.x_test, splits.y_test)
+  record = {"epochs": cfg.epochs, "batch_size": cfg.batch_size,
+            "lr": cfg.optim.lr, "seconds": time.perf_counter() - t0,
+            "test_accuracy_sgd": test["accuracy"],
+            "test_loss_sgd": test["loss"],
+            "train_loss_last_epoch": (history[-1]["train_loss"]
+                                      if history else None)}
+  return state.params, state.model_state, record
+
+
+def study_job(dataset_name, model_name, out, config: StudyConfig, *,
+              data_dir=None, subset=None, epochs=None, quick=False,
+              reporter=None, on_progress=None) -> dict:
+  """The whole study as a job: loads ``dataset_name`` (``subset`` training
+  images), trains the network's body first unless the model is "logreg"
+  (θ = all of it), runs `run_study`, and writes ``influence_accuracy.json``,
+  ``loo_scatter.png`` and ``pert_scatter.png`` into the folder ``out``.
+  Returns the result. ``reporter`` (a `hint_jax.pipeline.Reporter`) hears
+  status lines and the body's training; ``on_progress(stage, done,
+  total)`` the study's passes."""
+  from hint_jax import data as data_lib  # pylint: disable=g-import-not-at-top
+  from hint_jax.models import get_model  # pylint: disable=g-import-not-at-top
+  from hint_jax.pipeline import files  # pylint: disable=g-import-not-at-top
+  from hint_jax.studies import report  # pylint: disable=g-import-not-at-top
+  import pathlib  # pylint: disable=g-import-not-at-top
+  import platform  # pylint: disable=g-import-not-at-top
+  note = (lambda _t: None) if reporter is None else reporter.note
+  out = files.make_out(files.check_out(out))
+  t_start = time.perf_counter()
+  config = config.validate()
+  dataset = data_lib.load_dataset(dataset_name, data_dir)
+  splits = data_lib.split_train_val(dataset, subset=subset)
+  note(f"data: {dataset.source}: {len(splits.x_train)} train / "
+       f"{len(splits.x_test)} test")
+  model = get_model(model_name, splits.num_classes, splits.x_train.shape[1:])
+  params, model_state = model.init(jax.random.key(config.seed))
+  body = None
+  if model_name != "logreg":
+    params, model_state, body = train_body(model, splits, epochs,
+                                           config.seed, reporter)
+    note(f"body trained: SGD test accuracy {body['test_accuracy_sgd']:.4f} "
+         f"({body['seconds']:.0f} s)")
+  result = run_study(model, params, model_state, splits.x_train,
+                     splits.y_train, splits.x_test, splits.y_test, config,
+                     on_progress=on_progress)
+  result["settings"].update(
+      dataset=dataset_name, source=dataset.source, quick=quick,
+      subset=subset, split_seed=splits.seed, num_val=len(splits.x_val),
+      body_training=body,
+      theta=("all parameters" if model_name == "logreg"
+             else "theta_top (head), body frozen"))
+  result["total_seconds"] = time.perf_counter() - t_start
+  result["environment"] = {"backend": jax.default_backend(),
+                           "jax_version": jax.__version__,
+                           "machine": platform.machine()}
+  out = pathlib.Path(out)
+  files.write_json_atomic(out / "influence_accuracy.json", result)
+  report.scatter(result, "loo", out / "loo_scatter.png")
+  report.scatter(result, "pert", out / "pert_scatter.png")
+  if not result["retraining"]["converged"]:
+    note(f"warning: some retrainings stopped at gradient norm "
+         f"{result['retraining']['max_grad_norm']:.2e} > gtol "
+         f"{config.gtol:g} (the float64 rounding floor)")
+  return result

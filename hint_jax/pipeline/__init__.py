@@ -1,0 +1,22 @@
+"""Whole jobs as a Python API: typed specs in, records and files out.
+
+`run_train` trains (optionally on a poisoned set, optionally defended)
+resumably into a folder and writes the same ``result.json`` and
+``metrics.jsonl`` as ``hint-jax train``; every defence sits behind
+`JobDefence`. Nothing here prints: pass a `Reporter` to hear progress.
+"""
+
+from hint_jax.pipeline import checkpoint, files
+from hint_jax.pipeline.defences import (NOISE_FILE, JobDefence,
+                                        hint_poison_record, make_defence)
+from hint_jax.pipeline.specs import (DataSpec, DefenceSpec, EpicSpec,
+                                     HintSpec, TrainJob, TrainSpec,
+                                     defence_name, resolve_defence,
+                                     resolve_hint)
+from hint_jax.pipeline.training import (METRICS_FILE, RESULT_FILE, Reporter,
+                                        clean_model_folder,
+                                        clean_train_config, load_splits,
+                                        run_train, target_outcome,
+                                        train_clean)
+from hint_jax.pipeline.poisoning import (PoisonSpec, TargetSpec, VictimSpec,
+                                         run_poison, run_target_poison)

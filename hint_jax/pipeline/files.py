@@ -1,0 +1,153 @@
+"""Output folders and files of whole jobs: atomic writes with one file mode,
+one writer per run folder, and one-line errors for unwritable places.
+
+Every function here names the setting it checks by the ``name`` its caller
+gives (the library says "out"; the command line passes "--out"), so an error
+reads the same way as the caller's own vocabulary.
+"""
+
+import json
+import os
+import pathlib
+import socket
+import tempfile
+
+import jax
+
+from hint_jax.errors import ConfigError, DataError
+
+try:
+  import fcntl  # POSIX
+except ImportError:  # Windows: no run locks
+  fcntl = None
+
+RUN_LOCK = ".lock"
+
+
+def is_writer() -> bool:
+  """Whether this process writes a job's files: process 0 only, so in a
+  multi-host run the other processes (which read the same folder on
+  resume) never write beside it."""
+  return jax.process_index() == 0
+
+
+def _file_mode() -> int:
+  """The mode ``open()`` gives a new file under the current umask."""
+  umask = os.umask(0)
+  os.umask(umask)
+  return 0o666 & ~umask
+
+
+def write_bytes_atomic(path, data: bytes):
+  """Writes ``data`` via a temporary file and a rename, with the same mode
+  as any other output (``mkstemp`` alone would give 0600). An interrupted
+  or failed write leaves the previous file (or none), never a part."""
+  path = pathlib.Path(path)
+  fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.")
+  try:
+    with os.fdopen(fd, "wb") as f:
+      f.write(data)
+    os.chmod(tmp, _file_mode())
+    os.replace(tmp, path)
+  except BaseException:
+    if os.path.exists(tmp):
+      os.unlink(tmp)
+    raise
+
+
+def write_json_atomic(path, obj):
+  """`write_bytes_atomic` of ``obj`` as indented, key-sorted JSON (the
+  parent folder is created)."""
+  path = pathlib.Path(path)
+  path.parent.mkdir(parents=True, exist_ok=True)
+  write_bytes_atomic(path, (json.dumps(obj, indent=2, sort_keys=True)
+                            + "\n").encode())
+
+
+def write_output(path, write, what="the run"):
+  """Calls ``write(path)`` and turns an OSError (a full disk, a folder
+  made read-only) into one DataError line naming the file; ``what`` says
+  what a repeat of the same call will do."""
+  try:
+    write(path)
+  except OSError as e:
+    raise DataError(f"cannot write {e.filename or path}: {e.strerror or e}; "
+                    f"make room and run {what} again") from None
+
+
+def check_out(path, name="out") -> pathlib.Path:
+  """Checks an output folder without creating anything: a non-empty name,
+  not an existing file, under a folder this process may write to.
+
+  Raises:
+    ConfigError: one line naming ``name``, the path and what is wrong.
+  """
+  if path is None or not str(path).strip():
+    raise ConfigError(f"{name} is empty; name an output folder")
+  path = pathlib.Path(path)
+  if path.exists() and not path.is_dir():
+    raise ConfigError(f"{name} {path} exists and is not a directory")
+  parent = path
+  while not parent.exists() and parent != parent.parent:
+    parent = parent.parent
+  if not os.access(parent, os.W_OK | os.X_OK):
+    raise ConfigError(f"{name} {path}: {parent} is not writable; choose "
+                      "another folder")
+  return path
+
+
+def make_out(path, name="out") -> pathlib.Path:
+  """Creates a checked output folder (and its parents).
+
+  Raises:
+    ConfigError: the folder cannot be created (read-only or special file
+      system, no space), one line.
+  """
+  path = pathlib.Path(path)
+  try:
+    path.mkdir(parents=True, exist_ok=True)
+  except OSError as e:
+    raise ConfigError(f"cannot create {name} {path}: "
+                      f"{e.strerror or e}") from None
+  return path
+
+
+def lock_folder(path, name="out"):
+  """Takes the exclusive lock ``path/.lock`` for this process (one writer
+  per run folder) and writes who holds it there; returns the open file,
+  whose closing releases it (None where POSIX locks do not exist).
+
+  Raises:
+    ConfigError: another process holds it (the line names it).
+  """
+  if fcntl is None:
+    return None
+  f = open(pathlib.Path(path) / RUN_LOCK, "a+")
+  try:
+    fcntl.flock(f, fcntl.LOCK_EX | fcntl.LOCK_NB)
+  except BlockingIOError:
+    f.seek(0)
+    holder = f.read().strip() or "another process"
+    f.close()
+    raise ConfigError(f"{name} {path} is in use by another run ({holder}); "
+                      "wait for it to finish or choose another folder") from None
+  f.seek(0)
+  f.truncate()
+  f.write(f"process {os.getpid()} on {socket.gethostname()}\n")
+  f.flush()
+  return f
+
+
+def work_dir(out, settings: dict, name="out") -> pathlib.Path:
+  """``OUT.work/``, where a crafting job keeps what it has finished so
+  far, created for ``settings``; a folder left by a run with other
+  settings is refused (ConfigError) rather than mixed in."""
+  out = pathlib.Path(out)
+  work = out.with_name(out.name + ".work")
+  work.mkdir(parents=True, exist_ok=True)
+  key_file = work / "settings.json"
+  if key_file.exists() and json.loads(key_file.read_text()) != settings:
+    raise ConfigError(f"{work} holds an interrupted run with other "
+                      f"settings; delete it or use another {name}")
+  key_file.write_text(json.dumps(settings))
+  return work

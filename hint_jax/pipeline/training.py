@@ -1,0 +1,535 @@
+"""The training job: load and split the data, apply a poisoned set, train
+(with a defence) resumably into a folder, and write ``result.json``,
+``metrics.jsonl`` and the defence's files; the transfer scenario of a
+targeted poisoned set; the shared cache of clean models.
+
+    from hint_jax import pipeline
+    job = pipeline.TrainJob(pipeline.DataSpec("mnist", data_dir="data"),
+                            pipeline.TrainSpec(epochs=10),
+                            defence=pipeline.HintSpec(),
+                            poison="poison.npz")
+    result = pipeline.run_train(job, "runs/hint")   # the result.json dict
+
+The folder holds one checkpoint per finished epoch; calling `run_train`
+again with the same job resumes after the last one. Nothing here prints:
+progress and status lines go to a `Reporter`.
+"""
+
+import dataclasses
+import hashlib
+import json
+import pathlib
+import platform
+import time
+
+import jax
+import jax.numpy as jnp
+import numpy as np
+
+from hint_jax import attacks
+from hint_jax import data as data_lib
+from hint_jax.errors import ConfigError, DataError
+from hint_jax.models import get_model, num_params
+from hint_jax.parallel.distributed import process_rows
+from hint_jax.pipeline import checkpoint, files
+from hint_jax.pipeline.defences import (JobDefence, make_defence,
+                                        transfer_hook)
+from hint_jax.pipeline.specs import (DataSpec, HintSpec, TrainJob,
+                                     defence_name, hint_schedule,
+                                     resolve_defence)
+from hint_jax.train import Trainer, fit, transfer
+from hint_jax.train.presets import PRESETS, default_model, preset
+
+METRICS_FILE = "metrics.jsonl"
+RESULT_FILE = "result.json"
+
+
+class Reporter:
+  """What a job tells its caller while it runs. Every method does nothing
+  here; override the ones you want (the command line draws progress bars
+  and prints the notes)."""
+
+  def note(self, text: str) -> None:
+    """A status line (what the job is doing or has found)."""
+
+  def steps(self, epoch: int, done: int, total: int, mean_loss) -> None:
+    """Training progress within an epoch."""
+
+  def stage(self, name: str, done: int, total: int) -> None:
+    """Progress of a long pass outside training (a defence's, an
+    attack's)."""
+
+  def pause(self) -> None:
+    """Any progress shown so far is finished (a note or a phase follows)."""
+
+
+def load_splits(data: DataSpec, reporter: Reporter = None):
+  """Loads ``data``'s dataset and splits it: ``(dataset, splits)``.
+  ``subset`` is a cap: if fewer training images are left after
+  validation (a partial copy), all of them are used and the reporter
+  hears so.
+
+  Raises:
+    DataError: the files differ from the official ones (sha256) and
+      ``own_data`` is off; or they are missing or unreadable.
+  """
+  dataset = data_lib.load_dataset(data.dataset, data.data_dir, data.source)
+  if dataset.meta.get("verified") is False and not data.own_data:
+    raise DataError(f"the {data.dataset} files of {dataset.source} differ "
+                    "from the official ones (sha256); replace them, or "
+                    "turn own_data on (--own-data) if they are yours")
+  splits = data_lib.split_train_val(dataset, data.num_val, data.split_seed)
+  if data.subset is not None:
+    if data.subset <= len(splits.x_train):
+      splits = data_lib.take_subset(splits, data.subset, data.split_seed)
+    elif reporter is not None:
+      reporter.note(f"subset {data.subset}: only {len(splits.x_train)} "
+                    f"training images in {dataset.source} after validation; "
+                    "using all of them")
+  return dataset, splits
+
+
+def target_outcome(model, state, target_x, target: dict) -> dict:
+  """The trained model's verdict on a targeted attack's target image: the
+  predicted class, the probabilities of the intended and the true class,
+  and whether the attack succeeded (predicted == intended)."""
+  x = jnp.asarray(target_x, jnp.float32)[None] / 255.0
+  logits = model.apply_eval(state.params, state.model_state, x)[0]
+  probs = np.asarray(jax.nn.softmax(logits.astype(jnp.float32)))
+  predicted = int(np.argmax(probs))
+  return {**target, "predicted": predicted,
+          "success": predicted == target["intended_class"],
+          "intended_probability": float(probs[target["intended_class"]]),
+          "true_probability": float(probs[target["true_class"]])}
+
+
+# ------------------------------------------------------------ clean models
+def clean_train_config(dataset, epochs, augment=None,
+                       epoch_schedule="absolute", shape_epochs=None):
+  """`train_clean`'s training configuration: the preset (``epochs`` if
+  given, its milestones per ``epoch_schedule`` and ``shape_epochs``, see
+  `hint_jax.train.presets.preset`), no evaluation between epochs. The
+  default is "absolute", the schedule of the models crafted before the
+  option existed; the jobs pass their own."""
+  return dataclasses.replace(
+      preset(dataset, epochs=epochs, augment=augment,
+             epoch_schedule=epoch_schedule, shape_epochs=shape_epochs),
+      eval_every=0)
+
+
+def clean_model_folder(root, dataset, split_seed, subset, splits, model_name,
+                       epochs, seed, augment=None, epoch_schedule="absolute",
+                       shape_epochs=None):
+  """Where the clean-model cache ``root`` keeps the clean model that
+  `train_clean` trains with these arguments, and the data identity to pass
+  it as ``settings``: one sub-folder per (data, split, subset, training
+  images, model, epochs, seed), named by a digest of them, so a model
+  trained on other data or settings is never reused. The poisoning jobs
+  and the transfer scenario share it: the extractor a targeted attack was
+  crafted on is then trained once, not again by every victim.
+  ``augment``: None for the preset's augmentation, else on/off; only an
+  explicit ``False`` joins the key (models trained before the option
+  existed, all with the preset's, keep their folders); so do learning-rate
+  milestones other than the preset's (``epoch_schedule`` "scaled" on a
+  short run, see `clean_train_config`)."""
+  identity = {"data": dataset, "split_seed": split_seed,
+              "num_val": len(splits.x_val), "subset": subset,
+              "clean_sha256": hashlib.sha256(np.ascontiguousarray(
+                  splits.x_train).tobytes()).hexdigest()}
+  cfg = clean_train_config(dataset, epochs, augment, epoch_schedule,
+                           shape_epochs)
+  key = {**identity, "model": model_name, "epochs": cfg.epochs, "seed": seed}
+  if augment is not None and augment != preset(dataset).augment:
+    key["augment"] = bool(augment)
+  if cfg.optim.lr_milestones != PRESETS[dataset].optim.lr_milestones:
+    key["lr_milestones"] = list(cfg.optim.lr_milestones)
+  digest = hashlib.sha256(json.dumps(key, sort_keys=True).encode()
+                          ).hexdigest()[:16]
+  folder = pathlib.Path(root) / f"victim-{dataset}-{digest}"
+  folder.mkdir(parents=True, exist_ok=True)
+  return folder, identity
+
+
+def train_clean(dataset, model_name, splits, epochs, seed, folder,
+                reporter: Reporter = None, label="clean model", augment=None,
+                epoch_schedule="absolute", shape_epochs=None, **settings):
+  """Trains ``model_name`` on ``splits``' (clean) training images with the
+  dataset's preset (``epochs`` if given), checkpointing every epoch in
+  ``folder`` and resuming from it; a finished checkpoint is just reloaded.
+  ``settings`` join the checkpoint's identity. ``augment``: None for the
+  preset's augmentation, else on/off (recorded in the identity when it
+  differs from the preset's). ``epoch_schedule``, ``shape_epochs``: see
+  `clean_train_config` (milestones other than the preset's join the
+  identity). ``label`` names the model in the reporter's notes. Returns
+  ``(model, state, trainer, test_accuracy)``."""
+  reporter = reporter or Reporter()
+  cfg = clean_train_config(dataset, epochs, augment, epoch_schedule,
+                           shape_epochs)
+  model = get_model(model_name, splits.num_classes, splits.x_train.shape[1:])
+  trainer = Trainer(model, cfg, len(splits.x_train))
+  state = trainer.init_state(jax.random.key(seed))
+  settings = {**settings, "model": model_name, "epochs": cfg.epochs,
+              "seed": seed}
+  if cfg.augment != preset(dataset).augment:
+    settings["augment"] = cfg.augment
+  if cfg.optim.lr_milestones != PRESETS[dataset].optim.lr_milestones:
+    settings["lr_milestones"] = list(cfg.optim.lr_milestones)
+  resumed = checkpoint.load(folder, state, settings)
+  start = 0
+  if resumed is not None:
+    state, start = resumed[0], resumed[1]
+  if start < cfg.epochs:
+    reporter.note(f"{label}: {model_name} on {len(splits.x_train)} clean "
+                  f"images, {cfg.epochs} epochs"
+                  + (f" (from epoch {start + 1})" if start else ""))
+    state, _, _ = fit(trainer, state, splits, start_epoch=start,
+                      on_progress=reporter.steps,
+                      on_epoch_end=lambda e, st, rec, _x: checkpoint.save(
+                          folder, st, e, settings, []))
+    reporter.pause()
+  acc = trainer.evaluate(state, splits.x_test, splits.y_test)["accuracy"]
+  return model, state, trainer, acc
+
+
+# -------------------------------------------------------------- the job
+class _Held:
+  """The run folder, created and locked (process 0) once the job's inputs
+  have passed their checks; `release` frees the lock."""
+
+  def __init__(self):
+    self.lock = None
+
+  def take(self, out):
+    files.make_out(out)
+    if files.is_writer():
+      self.lock = files.lock_folder(out)
+
+  def release(self):
+    if self.lock is not None:
+      self.lock.close()
+      self.lock = None
+
+
+def run_train(job: TrainJob, out, *, mesh=None, reporter: Reporter = None):
+  """Runs ``job`` into the folder ``out`` and returns the result (also
+  written to ``out/result.json``).
+
+  Everything is checked before the folder is created. The folder is
+  locked while the job runs (a second job on it is refused); a finished
+  epoch is checkpointed, and the same call resumes after it. In a
+  multi-host run (``mesh`` over several processes) every process trains on
+  its rows and only process 0 writes.
+
+  Args:
+    job: what to run.
+    out: the run folder.
+    mesh: a data mesh (`hint_jax.parallel.make_data_mesh`) to split every
+      batch and HINT's passes over; None for one device.
+    reporter: hears progress and status lines.
+
+  Raises:
+    ConfigError: a setting is invalid, or the folder is in use or holds a
+      run with other settings (one line).
+    DataError: an input file is missing or corrupt, a file cannot be
+      written, or training diverged (one line).
+  """
+  reporter = reporter or Reporter()
+  held = _Held()
+  try:
+    return _run(job, files.check_out(out), mesh, reporter, held)
+  finally:
+    held.release()
+
+
+def _poison_record(path, ps):
+  return {"file": str(pathlib.Path(path).resolve()), "counts": ps.counts(),
+          "attacks": ps.meta["attacks"], "ratio": ps.meta.get("ratio"),
+          "target": ps.target}
+
+
+def _run(job, out, mesh, reporter, held):
+  t_start = time.perf_counter()
+  data, tr = job.data, job.train
+  name = defence_name(job.defence)
+  cfg = tr.config(data.dataset)
+  if cfg.epochs == 0:
+    reporter.note("note: 0 epochs trains nothing; the result is the "
+                  "untrained model's")
+  if jax.process_count() > 1 and name in ("hint", "epic", "friends"):
+    raise ConfigError(f"defence {name} runs on one host only (it scores or "
+                      "rewrites the whole training set); across hosts use "
+                      "no defence or atda")
+  # Settings are checked before any data is read.
+  defence_cfg = resolve_defence(job.defence, data.dataset, cfg.epochs,
+                                tr.epoch_schedule)
+  dataset, splits = load_splits(data, reporter)
+  # Said once the inputs have passed their checks (a refused run says
+  # only its error).
+  notes = [f"data: {dataset.source}: {len(splits.x_train)} train / "
+           f"{len(splits.x_val)} val / {len(splits.x_test)} test"]
+  poison, target_x, poison_mask, x_clean = None, None, None, None
+  if job.poison is not None:
+    x_clean = splits.x_train
+    ps = attacks.load_poisoned(job.poison)
+    x_poisoned = attacks.poisoned_training_images(
+        ps, splits.x_train, splits.y_train, where=job.poison)
+    splits = dataclasses.replace(splits, x_train=x_poisoned)
+    poison_mask = np.zeros(len(x_poisoned), bool)
+    poison_mask[ps.clean_index[ps.attack_id >= 0]] = True
+    attacks.check_target(ps, splits.x_test, splits.y_test, where=job.poison)
+    target_x = ps.target_x
+    crafted_on = (ps.meta.get("victim") or {}).get("augment")
+    if crafted_on is not None and crafted_on != cfg.augment:
+      notes.append(
+          f"note: {job.poison} was crafted on models trained "
+          f"{'with' if crafted_on else 'without'} augmentation; this run "
+          f"trains {'with' if cfg.augment else 'without'} it (turn "
+          f"augmentation {'off' if cfg.augment else 'on'}, --no-augment, "
+          "to match)")
+    if ps.target is not None and ps.target.get("scenario") == "transfer":
+      held.take(out)
+      for note in notes:
+        reporter.note(note)
+      return _run_transfer(job, out, t_start, dataset, splits, ps,
+                           x_poisoned, x_clean, reporter)
+    poison = _poison_record(job.poison, ps)
+    notes.append(f"poisoned training set: {poison['counts']}")
+  if job.victim_dir is not None:
+    raise ConfigError("victim_dir applies to transfer-scenario poisoned "
+                      "sets (targeted bp or fc) only")
+  held.take(out)
+  model_name = tr.model or default_model(data.dataset)
+  model = get_model(model_name, splits.num_classes, splits.x_train.shape[1:])
+  num_train = len(splits.x_train)  # all processes together
+  if jax.process_count() > 1:  # this process trains on its own rows only
+    mine = process_rows(num_train)
+    splits = dataclasses.replace(splits, x_train=splits.x_train[mine],
+                                 y_train=splits.y_train[mine])
+    if poison_mask is not None:
+      poison_mask = poison_mask[mine]
+    notes.append(f"process {jax.process_index()} of {jax.process_count()}: "
+                 f"rows {mine.start}..{mine.stop - 1} of the training set")
+  defence = make_defence(defence_cfg, model, splits, epochs=cfg.epochs,
+                         x_clean=x_clean, mesh=mesh,
+                         on_stage=reporter.stage)
+  cfg = defence.train_config(cfg)
+  trainer = Trainer(model, cfg, num_train, adversary=defence.adversary(model),
+                    mesh=mesh)
+  state = trainer.init_state(jax.random.key(tr.seed))
+
+  settings = {"dataset": data.dataset, "source": dataset.source,
+              "model": model_name, "seed": tr.seed,
+              "split_seed": data.split_seed, "subset": data.subset,
+              "num_val": len(splits.x_val), "defense": name,
+              "poison": poison,
+              "config": json.loads(json.dumps(dataclasses.asdict(cfg)))}
+  if defence.config is not None:
+    settings[name] = defence.settings()
+  writer = files.is_writer()
+  metrics = out / METRICS_FILE
+  if job.overwrite and writer:
+    checkpoint.clear(out)
+    metrics.unlink(missing_ok=True)
+  resumed = checkpoint.load(out, state, settings)
+  for note in notes:
+    reporter.note(note)
+  if isinstance(job.defence, HintSpec):
+    note = hint_schedule(job.defence, data.dataset, cfg.epochs,
+                         tr.epoch_schedule)[1]
+    if note:
+      reporter.note(note)
+  start_epoch, history = 0, []
+  if resumed is not None:
+    state, start_epoch, history, extra, extra_meta = resumed
+    splits = dataclasses.replace(splits, x_train=defence.restore(
+        extra, extra_meta, splits.x_train))
+    reporter.note(f"resuming {out} after epoch {start_epoch}")
+    # The metrics file is rebuilt from the checkpoint's history, so an
+    # epoch written there after the last checkpoint is not repeated.
+    if writer:
+      files.write_output(metrics, lambda p: files.write_bytes_atomic(
+          p, "".join(json.dumps(r) + "\n" for r in history).encode()),
+                         "the same job")
+  elif writer and metrics.exists():
+    metrics.unlink()
+
+  def before_epoch(epoch, st, x_train):
+    line = defence.starting(epoch)
+    if line:
+      reporter.pause()
+      reporter.note(line)
+    x_new, seconds = defence.before_epoch(epoch, st, x_train)
+    line = defence.note(epoch) if seconds else None
+    if line:
+      reporter.pause()
+      reporter.note(line)
+    return x_new, seconds
+
+  def on_epoch_end(epoch, st, record, _x):
+    history.append(record)
+    if writer:
+      def append(p):
+        with open(p, "a") as f:
+          f.write(json.dumps(record) + "\n")
+      files.write_output(metrics, append,
+                         "the same job to resume from the last checkpoint")
+      extra, extra_meta = defence.checkpoint()
+      checkpoint.save(out, st, epoch, settings, history, extra, extra_meta)
+    reporter.pause()
+    acc = record.get("test_accuracy")
+    reporter.note(f"epoch {epoch + 1}/{cfg.epochs}: loss "
+                  f"{record['train_loss']:.4f}"
+                  + (f", test accuracy {acc:.4f}" if acc is not None else "")
+                  + f" ({record['train_seconds']:.1f} s)")
+
+  try:
+    state, _, _ = fit(trainer, state, splits, start_epoch=start_epoch,
+                      before_epoch=before_epoch, on_progress=reporter.steps,
+                      on_epoch_end=on_epoch_end,
+                      active_fn=defence.active_indices)
+  finally:
+    reporter.pause()
+  final = (trainer.evaluate(state, splits.x_test, splits.y_test)
+           if not history or "test_accuracy" not in history[-1] else
+           {"accuracy": history[-1]["test_accuracy"],
+            "loss": history[-1]["test_loss"]})
+  result = {
+      **{k: v for k, v in settings.items()
+         if k not in ("config", "hint", "epic", "friends", "atda")},
+      "data_verified": dataset.meta.get("verified"),
+      "epochs": cfg.epochs, "batch_size": cfg.batch_size,
+      "lr": cfg.optim.lr, "epoch_schedule": tr.epoch_schedule,
+      "lr_milestones": list(cfg.optim.lr_milestones),
+      "num_train": num_train,
+      "num_params": num_params(state.params),
+      "test_accuracy": final["accuracy"], "test_loss": final["loss"],
+      "val_accuracy": history[-1].get("val_accuracy") if history else None,
+      "train_seconds": sum(r["train_seconds"] for r in history),
+      "defense_seconds": sum(r.get("hook_seconds", 0.0) for r in history),
+      "total_seconds": time.perf_counter() - t_start,
+      "backend": jax.default_backend(), "jax_version": jax.__version__,
+      "machine": platform.machine(), "config": settings["config"],
+      "devices": 1 if mesh is None else mesh.size,
+      "processes": jax.process_count(),
+  }
+  if target_x is not None:
+    result["target"] = target_outcome(model, state, target_x,
+                                      poison["target"])
+    t = result["target"]
+    reporter.note(f"target test image {t['index']}: predicted "
+                  f"{t['predicted']}, intended {t['intended_class']} -> "
+                  f"attack {'succeeded' if t['success'] else 'failed'}")
+  result.update(defence.record(poison_mask))
+  if writer:
+    files.write_output(out, lambda p: defence.write_files(p, splits.train_idx),
+                       "the same job")
+    files.write_output(out / RESULT_FILE, lambda p: files.write_json_atomic(
+        p, result), "the same job")
+  return result
+
+
+def _run_transfer(job, out, t_start, dataset, splits, ps, x_poisoned,
+                  x_clean, reporter):
+  """The transfer scenario of a targeted poisoned set: pre-train on the
+  clean 90% with the crafting run's own model, seed and epochs (so the
+  victim's feature extractor is the one the attack saw: white-box, as in
+  the paper's setting; training is deterministic, and the extractor's test
+  accuracy is recorded next to the crafting run's as a check), then
+  re-initialise theta_top from the job's seed and train it alone on the
+  poisoned 10%.
+
+  Every defence acts on the fine-tuning set and theta_top, the only layer
+  trained here (`TopLayerConfig`'s epochs are the run's epochs):
+  - hint: healthy noise written into the fine-tuning images before the
+    scheduled epochs (influence on theta_top, as always);
+  - friends: friendly noise computed once before its begin epoch with the
+    network of that epoch, plus fresh Bernoulli noise every epoch (the
+    features are then recomputed every epoch);
+  - epic: the scheduled selections on the fine-tuning set; dropped
+    examples are left out of the following epochs;
+  - atda: every step trains on adversarial examples of its batch, crafted
+    through the frozen body and the current theta_top (the paper uses eps
+    0.062 against targeted attacks).
+  """
+  data, tr = job.data, job.train
+  top_cfg = transfer.TopLayerConfig()
+  # Settings are checked before the extractor is trained.
+  defence_cfg = resolve_defence(job.defence, data.dataset, top_cfg.epochs,
+                                tr.epoch_schedule)
+  if isinstance(job.defence, HintSpec):
+    note = hint_schedule(job.defence, data.dataset, top_cfg.epochs,
+                         tr.epoch_schedule)[1]
+    if note:
+      reporter.note(note)
+  target = ps.target
+  victim = ps.meta.get("victim") or {}
+  pre, fine = transfer.transfer_split(
+      len(splits.x_train), jax.random.key(target["transfer_split_seed"]),
+      target["pretrain_fraction"])
+  poisoned_rows = ps.clean_index[ps.attack_id >= 0]
+  if np.any(np.isin(poisoned_rows, pre)):
+    raise DataError(f"{job.poison}: poisons lie in the pre-training part "
+                    "of its transfer split; the file is not a transfer-"
+                    "scenario set")
+  model_name = victim.get("model") or tr.model or default_model(data.dataset)
+  pre_splits = dataclasses.replace(splits, x_train=splits.x_train[pre],
+                                   y_train=splits.y_train[pre])
+  folder, identity = out, {"scenario": "transfer",
+                           "poison": str(job.poison)}
+  # Files crafted before the option existed record none: "absolute".
+  schedule = {"epoch_schedule": victim.get("epoch_schedule", "absolute")}
+  if job.victim_dir is not None:
+    folder, identity = clean_model_folder(
+        job.victim_dir, data.dataset, data.split_seed, data.subset,
+        pre_splits, model_name, victim.get("epochs"), victim.get("seed", 0),
+        victim.get("augment"), **schedule)
+  model, state, trainer, pre_acc = train_clean(
+      data.dataset, model_name, pre_splits, victim.get("epochs"),
+      victim.get("seed", 0), folder, reporter,
+      "transfer: pre-training (the crafting run's extractor)",
+      augment=victim.get("augment"), **schedule, **identity)
+  # The pre-trained network's own verdict (its pre-training top layer):
+  # the clean reference for the target, as the crafting run saw it.
+  pretrain_target = target_outcome(model, state, ps.target_x, target)
+  params = transfer.reinit_top_layer(model, state.params,
+                                     jax.random.key(tr.seed))
+  x_fine, y_fine = x_poisoned[fine], splits.y_train[fine]
+  fine_splits = dataclasses.replace(splits, x_train=x_fine, y_train=y_fine)
+  defence = make_defence(defence_cfg, model, fine_splits,
+                         epochs=top_cfg.epochs, x_clean=x_clean[fine])
+  t_top = time.perf_counter()
+  params = transfer.train_top_layer(
+      model, params, state.model_state, x_fine, y_fine,
+      jax.random.fold_in(jax.random.key(tr.seed), 1), config=top_cfg,
+      before_epoch=transfer_hook(defence, state, tr.seed),
+      rows=defence.active_indices, adversary=defence.adversary(model))
+  top_seconds = time.perf_counter() - t_top
+  state = state.replace(params=params)
+  final = trainer.evaluate(state, splits.x_test, splits.y_test)
+  result = {
+      "dataset": data.dataset, "source": dataset.source, "model": model_name,
+      "seed": tr.seed, "defense": defence_name(job.defence),
+      "poison": _poison_record(job.poison, ps),
+      "scenario": "transfer", "num_pretrain": len(pre),
+      "num_finetune": len(fine),
+      "pretrain_test_accuracy": pre_acc,
+      "crafting_extractor_test_accuracy": victim.get("test_accuracy"),
+      "pretrain_target": {k: pretrain_target[k] for k in (
+          "predicted", "intended_probability", "true_probability")},
+      "top_layer": dataclasses.asdict(top_cfg),
+      "test_accuracy": final["accuracy"], "test_loss": final["loss"],
+      "top_layer_seconds": top_seconds,
+      "total_seconds": time.perf_counter() - t_start,
+      "target": target_outcome(model, state, ps.target_x, target),
+      "backend": jax.default_backend(), "jax_version": jax.__version__,
+  }
+  result.update(defence.record(np.isin(fine, poisoned_rows), transfer=True))
+  if files.is_writer():
+    files.write_output(out / RESULT_FILE, lambda p: files.write_json_atomic(
+        p, result), "the same job")
+  return result
+
+
+__all__ = ["JobDefence", "Reporter", "clean_model_folder",
+           "clean_train_config", "load_splits", "run_train",
+           "target_outcome", "train_clean"]
