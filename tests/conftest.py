@@ -86,3 +86,11 @@ def interrupted_run(monkeypatch):
     return main(argv)
 
   return run
+
+
+def pytest_collection_modifyitems(items):
+  """Tests on the quick experiment folder (crafted and trained once per
+  module, minutes) are slow too."""
+  for item in items:
+    if "quick_dir" in getattr(item, "fixturenames", ()):
+      item.add_marker(pytest.mark.slow)

@@ -103,6 +103,9 @@ def test_config_checks():
   assert atda.AtdaConfig(eps=0.25).alpha == pytest.approx(0.05)
 
 
+@pytest.mark.slow
+
+
 def test_adversarial_training_changes_the_steps_and_is_reproducible(
     digits_splits):
   digits = digits_splits

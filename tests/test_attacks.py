@@ -160,6 +160,7 @@ def test_poisoned_file_round_trip_and_validation(tmp_path):
 
 
 # ------------------------------------------------------------ command line
+@pytest.mark.slow
 def test_poison_command_resumes_and_train_uses_the_file(tmp_path,
                                                          monkeypatch):
   from hint_jax.pipeline import poisoning  # pylint: disable=g-import-not-at-top
@@ -246,6 +247,9 @@ def test_poison_command_bad_input(tmp_path):
   assert main(base + ["--attacks", "pgd,pgd"]) == 2
   assert main(base + ["--ratio", "1.5"]) == 2
   assert main(base + ["--eps", "2"]) == 2
+
+
+@pytest.mark.slow
 
 
 def test_deepconfuse_generator_learns_its_objective_within_budget():

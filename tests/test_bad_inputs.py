@@ -234,7 +234,7 @@ def test_divergence_stops_with_one_line_and_keeps_the_good_epochs(tmp_path,
 def test_one_writer_per_run_folder(tmp_path, capsys):
   """A second run on a folder whose lock is held is refused, naming the
   holder; the folder's files are untouched."""
-  from hint_jax.cli.common import lock_folder  # pylint: disable=g-import-not-at-top
+  from hint_jax.pipeline.files import lock_folder  # pylint: disable=g-import-not-at-top
   out = tmp_path / "run"
   out.mkdir()
   held = lock_folder(out)
@@ -251,6 +251,9 @@ def test_one_writer_per_run_folder(tmp_path, capsys):
   # Released: the run goes through.
   assert main(["train", "--dataset", "digits", "--epochs", "1", "--out",
                str(out), "--no-progress"]) == 0
+
+
+@pytest.mark.slow
 
 
 def test_a_second_concurrent_train_is_refused_and_the_first_finishes(
@@ -290,6 +293,7 @@ def test_a_second_concurrent_train_is_refused_and_the_first_finishes(
 @pytest.mark.parametrize("name,nth", [
     ("metrics.jsonl", 2), ("checkpoint.msgpack", 2), ("hint_noise.npz", 1),
     ("result.json", 1)])
+@pytest.mark.slow
 def test_a_full_disk_is_one_line_and_the_rerun_completes(tmp_path, capsys,
                                                          monkeypatch, name,
                                                          nth):

@@ -3,7 +3,12 @@ defence, ratios to the undefended run, bad lists refused."""
 
 import json
 
+import pytest
+
 from hint_jax.cli.main import main
+
+
+@pytest.mark.slow
 
 
 def test_bench_defenses_writes_ratios(tmp_path, capsys):

@@ -93,6 +93,9 @@ def test_train_digits_writes_result_and_metrics(tmp_path, capsys):
   assert len((out / "metrics.jsonl").read_text().splitlines()) == 3
 
 
+@pytest.mark.slow
+
+
 @pytest.mark.parametrize("source", ["pickle", "jpeg"])
 def test_cifar10_both_local_forms(tmp_path, data_dir, source):
   out = tmp_path / source

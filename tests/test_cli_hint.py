@@ -155,6 +155,9 @@ def test_pick_examples_prefers_wrong_to_right():
       [1, 2])
 
 
+@pytest.mark.slow
+
+
 def test_demo_trains_both_and_draws_the_figure(tmp_path, capsys):
   assert main(["demo", "--out", str(tmp_path / "demo"),
                "--no-progress"]) == 0

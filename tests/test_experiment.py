@@ -265,6 +265,9 @@ def test_method_trials_are_checked():
   assert len(one.cells()) == len(cpu.methods) * cpu.trials
 
 
+@pytest.mark.slow
+
+
 def test_table3_quick_crafts_trains_and_reports(tmp_path):
   """The targeted table: one set per (attack, trial) shared by its
   methods, every cell's verdict on its target, the report's Table III;

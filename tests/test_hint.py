@@ -277,6 +277,7 @@ def test_lissa_solver_agrees_with_cg(digits, trained):
 
 
 # ------------------------------------------------------- first-order check
+@pytest.mark.slow
 def test_healthy_noise_lowers_validation_loss_as_influence_predicts():
   """A small step along the healthy noise, retrained to the optimum, lowers
   the validation loss by the first-order prediction.

@@ -180,6 +180,9 @@ def test_bad_settings_are_one_line_errors(tmp_path, capsys):
   assert e.value.code == 2
 
 
+@pytest.mark.slow
+
+
 def test_quick_study_on_real_mnist_through_cli(tmp_path, data_dir, capsys):
   out = tmp_path / "infl"
   assert main(["influence-accuracy", "--dataset", "mnist", "--model",

@@ -38,6 +38,8 @@ FLAG = f"--xla_force_host_platform_device_count={DEVICES}"
 
 if jax.device_count() < DEVICES:
 
+  @pytest.mark.slow
+
   def test_sharded_paths_under_forced_devices():
     env = dict(os.environ)
     env["XLA_FLAGS"] = (env.get("XLA_FLAGS", "") + " " + FLAG).strip()

@@ -75,6 +75,9 @@ def test_feature_attacks_pull_features_onto_the_target(digits_convnet, setup,
   assert losses[-1] < 0.8 * losses[0], (losses[0], losses[-1])
 
 
+@pytest.mark.slow
+
+
 def test_gradient_matching_aligns_the_poison_gradient(digits_convnet, setup):
   model, state = digits_convnet
   base, base_y, target = setup
@@ -113,6 +116,9 @@ def test_gradient_matching_aligns_the_poison_gradient(digits_convnet, setup):
   np.testing.assert_array_equal(poisons, again)
 
 
+@pytest.mark.slow
+
+
 def test_gradient_matching_restarts_do_not_depend_on_batching(digits_convnet,
                                                               setup):
   """Restart j sees the same start and augmentation keys whether restarts
@@ -132,6 +138,9 @@ def test_gradient_matching_restarts_do_not_depend_on_batching(digits_convnet,
   _, apart = targeted.gradient_matching(
       *args, config=dataclasses.replace(cfg, restart_batch=1), augment=aug)
   np.testing.assert_allclose(together, apart, atol=1e-4)
+
+
+@pytest.mark.slow
 
 
 def test_metapoison_lowers_the_unrolled_target_loss(digits_convnet,
@@ -291,6 +300,9 @@ def test_transfer_trains_only_the_top_layer(digits_convnet, digits_splits):
   assert seen == [0, 1, 2]
 
 
+@pytest.mark.slow
+
+
 def test_transfer_rows_and_adversary(digits_convnet, digits_splits):
   """The EPIC and ATDA plumbing of `train_top_layer`."""
   from hint_jax import defenses  # pylint: disable=g-import-not-at-top
@@ -364,6 +376,7 @@ def test_transfer_refuses_bad_input(digits_convnet):
 
 
 # ------------------------------------------------------------ command line
+@pytest.mark.slow
 def test_target_poison_command_and_train_report_the_target(tmp_path):
   """A transfer-scenario file: crafted, validated against the clean split,
   trained on (with no defence and with HINT), the target's verdict
@@ -540,6 +553,9 @@ def test_targeted_file_metadata_is_validated(tmp_path):
                          np.full(5, 2))
 
 
+@pytest.mark.slow
+
+
 def test_metapoison_member_modes_agree(digits_convnet, digits_splits, setup):
   """The ensemble evaluated as one vmapped program or member by member is
   the same computation (objective, gradient, Adam update, members'
@@ -564,6 +580,9 @@ def test_metapoison_member_modes_agree(digits_convnet, digits_splits, setup):
   assert diff.max() <= 1 and np.mean(diff > 0) < 0.01
   with pytest.raises(ConfigError):
     targeted.MetaPoisonConfig(members="pmap").validate()
+
+
+@pytest.mark.slow
 
 
 def test_metapoison_members_continue_their_own_clean_training(

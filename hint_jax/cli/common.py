@@ -22,25 +22,7 @@ def check_out_file(path):
   return out
 
 
-def make_out(path):
-  return files.make_out(path, "--out")
-
-
-def out_dir(path):
-  """Checks and creates an ``--out`` folder."""
-  return make_out(check_out(path))
-
-
-def lock_folder(path):
-  return files.lock_folder(path, "--out")
-
-
-def work_dir(out, settings):
-  return files.work_dir(out, settings, "--out")
-
-
 write_json_atomic = files.write_json_atomic
-write_bytes_atomic = files.write_bytes_atomic
 
 
 class OneLineParser(argparse.ArgumentParser):

@@ -7,10 +7,9 @@ same model from the same seed on it without and with HINT, prints both
 test accuracies and draws the healthy-noise figure.
 """
 
-import json
-
-from hint_jax.cli import figure_cmd, poison_cmd, train_cmd
-from hint_jax.cli.common import check_out, command_parser, info, nonneg_int
+from hint_jax import pipeline
+from hint_jax.cli.common import CliReporter, check_out, info, nonneg_int
+from hint_jax.pipeline import figures
 
 
 def register(sub):
@@ -24,30 +23,23 @@ def register(sub):
 
 
 def run(args):
-  parser = command_parser(poison_cmd.register, train_cmd.register,
-                          figure_cmd.register)
-  quiet = ["--no-progress"] if args.no_progress else []
-  check_out(args.out)
-  poison_file = f"{args.out}/poison.npz"
+  out = check_out(args.out)
+  reporter = CliReporter(False if args.no_progress else None)
+  data = pipeline.DataSpec("digits")
+  poison_file = out / "poison.npz"
   info("demo: crafting the poisoned training set (mixed PGD/DAP/DURP/"
        "DeepConfuse, p = 1)")
-  poison_cmd.run(parser.parse_args(
-      ["poison", "--dataset", "digits", "--attacks", "pgd,dap,durp,dc",
-       "--dc-steps", "300", "--ratio", "1", "--seed", str(args.seed),
-       "--out", poison_file] + quiet))
+  pipeline.run_poison(data, pipeline.PoisonSpec(ratio=1.0, dc_steps=300,
+                                                seed=args.seed),
+                      poison_file, reporter)
   results = {}
-  for name, extra in (("plain", []), ("hint", ["--defense", "hint"])):
-    argv = ["train", "--dataset", "digits", "--seed", str(args.seed),
-            "--poison", poison_file, "--out", f"{args.out}/{name}",
-            "--overwrite"] + extra
-    argv += quiet
-    info(f"demo: training {'with HINT' if extra else 'without a defence'}")
-    train_cmd.run(parser.parse_args(argv))
-    with open(f"{args.out}/{name}/result.json") as f:
-      results[name] = json.load(f)
-  fig_args = parser.parse_args(["figure", "noise", "--run",
-                                f"{args.out}/hint"])
-  figure_cmd.run_noise(fig_args)
+  for name, defence in (("plain", None), ("hint", pipeline.HintSpec())):
+    info(f"demo: training {'with HINT' if defence else 'without a defence'}")
+    job = pipeline.TrainJob(data, pipeline.TrainSpec(seed=args.seed),
+                            defence=defence, poison=str(poison_file),
+                            overwrite=True)
+    results[name] = pipeline.run_train(job, out / name, reporter=reporter)
+  figures.noise_figure(out / "hint")
   plain, hinted = results["plain"], results["hint"]
   print(f"\ndigits poisoned with PGD/DAP/DURP/DeepConfuse (p = 1, "
         f"eps = 0.3), "
@@ -58,6 +50,6 @@ def run(args):
         f"({hinted['train_seconds']:.1f} s training + "
         f"{hinted['defense_seconds']:.1f} s HINT, "
         f"{hinted['num_selected']} examples noised)")
-  print(f"results: {poison_file}, {args.out}/plain/result.json, "
-        f"{args.out}/hint/result.json, {args.out}/hint/fig_noise.png")
+  print(f"results: {poison_file}, {out}/plain/result.json, "
+        f"{out}/hint/result.json, {out}/hint/fig_noise.png")
   return 0

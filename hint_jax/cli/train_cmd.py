@@ -15,7 +15,6 @@ from hint_jax.pipeline import specs
 from hint_jax.train.presets import EPOCH_SCHEDULES
 
 DEFENSES = ("none", "hint", "epic", "friends", "atda")
-NOISE_FILE = pipeline.NOISE_FILE
 
 
 def add_data_args(p):

@@ -123,7 +123,7 @@ class HintConfig:
     if epochs is not None and sched and sched[-1] >= epochs:
       raise ConfigError(f"HINT schedule epoch {sched[-1]} is not one of the "
                         f"{epochs} training epochs (0-based, so at most "
-                        f"{epochs - 1}); pass a --schedule that fits")
+                        f"{epochs - 1}); give a schedule that fits (--schedule)")
     if self.gamma_decay_epoch is not None and self.gamma_decay_epoch < 0:
       raise ConfigError("gamma_decay_epoch must be >= 0 or None")
     if not (finite(self.gamma_decay_factor) and self.gamma_decay_factor >= 0):

@@ -31,8 +31,7 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 
-from hint_jax import influence
-from hint_jax.parallel import influence as sharded
+from hint_jax.hint.passes import passes_for
 from hint_jax.errors import ConfigError, DataError
 from hint_jax.hint.config import HintConfig, num_selected
 from hint_jax.hint.noise import (noise_write, noised_images, random_signs,
@@ -105,17 +104,15 @@ class HintUpdate:
             + self.write_seconds)
 
 
-def _features_in_blocks(model, params, model_state, x_u8, chunk, report,
-                        mesh=None):
+def _features_in_blocks(passes, model, params, model_state, x_u8, chunk,
+                        report):
   """phi of uint8 images in blocks of ``_REPORT_EVERY`` chunks, reporting
-  progress between blocks (each batch split over ``mesh`` if given)."""
+  progress between blocks."""
   n, block = len(x_u8), chunk * _REPORT_EVERY
   out = []
   for start in range(0, n, block):
-    xb = x_u8[start:start + block]
-    out.append(model.features_of_images(params, model_state, xb, chunk)
-               if mesh is None else sharded.features_of_images(
-                   model, params, model_state, xb, mesh, batch_size=chunk))
+    out.append(passes.features(model, params, model_state,
+                               x_u8[start:start + block], chunk))
     report(min(start + block, n), n)
   return jnp.concatenate(out) if out else jnp.zeros((0,))
 
@@ -158,7 +155,7 @@ class Hint:
                         "defence scores and perturbs the whole training set "
                         "from one host (use one process with all its "
                         "devices)")
-    self.mesh = mesh
+    self.passes = passes_for(mesh)
     x_orig, y_train = np.asarray(x_orig), np.asarray(y_train)
     if x_orig.dtype != np.uint8 or x_orig.ndim != 4:
       raise DataError(f"HINT needs uint8 NHWC training images, got "
@@ -173,8 +170,8 @@ class Hint:
                       f"{x_orig.shape[1:]}")
     if len(x_val) == 0:
       raise ConfigError("HINT needs a clean validation set (s_test is the "
-                        "inverse Hessian times its loss gradient); use "
-                        "--num-val > 0")
+                        "inverse Hessian times its loss gradient); hold out "
+                        "validation images (num_val > 0, --num-val)")
     if x_clean is not None and np.shape(x_clean) != x_orig.shape:
       raise DataError(f"clean images {np.shape(x_clean)} do not match the "
                       f"training images {x_orig.shape}")
@@ -222,22 +219,17 @@ class Hint:
 
   def _s_test(self, top, params, model_state, phi_hessian, key):
     cfg = self.config
-    phi_val = _features_in_blocks(self.model, params, model_state, self.x_val,
-                                  cfg.chunk_size, self._report("validation"),
-                                  self.mesh)
+    phi_val = _features_in_blocks(self.passes, self.model, params,
+                                  model_state, self.x_val, cfg.chunk_size,
+                                  self._report("validation"))
     options = {"method": cfg.solver, "damping": cfg.damping}
     if cfg.solver == "cg":
       options["tol"] = cfg.cg_tol
     elif cfg.solver == "lissa":
       options.update(key=key, depth=cfg.lissa_depth,
                      batch_size=cfg.lissa_batch_size, scale=cfg.lissa_scale)
-    if self.mesh is not None:
-      op = sharded.top_layer_hessian(top, phi_hessian, self.mesh)
-      return sharded.s_test(op, influence.top_loss_one, top, phi_val,
-                            jnp.asarray(self.y_val), self.mesh, **options)
-    op = influence.top_layer_hessian(top, phi_hessian)
-    return influence.s_test(op, influence.top_loss_one, top, phi_val,
-                            jnp.asarray(self.y_val), **options)
+    return self.passes.s_test(top, phi_hessian, phi_val,
+                              jnp.asarray(self.y_val), **options)
 
   def update(self, epoch: int, params: Any, model_state: Any,
              x_train: np.ndarray):
@@ -268,9 +260,9 @@ class Hint:
     # 1-2. s_test, and at the first update the selection.
     t0 = time.perf_counter()
     if first:
-      phi = _features_in_blocks(self.model, params, model_state, self.x_orig,
-                                cfg.chunk_size, self._report("features"),
-                                self.mesh)
+      phi = _features_in_blocks(self.passes, self.model, params,
+                                model_state, self.x_orig, cfg.chunk_size,
+                                self._report("features"))
       s, info = self._s_test(top, params, model_state, phi, key)
       n = len(self.x_orig)
       k = num_selected(n, cfg.ratio)
@@ -278,9 +270,7 @@ class Hint:
         selected = np.arange(n, dtype=np.int32)
       else:
         y_train = jnp.asarray(self.y_train)
-        scores = (influence.top_layer_up_scores(top, phi, y_train, s)
-                  if self.mesh is None else sharded.top_layer_up_scores(
-                      top, phi, y_train, s, self.mesh))
+        scores = self.passes.up_scores(top, phi, y_train, s)
         if cfg.selection == "random":   # control: same size, by chance
           selected = np.sort(np.asarray(jax.random.choice(
               jax.random.fold_in(jax.random.key(cfg.seed),
@@ -298,9 +288,9 @@ class Hint:
     else:
       hess_images = (x_train[self.selected] if cfg.hessian_from == "selected"
                      else x_train)
-      phi = _features_in_blocks(self.model, params, model_state, hess_images,
-                                cfg.chunk_size, self._report("features"),
-                                self.mesh)
+      phi = _features_in_blocks(self.passes, self.model, params,
+                                model_state, hess_images, cfg.chunk_size,
+                                self._report("features"))
       s, info = self._s_test(top, params, model_state, phi, key)
       jax.block_until_ready(s)
       del phi
@@ -373,12 +363,8 @@ class Hint:
     for start in range(0, k, block):
       xb = jnp.asarray(x_cur[start:start + block], jnp.float32) / 255.0
       yb = jnp.asarray(y_sel[start:start + block])
-      out.append(
-          influence.top_layer_pert(features_fn, top, xb, yb, s,
-                                   chunk_size=cfg.chunk_size)
-          if self.mesh is None else sharded.top_layer_pert(
-              features_fn, top, xb, yb, s, self.mesh,
-              chunk_size=max(1, cfg.chunk_size // self.mesh.size)))
+      out.append(self.passes.pert(features_fn, top, xb, yb, s,
+                                  cfg.chunk_size))
       report(min(start + block, k), k)
     infl = (jnp.concatenate(out) if out
             else jnp.zeros((0,) + self.x_orig.shape[1:], jnp.float32))

@@ -180,7 +180,8 @@ def _published_generator(data, spec, names, generator):
   if data.dataset != "mnist":
     raise ConfigError(f"the published DeepConfuse generator is the authors' "
                       f"MNIST generator; for {data.dataset} use the "
-                      "reduced one")
+                      "reduced one (dc_generator 'reduced', "
+                      "--dc-generator reduced)")
   path = pathlib.Path(spec.dc_weights) if spec.dc_weights else (
       deepconfuse_published.default_path(paths.data_dir(data.data_dir)))
   params = deepconfuse_published.load_generator(path)
