@@ -65,6 +65,14 @@ def _accs(cells, **where):
           and all(c[k] == v for k, v in where.items())]
 
 
+def mean_std(values):
+  """``(mean, sample std)`` over trials (std n-1; 0 for one trial); the
+  tables and the error bars both use it."""
+  values = np.asarray(values, np.float64)
+  return (float(values.mean()),
+          float(values.std(ddof=1)) if len(values) > 1 else 0.0)
+
+
 def fmt(values, digits=2) -> str:
   """"mean ± std" (sample std, n-1) over trials, "mean" for one, "—" for
   none."""
@@ -72,8 +80,8 @@ def fmt(values, digits=2) -> str:
     return "—"
   if len(values) == 1:
     return f"{values[0]:.{digits}f}"
-  return (f"{np.mean(values):.{digits}f} ± "
-          f"{np.std(values, ddof=1):.{digits}f} (n={len(values)})")
+  mean, std = mean_std(values)
+  return f"{mean:.{digits}f} ± {std:.{digits}f} (n={len(values)})"
 
 
 def _md(header, rows) -> str:
@@ -443,10 +451,8 @@ def accuracy_vs_p(manifests, cells, path) -> bool:
                        if c["dataset"] == d and c["method"] == m})
       if not ratios:
         continue
-      means = [np.mean(_accs(cells, dataset=d, ratio=p, method=m))
-               for p in ratios]
-      stds = [np.std(_accs(cells, dataset=d, ratio=p, method=m))
-              for p in ratios]
+      means, stds = zip(*[mean_std(_accs(cells, dataset=d, ratio=p,
+                                         method=m)) for p in ratios])
       ax.errorbar(ratios, means, yerr=stds, marker="o", capsize=3, label=m)
     paper = configs.PAPER_TABLE2.get(d, {})
     for m, style in (("none", "k:"), ("HINT", "r:")):
@@ -462,6 +468,185 @@ def accuracy_vs_p(manifests, cells, path) -> bool:
   pathlib.Path(path).parent.mkdir(parents=True, exist_ok=True)
   fig.savefig(path, dpi=120)
   plt.close(fig)
+  return True
+
+
+def _pyplot():
+  import matplotlib  # pylint: disable=g-import-not-at-top
+  matplotlib.use("Agg")
+  import matplotlib.pyplot as plt  # pylint: disable=g-import-not-at-top
+  return plt
+
+
+def _save(fig, plt, path):
+  pathlib.Path(path).parent.mkdir(parents=True, exist_ok=True)
+  fig.savefig(path, dpi=120)
+  plt.close(fig)
+
+
+def hit_grid(manifests, cells, table="table3") -> dict:
+  """Per dataset, the targeted attacks' outcome for every method (rows)
+  and (attack, trial) (columns): ``{dataset: (methods, columns, grid)}``,
+  ``grid[i][j]`` 1 for a hit, 0 for a miss, None where the cell has not
+  finished or does not exist."""
+  cells = cells_of(manifests, table, cells)
+  out = {}
+  for dataset in ordered({c["dataset"] for c in cells}):
+    mine = [c for c in cells if c["dataset"] == dataset]
+    methods = methods_of(manifests, table, mine)
+    attacks = [a for a in configs.TABLE3_ATTACKS
+               if any(c["attack"] == a for c in mine)]
+    columns = [(a, t) for a in attacks
+               for t in sorted({c["trial"] for c in mine
+                                if c["attack"] == a})]
+    outcome = {(c["method"], c["attack"], c["trial"]):
+               int(bool(c["result"]["target"]["success"]))
+               for c in mine if c["result"] is not None}
+    grid = [[outcome.get((m, a, t)) for a, t in columns] for m in methods]
+    out[dataset] = (methods, columns, grid)
+  return out
+
+
+def hit_grid_figure(manifests, cells, path, table="table3") -> bool:
+  """Draws `hit_grid` (one panel per dataset; red: the attack hit, green:
+  it missed, grey: not run); False (nothing written) without results."""
+  grids = {d: g for d, g in hit_grid(manifests, cells, table).items()
+           if any(v is not None for row in g[2] for v in row)}
+  if not grids:
+    return False
+  plt = _pyplot()
+  from matplotlib.colors import ListedColormap  # pylint: disable=g-import-not-at-top
+  fig, axes = plt.subplots(len(grids), 1, squeeze=False, figsize=(
+      max(4.0, 0.5 * max(len(g[1]) for g in grids.values()) + 2.5),
+      sum(0.45 * len(g[0]) + 1.2 for g in grids.values())))
+  for ax, (dataset, (methods, columns, grid)) in zip(axes[:, 0],
+                                                     grids.items()):
+    values = np.array([[np.nan if v is None else v for v in row]
+                       for row in grid], float)
+    ax.imshow(np.ma.masked_invalid(values), vmin=0, vmax=1, aspect="auto",
+              cmap=ListedColormap(["#4caf50", "#e53935"]))
+    ax.set_facecolor("#dddddd")
+    ax.set_yticks(range(len(methods)), methods, fontsize=7)
+    ax.set_xticks(range(len(columns)),
+                  [f"{a.upper()} {t}" for a, t in columns], fontsize=7,
+                  rotation=90)
+    ax.set_title(f"{dataset}: red = the attack hit, green = missed, "
+                 "grey = not run", fontsize=8)
+  fig.tight_layout()
+  _save(fig, plt, path)
+  return True
+
+
+def table4_figure(manifests, cells, path) -> bool:
+  """Table IV as two lines per dataset: accuracy against r (at β = 16/255)
+  and against β (at r = 0.5), mean ± std over trials, the paper's beside;
+  False without results."""
+  cells = [c for c in cells_of(manifests, "table4", cells) if c["result"]]
+  if not cells:
+    return False
+  plt = _pyplot()
+  datasets = ordered({c["dataset"] for c in cells})
+  fig, axes = plt.subplots(len(datasets), 2, squeeze=False,
+                           figsize=(8.4, 3.2 * len(datasets)))
+  for row, d in zip(axes, datasets):
+    for ax, (kind, label) in zip(row, (("r", "r (β = 16/255)"),
+                                       ("β", "β × 255 (r = 0.5)"))):
+      pts, paper = [], []
+      for m in methods_of(manifests, "table4", cells):
+        x = _axis_value(m, kind)
+        if x is None:
+          continue
+        accs = _accs(cells, dataset=d, method=m)
+        if accs:
+          pts.append((x, *mean_std(accs)))
+        ref = configs.PAPER_TABLE4.get(d, {}).get(m)
+        if ref:
+          paper.append((x, ref[0]))
+      if pts:
+        xs, means, stds = zip(*sorted(pts))
+        ax.errorbar(xs, means, yerr=stds, marker="o", capsize=3,
+                    label="ours")
+      if paper:
+        ax.plot(*zip(*sorted(paper)), "r:", marker="x", label="paper")
+      ax.set_xlabel(label)
+      ax.set_ylabel("test accuracy (%)")
+      ax.set_title(d, fontsize=9)
+      ax.grid(alpha=0.3)
+      ax.legend(fontsize=7)
+  fig.tight_layout()
+  _save(fig, plt, path)
+  return True
+
+
+def _axis_value(label, kind):
+  """The r or β (in grey levels) a Table IV method varies, or None: the
+  default HINT variant sits on both lines (r = 0.5, β = 16)."""
+  if label == "HINT":
+    return 0.5 if kind == "r" else 16.0
+  if kind == "r" and label.startswith("HINT r="):
+    return float(label.split("=")[1])
+  if kind == "β" and label.startswith("HINT beta="):
+    return float(round(float(label.split("=")[1]) * 255))
+  return None
+
+
+def table5_figure(manifests, cells, path) -> bool:
+  """Table V as bars: each method's time over no defence's (median over
+  trials), the paper's ratio beside; False without results."""
+  cells = [c for c in cells_of(manifests, "table5", cells) if c["result"]]
+  base = [cell_seconds(c) for c in cells if c["method"] == "none"]
+  if not cells or not base:
+    return False
+  plt = _pyplot()
+  methods = [m for m in methods_of(manifests, "table5", cells)
+             if any(c["method"] == m for c in cells)]
+  ours = [float(np.median([cell_seconds(c) for c in cells
+                           if c["method"] == m]) / np.median(base))
+          for m in methods]
+  p5 = configs.PAPER_TABLE5
+  paper = [p5[m] / p5["none"] if m in p5 else np.nan for m in methods]
+  x = np.arange(len(methods))
+  fig, ax = plt.subplots(figsize=(1.1 * len(methods) + 2.0, 3.2))
+  ax.bar(x - 0.2, ours, 0.4, label="ours (this machine)")
+  ax.bar(x + 0.2, paper, 0.4, label="paper (V100)")
+  ax.set_xticks(x, methods, fontsize=8)
+  ax.set_ylabel("time / no defence")
+  ax.grid(alpha=0.3, axis="y")
+  ax.legend(fontsize=7)
+  fig.tight_layout()
+  _save(fig, plt, path)
+  return True
+
+
+def training_curves(result_dir, path) -> bool:
+  """A cell's test accuracy per epoch, HINT's update epochs marked (the
+  update runs before the marked epoch); False without per-epoch test
+  accuracy."""
+  result_dir = pathlib.Path(result_dir)
+  metrics = result_dir / "metrics.jsonl"
+  if not metrics.exists():
+    return False
+  history = [json.loads(line) for line in metrics.read_text().splitlines()
+             if line.strip()]
+  pts = [(r["epoch"], 100 * r["test_accuracy"]) for r in history
+         if r.get("test_accuracy") is not None]
+  if not pts:
+    return False
+  result = _read_json(result_dir / "result.json", "result") if (
+      result_dir / "result.json").exists() else {}
+  schedule = ((result.get("hint") or {}).get("config") or {}).get(
+      "schedule", [])
+  plt = _pyplot()
+  fig, ax = plt.subplots(figsize=(4.8, 3.2))
+  ax.plot(*zip(*pts), marker="o")
+  for e in schedule:
+    ax.axvline(e + 1, color="r", ls=":", alpha=0.7)
+  ax.set_xlabel("epoch (dotted: a HINT update before it)")
+  ax.set_ylabel("test accuracy (%)")
+  ax.set_title(result_dir.name, fontsize=7)
+  ax.grid(alpha=0.3)
+  fig.tight_layout()
+  _save(fig, plt, path)
   return True
 
 
@@ -522,7 +707,7 @@ def figure2(out, manifests, cells, data_dir, num, fig_dir):
   written = []
   for dataset in ordered({c["dataset"] for c in table2}):
     done = [c for c in table2 if c["dataset"] == dataset and c["result"]
-            and c["trial"] == 0]
+            and c["trial"] == 0 and _has_model(out, c)]
     if not done:
       continue
     top = max(c["ratio"] for c in done)
@@ -551,6 +736,32 @@ def figure2(out, manifests, cells, data_dir, num, fig_dir):
   return written
 
 
+def _has_model(out, cell) -> bool:
+  """Whether a cell's folder still holds its trained model (committed
+  results keep only their records; the figures that need a model skip
+  those)."""
+  from hint_jax.pipeline import checkpoint  # pylint: disable=g-import-not-at-top
+  return (out / cell["dir"] / checkpoint.STATE_FILE).exists()
+
+
+def curves(out, manifests, cells, fig_dir):
+  """Training curves of Table II's trial-0 cells at the highest p, one per
+  method (HINT's update epochs marked). Returns the written paths."""
+  written = []
+  table2 = [c for c in cells_of(manifests, "table2", cells) if c["result"]
+            and c["trial"] == 0]
+  for dataset in ordered({c["dataset"] for c in table2}):
+    done = [c for c in table2 if c["dataset"] == dataset]
+    top = max(c["ratio"] for c in done)
+    for c in done:
+      if c["ratio"] != top:
+        continue
+      path = fig_dir / f"curve_{c['id']}.png"
+      if training_curves(out / c["dir"], path):
+        written.append(path)
+  return written
+
+
 def figure1(out, manifests, cells, fig_dir):
   """Fig. 1 per dataset from the trial-0 HINT cell at the highest p."""
   from hint_jax.pipeline.figures import noise_figure  # pylint: disable=g-import-not-at-top
@@ -559,7 +770,7 @@ def figure1(out, manifests, cells, fig_dir):
   for dataset in ordered({c["dataset"] for c in table2}):
     hint = [c for c in table2 if c["dataset"] == dataset and c["result"]
             and c["method"] == "HINT" and c["trial"] == 0
-            and c["result"].get("num_selected")]
+            and c["result"].get("num_selected") and _has_model(out, c)]
     if not hint:
       continue
     cell = max(hint, key=lambda c: c["ratio"])
@@ -596,6 +807,15 @@ def write_report(out, data_dir=None, num_images=5):
   figures = []
   if accuracy_vs_p(manifests, cells, fig_dir / "accuracy_vs_p.png"):
     figures.append(fig_dir / "accuracy_vs_p.png")
+  for name, draw in (
+      ("table3_hits.png", lambda p: hit_grid_figure(manifests, cells, p)),
+      ("controls_targeted_hits.png", lambda p: hit_grid_figure(
+          manifests, cells, p, "controls_targeted")),
+      ("table4.png", lambda p: table4_figure(manifests, cells, p)),
+      ("table5.png", lambda p: table5_figure(manifests, cells, p))):
+    if draw(fig_dir / name):
+      figures.append(fig_dir / name)
+  figures += curves(out, manifests, cells, fig_dir)
   figures += figure1(out, manifests, cells, fig_dir)
   figures += figure2(out, manifests, cells, data_dir, num_images, fig_dir)
   if figures:

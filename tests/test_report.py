@@ -1,0 +1,81 @@
+"""The report's pieces from known inputs: mean ± std, the hit grid of a
+fake manifest, and that every figure is drawn (in seconds, no training)."""
+
+import json
+
+import numpy as np
+import pytest
+
+from hint_jax.experiment import report as rep
+
+
+def test_mean_std_is_the_sample_std_in_tables_and_error_bars():
+  assert rep.mean_std([1.0, 2.0, 3.0]) == (2.0, 1.0)   # n-1: sqrt(2/2)
+  assert rep.mean_std([4.0]) == (4.0, 0.0)
+  assert rep.fmt([1.0, 2.0, 3.0]) == "2.00 ± 1.00 (n=3)"
+  mean, std = rep.mean_std([90.0, 92.0, 88.0, 94.0])
+  assert mean == 91.0 and std == pytest.approx(np.sqrt(20 / 3), rel=1e-12)
+
+
+def _cell(i, method, attack, trial, hit, acc=0.6):
+  result = None if hit is None else {
+      "test_accuracy": acc, "train_seconds": 10.0 * (1 + i % 3),
+      "defense_seconds": 1.0, "target": {"success": hit}}
+  return {"id": f"c{i}", "dataset": "cifar10", "method": method,
+          "attack": attack, "trial": trial, "dir": f"cells/c{i}",
+          "result": result}
+
+
+def _fake():
+  specs = [("none", "bp", 0, True), ("none", "bp", 1, True),
+           ("none", "fc", 0, False), ("HINT", "bp", 0, False),
+           ("HINT", "bp", 1, None), ("HINT", "fc", 0, True)]
+  cells = [_cell(i, *s) for i, s in enumerate(specs)]
+  records = [{k: c[k] for k in ("id", "dataset", "method", "attack",
+                                "trial", "dir")} for c in cells]
+  manifests = [{"table": "table3", "profile": "cpu", "cells": records}]
+  return manifests, cells
+
+
+def test_hit_grid_from_a_fake_manifest():
+  manifests, cells = _fake()
+  (dataset, (methods, columns, grid)), = rep.hit_grid(manifests,
+                                                      cells).items()
+  assert dataset == "cifar10" and methods == ["none", "HINT"]
+  assert columns == [("bp", 0), ("bp", 1), ("fc", 0)]
+  # 1 hit, 0 miss, None unfinished.
+  assert grid == [[1, 1, 0], [0, None, 1]]
+  # Another table's manifest contributes nothing.
+  assert rep.hit_grid([{**manifests[0], "table": "table2"}], cells) == {}
+
+
+def test_every_figure_is_drawn(tmp_path):
+  manifests, cells = _fake()
+  assert rep.hit_grid_figure(manifests, cells, tmp_path / "grid.png")
+  assert not rep.hit_grid_figure(manifests, [], tmp_path / "none.png")
+  # Table IV: the default HINT and one r and one β variant, two trials.
+  t4 = []
+  for i, (m, acc) in enumerate([("HINT", 0.97), ("HINT", 0.96),
+                                ("HINT r=0.25", 0.971),
+                                ("HINT beta=0.031", 0.965)]):
+    t4.append({"id": f"t{i}", "dataset": "mnist", "method": m, "ratio": 0.6,
+               "trial": i % 2, "dir": f"cells/t{i}",
+               "result": {"test_accuracy": acc}})
+  m4 = [{"table": "table4", "profile": "cpu",
+         "cells": [{k: c[k] for k in ("id", "method")} for c in t4]}]
+  assert rep.table4_figure(m4, t4, tmp_path / "t4.png")
+  assert rep._axis_value("HINT beta=0.031", "β") == 8.0  # pylint: disable=protected-access
+  assert rep._axis_value("HINT r=0.25", "β") is None  # pylint: disable=protected-access
+  m5 = [{"table": "table5", "profile": "cpu",
+         "cells": [{k: c[k] for k in ("id", "method")} for c in cells]}]
+  assert rep.table5_figure(m5, cells, tmp_path / "t5.png")
+  run = tmp_path / "cell"
+  run.mkdir()
+  (run / "metrics.jsonl").write_text("".join(
+      json.dumps({"epoch": e, "test_accuracy": 0.5 + 0.04 * e}) + "\n"
+      for e in range(1, 11)))
+  (run / "result.json").write_text(json.dumps(
+      {"hint": {"config": {"schedule": [9]}}}))
+  assert rep.training_curves(run, tmp_path / "curve.png")
+  for name in ("grid", "t4", "t5", "curve"):
+    assert (tmp_path / f"{name}.png").stat().st_size > 1000
