@@ -67,7 +67,8 @@ class TrainSpec:
 
 @dataclasses.dataclass(frozen=True)
 class HintSpec:
-  """HINT's settings; ``None`` takes the authors' default for the dataset.
+  """HINT's settings; ``None`` takes the authors' default for the dataset
+  (the other defaults are `HintConfig`'s).
   The default ``schedule`` and ``gamma_decay_epoch`` are scaled to a run
   shorter than the preset under the "scaled" epoch schedule, or trimmed to
   it under "absolute"; explicit values are used as given. The fields are
@@ -79,15 +80,15 @@ class HintSpec:
   schedule: Optional[Tuple[int, ...]] = None
   gamma_decay_epoch: Optional[int] = None
   gamma_decay: bool = True
-  sign: bool = False
-  rounding: str = "truncate"
-  hessian_from: str = "selected"
-  grad_space: str = "normalized"
-  solver: str = "cg"
-  damping: float = 0.5
-  seed: int = 0
-  direction: str = "influence"
-  selection: str = "influence"
+  sign: bool = hint_lib.HintConfig.sign
+  rounding: str = hint_lib.HintConfig.rounding
+  hessian_from: str = hint_lib.HintConfig.hessian_from
+  grad_space: str = hint_lib.HintConfig.grad_space
+  solver: str = hint_lib.HintConfig.solver
+  damping: float = hint_lib.HintConfig.damping
+  seed: int = hint_lib.HintConfig.seed
+  direction: str = hint_lib.HintConfig.direction
+  selection: str = hint_lib.HintConfig.selection
 
 
 
