@@ -1,0 +1,34 @@
+"""The scripts in examples/ run as a user would run them (each in its own
+process, on the embedded digits) and print what their docstrings say."""
+
+import pathlib
+import subprocess
+import sys
+
+import pytest
+
+EXAMPLES = pathlib.Path(__file__).resolve().parents[1] / "examples"
+
+
+def _run(name):
+  proc = subprocess.run([sys.executable, str(EXAMPLES / name)],
+                        capture_output=True, text=True, timeout=900,
+                        check=False)
+  assert proc.returncode == 0, proc.stderr[-3000:]
+  return proc.stdout
+
+
+@pytest.mark.slow
+def test_influence_example_ranks_the_training_images():
+  out = _run("influence_own_linen_model.py")
+  assert "converged True" in out
+  assert "most harmful training examples:" in out
+  assert "I_pert of the most harmful example: shape (1, 8, 8, 1)" in out
+
+
+@pytest.mark.slow
+def test_hint_example_trains_without_and_with_hint():
+  out = _run("hint_on_numpy_arrays.py").splitlines()
+  assert out[0].startswith("no defence: test accuracy ")
+  assert out[1].startswith("HINT: test accuracy ")
+  assert "examples noised, 2 updates" in out[1]
