@@ -89,6 +89,15 @@ HINT_GAMMA10 = Method("HINT gamma x10", "hint", ("--gamma", "1.0"))
 HINT_GAMMA100 = Method("HINT gamma x100", "hint", ("--gamma", "10.0"))
 HINT_SIGN_BETA = Method("HINT sign-step beta", "hint",
                         ("--sign-step", "--gamma", repr(16 / 255)))
+# (b) at the doses of (d): does the direction matter once the noise is
+#     large enough to change the outcome?
+HINT_RANDOM_SIGN_GAMMA100 = Method(
+    "HINT random-sign gamma x100", "hint",
+    ("--hint-direction", "random_sign", "--gamma", "10.0"))
+HINT_RANDOM_SIGN_SIGN_BETA = Method(
+    "HINT random-sign sign-step beta", "hint",
+    ("--hint-direction", "random_sign", "--sign-step", "--gamma",
+     repr(16 / 255)))
 CONTROLS_METHODS = (NONE, HINT, HINT_RANDOM_SIGN, HINT_RANDOM_SUBSET,
                     HINT_GAMMA10, HINT_GAMMA100, HINT_SIGN_BETA, ATDA)
 
@@ -492,7 +501,8 @@ _add(TargetedProfile(
         "run.")))
 
 CONTROLS_TARGETED_METHODS = (NONE, HINT, HINT_RANDOM_SIGN, HINT_GAMMA100,
-                             HINT_SIGN_BETA)
+                             HINT_SIGN_BETA, HINT_RANDOM_SIGN_GAMMA100,
+                             HINT_RANDOM_SIGN_SIGN_BETA)
 _add(TargetedProfile(
     "controls_targeted", "quick", "digits", ("bp", "gm"),
     (NONE, HINT, HINT_RANDOM_SIGN, HINT_SIGN_BETA), 1,
@@ -509,7 +519,8 @@ _add(TargetedProfile(
     craft_flags=CPU_CIFAR_CRAFT, train_flags=CPU_CIFAR_TRAIN,
     description=(
         "HINT, its random-sign twin and the two strongest doses (gamma x "
-        "100, a sign step of beta per update) against Bullseye Polytope, "
+        "100, a sign step of beta per update) with their own random-sign "
+        "twins against Bullseye Polytope, "
         "Feature Collision and gradient matching, 3 trials, at the table3 "
         "cpu settings in the preset's shape (shared sets and cells). "
         "Gradient matching crafts slowly on a CPU (about 40 minutes a "
