@@ -71,13 +71,21 @@ def main():
   p.add_argument("--data-dir", default=None)
   p.add_argument("--out", required=True)
   args = p.parse_args()
-  counts = [int(e) for e in args.epochs.split(",") if e.strip()]
+  run_cells(args.cell, args.epochs, args.out,
+            lambda cell, counts: fine_tune(pathlib.Path(cell), args.data_dir,
+                                           counts, args.seed))
+
+
+def run_cells(cells, epochs_text, out, control):
+  """Runs ``control(cell, epoch_counts)`` for every cell, printing each
+  record as a JSON line, and writes them all to ``out``."""
+  counts = [int(e) for e in epochs_text.split(",") if e.strip()]
   records = []
-  for cell in args.cell:
-    rec = fine_tune(pathlib.Path(cell), args.data_dir, counts, args.seed)
+  for cell in cells:
+    rec = control(cell, counts)
     print(json.dumps(rec), flush=True)
     records.append(rec)
-  out = pathlib.Path(args.out)
+  out = pathlib.Path(out)
   out.parent.mkdir(parents=True, exist_ok=True)
   out.write_text(json.dumps({"epochs": counts, "cells": records},
                             indent=1) + "\n")

@@ -27,6 +27,8 @@ import numpy as np
 from hint_jax import attacks, pipeline
 from hint_jax.train import transfer
 
+from validation_control import run_cells  # the sibling script
+
 
 def rebuild_and_tune(exp, cell_id, data_dir, epoch_counts):
   cell_dir = exp / "cells" / cell_id
@@ -95,17 +97,9 @@ def main():
   p.add_argument("--data-dir", default=None)
   p.add_argument("--out", required=True)
   args = p.parse_args()
-  counts = [int(e) for e in args.epochs.split(",") if e.strip()]
-  records = []
-  for cell in args.cell:
-    rec = rebuild_and_tune(pathlib.Path(args.exp), cell, args.data_dir,
-                           counts)
-    print(json.dumps(rec), flush=True)
-    records.append(rec)
-  out = pathlib.Path(args.out)
-  out.parent.mkdir(parents=True, exist_ok=True)
-  out.write_text(json.dumps({"epochs": counts, "cells": records},
-                            indent=1) + "\n")
+  run_cells(args.cell, args.epochs, args.out,
+            lambda cell, counts: rebuild_and_tune(pathlib.Path(args.exp), cell,
+                                                  args.data_dir, counts))
 
 
 if __name__ == "__main__":

@@ -144,9 +144,6 @@ class HintDefence(JobDefence):
     self.hint.load_state_arrays(arrays, (meta or {}).get("hint", []))
     return self.hint.current_images()
 
-  def current_images(self):
-    return self.hint.current_images()
-
   def record(self, poison_mask=None, transfer=False):
     summary = self.hint.summary()
     entry = {"config": self.settings(), **summary}
