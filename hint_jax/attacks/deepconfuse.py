@@ -26,6 +26,7 @@ import jax.numpy as jnp
 import numpy as np
 import optax
 
+from hint_jax import xla_options
 from hint_jax.attacks.untargeted import budget_levels, quantize_within_budget
 from hint_jax.errors import ConfigError
 
@@ -97,7 +98,7 @@ def _ce(clf, params, x, y):
       clf.apply(params, x), y))
 
 
-@functools.partial(jax.jit, static_argnames=("gen", "clf", "tx"))
+@functools.partial(xla_options.jit, static_argnames=("gen", "clf", "tx"))
 def _step(gen, clf, tx, f_params, g_params, g_opt, x, y, eps, lr):
   # 1. The classifier learns from the current poisons.
   x_tilde = _poison(gen, g_params, x, eps)
@@ -164,7 +165,7 @@ def unrolled_clean_loss(g_params, f_params, x_u8, y, *, num_classes: int,
   return float(_ce(clf, unrolled, x, y))
 
 
-@functools.partial(jax.jit, static_argnames=("gen", "eps"))
+@functools.partial(xla_options.jit, static_argnames=("gen", "eps"))
 def _apply(gen, g_params, x_u8, eps):
   x = x_u8.astype(jnp.float32) / 255.0
   return quantize_within_budget(x_u8, _poison(gen, g_params, x, eps), eps)

@@ -37,6 +37,7 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 
+from hint_jax import xla_options
 from hint_jax.attacks.untargeted import budget_levels, quantize_within_budget
 from hint_jax.errors import DataError
 
@@ -288,7 +289,7 @@ def generator_apply(params, x):
   return h.transpose(0, 2, 3, 1)
 
 
-@functools.partial(jax.jit, static_argnames=("eps",))
+@functools.partial(xla_options.jit, static_argnames=("eps",))
 def _poison_chunk(params, x_u8, eps):
   x = x_u8.astype(jnp.float32) / 255.0
   return quantize_within_budget(

@@ -10,6 +10,7 @@ import jax.numpy as jnp
 import numpy as np
 import optax
 
+from hint_jax import xla_options
 from hint_jax.attacks._targeted_common import FeaturesFn
 from hint_jax.attacks._targeted_common import (_check_images, _check_opt,
                                                _finish, _project, _to_float)
@@ -33,7 +34,7 @@ def _bp_objective(features_fn, x0, delta, phi_t):
 _FEATURE_OBJECTIVES = {"fc": _fc_objective, "bp": _bp_objective}
 
 
-@functools.partial(jax.jit, static_argnames=("kind", "opt"),
+@functools.partial(xla_options.jit, static_argnames=("kind", "opt"),
                    donate_argnums=(3, 4))
 def _feature_step(features_fn, x0, phi_t, delta, opt_state, eps, *, kind,
                   opt):

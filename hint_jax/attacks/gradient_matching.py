@@ -11,6 +11,7 @@ import jax.numpy as jnp
 import numpy as np
 import optax
 
+from hint_jax import xla_options
 from hint_jax.attacks._targeted_common import (_check_images, _check_opt,
                                                _finish, _project, _to_float)
 from hint_jax.errors import ConfigError, NumericalError
@@ -73,7 +74,7 @@ def gradient_alignment(logits_apply, params, model_state, x_poison, y_poison,
       jnp.linalg.norm(g) * jnp.linalg.norm(target_grad) + 1e-30)
 
 
-@functools.partial(jax.jit, static_argnames=("augment", "opt", "logits_apply"),
+@functools.partial(xla_options.jit, static_argnames=("augment", "opt", "logits_apply"),
                    donate_argnums=(5, 6))
 def _gm_step(params, model_state, x0, y, target_grad, delta, opt_state, keys,
              eps, *, logits_apply, augment, opt):
@@ -133,7 +134,7 @@ def gradient_matching(model, params, model_state, base_u8: np.ndarray,
   logits_apply = model._logits_apply  # pylint: disable=protected-access
   x0 = _to_float(base_u8)
   y = jnp.asarray(base_y, jnp.int32)
-  target_grad = jax.jit(param_gradient, static_argnums=0)(
+  target_grad = xla_options.jit(param_gradient, static_argnums=0)(
       logits_apply, params, model_state, _to_float(target_u8)[None],
       jnp.asarray([intended_class], jnp.int32))
   n_batch = config.restart_batch or (

@@ -11,6 +11,7 @@ import jax.numpy as jnp
 import numpy as np
 import optax
 
+from hint_jax import xla_options
 from hint_jax.attacks._targeted_common import (_check_images, _check_opt,
                                                _finish, _project, _to_float)
 from hint_jax.errors import ConfigError
@@ -122,7 +123,7 @@ def unrolled_target_loss(model, params, model_state, x_poison, y_poison,
                          jnp.asarray(intended, jnp.int32).reshape(1))
 
 
-@functools.partial(jax.jit, static_argnames=("model", "cfg", "opt"),
+@functools.partial(xla_options.jit, static_argnames=("model", "cfg", "opt"),
                    donate_argnums=(4, 5))
 def _mp_step(ensemble, x0, y_p, x_t, delta, opt_state, clean_x, clean_y, c_t,
              *, model, cfg, opt):
@@ -146,7 +147,7 @@ def _mp_step(ensemble, x0, y_p, x_t, delta, opt_state, clean_x, clean_y, c_t,
   return ensemble, delta, opt_state, loss
 
 
-@functools.partial(jax.jit, static_argnames=("model", "cfg"))
+@functools.partial(xla_options.jit, static_argnames=("model", "cfg"))
 def _mp_member_grad(params, model_state, x0, y_p, x_t, delta, clean_x,
                     clean_y, c_t, *, model, cfg):
   """One member's unrolled target loss and its gradient in delta (the
@@ -156,7 +157,7 @@ def _mp_member_grad(params, model_state, x0, y_p, x_t, delta, clean_x,
       clean_x, clean_y, x_t, c_t))(delta)
 
 
-@functools.partial(jax.jit, static_argnames=("model", "cfg"))
+@functools.partial(xla_options.jit, static_argnames=("model", "cfg"))
 def _mp_member_advance(params, model_state, x0, y_p, delta, clean_x,
                        clean_y, *, model, cfg):
   x_p = jnp.clip(x0 + delta, 0.0, 1.0)
@@ -165,7 +166,7 @@ def _mp_member_advance(params, model_state, x0, y_p, delta, clean_x,
                    jnp.concatenate([y_p, clean_y[0]]), cfg.inner_lr)
 
 
-@functools.partial(jax.jit, static_argnames=("opt",), donate_argnums=(1, 2))
+@functools.partial(xla_options.jit, static_argnames=("opt",), donate_argnums=(1, 2))
 def _mp_update(x0, delta, opt_state, grad, eps, *, opt):
   updates, opt_state = opt.update(grad, opt_state, delta)
   return _project(x0, delta + updates, eps), opt_state

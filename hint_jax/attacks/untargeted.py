@@ -21,6 +21,7 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 
+from hint_jax import xla_options
 from hint_jax.errors import ConfigError
 
 LogitsFn = Callable[[jax.Array], jax.Array]
@@ -46,7 +47,7 @@ def quantize_within_budget(x_orig_u8: jax.Array, x_adv: jax.Array,
   return jnp.clip(q, 0, 255).astype(jnp.uint8)
 
 
-@functools.partial(jax.jit, static_argnames=("descend",), donate_argnums=(2,))
+@functools.partial(xla_options.jit, static_argnames=("descend",), donate_argnums=(2,))
 def _signed_step(logits_fn, x0, delta, y, eps, step_size, *, descend):
   """One projected signed-gradient step on each example's cross-entropy:
   ascent (error-maximising) or descent (toward the labels ``y``).

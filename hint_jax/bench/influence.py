@@ -11,6 +11,7 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 
+from hint_jax import xla_options
 from hint_jax.bench.timing import median_seconds as _median
 from hint_jax.bench.timing import quiet
 
@@ -130,7 +131,7 @@ def influence_figures(data_dir=None, *, quick=False, repeats=3,
   fig["i_up_all_train_closed_form_s"] = _median(
       lambda: infl.top_layer_up_scores(top, phi, y_tr, s_cg), repeats)
   sample = 200 if not quick else 50
-  one_dot = jax.jit(lambda x, y: jax.jvp(
+  one_dot = xla_options.jit(lambda x, y: jax.jvp(
       lambda t: loss_top(t, x, y), (top,), (s_cg,))[1])
   x_f = x_dev[:sample].astype(jnp.float32) / 255.0
 
@@ -153,7 +154,7 @@ def influence_figures(data_dir=None, *, quick=False, repeats=3,
   fig["i_pert_vectorised_s"] = _median(
       lambda: infl.influence_pert(loss_top, top, x_sel, y_sel, s_cg,
                                   chunk_size=500), repeats)
-  one_pert = jax.jit(lambda x, y: infl.influence_pert(
+  one_pert = xla_options.jit(lambda x, y: infl.influence_pert(
       loss_top, top, x[None], y[None], s_cg))
 
   def loop_pert():

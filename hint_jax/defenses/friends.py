@@ -30,6 +30,7 @@ import jax.numpy as jnp
 import numpy as np
 import optax
 
+from hint_jax import xla_options
 from hint_jax.errors import ConfigError
 
 
@@ -84,7 +85,7 @@ def _optimizer(cfg: FriendsConfig):
 def _make_step(cfg: FriendsConfig):
   tx = _optimizer(cfg)
 
-  @jax.jit
+  @xla_options.jit
   def step(logits_fn, x, log_p0, e, opt_state):
     (_, (kl, size)), g = jax.value_and_grad(
         friendly_objective, argnums=3, has_aux=True)(

@@ -31,6 +31,7 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 
+from hint_jax import xla_options
 from hint_jax.hint.passes import passes_for
 from hint_jax.errors import ConfigError, DataError
 from hint_jax.hint.config import HintConfig, num_selected
@@ -38,7 +39,7 @@ from hint_jax.hint.noise import (noise_write, noised_images, random_signs,
                                  select_top)
 from hint_jax.models import TOP_LAYER
 
-_noised_jit = jax.jit(noised_images, static_argnames=("rounding",))
+_noised_jit = xla_options.jit(noised_images, static_argnames=("rounding",))
 
 # Examples per call between two progress reports (a multiple of chunk_size).
 _REPORT_EVERY = 10

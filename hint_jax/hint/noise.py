@@ -11,10 +11,11 @@ import functools
 import jax
 import jax.numpy as jnp
 
+from hint_jax import xla_options
 from hint_jax.errors import ConfigError
 
 
-@functools.partial(jax.jit, static_argnames=("k",))
+@functools.partial(xla_options.jit, static_argnames=("k",))
 def select_top(scores: jax.Array, k: int) -> jax.Array:
   """Indices of the ``k`` largest ``|scores|``, in increasing index order.
 
@@ -91,7 +92,7 @@ def noised_images(x_orig_u8: jax.Array, delta: jax.Array,
   return levels.astype(jnp.uint8)
 
 
-@functools.partial(jax.jit, static_argnames=("sign", "rounding"),
+@functools.partial(xla_options.jit, static_argnames=("sign", "rounding"),
                    donate_argnums=(1,))
 def noise_write(x_orig_u8: jax.Array, delta: jax.Array, infl: jax.Array,
                 step: jax.Array, beta: jax.Array, *, sign: bool,

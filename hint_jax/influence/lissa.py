@@ -27,6 +27,7 @@ import jax
 import jax.numpy as jnp
 import optax
 
+from hint_jax import xla_options
 from hint_jax.errors import ConfigError, NumericalError
 from hint_jax.influence import _chunks
 from hint_jax.influence._closure import as_pytree_callable
@@ -129,9 +130,9 @@ def lissa_solve(batch_hvp: BatchHvp, v: Any, data: Any, key: jax.Array, *,
   return x, info
 
 
-_lissa_jit = jax.jit(lissa_solve,
+_lissa_jit = xla_options.jit(lissa_solve,
                      static_argnames=("batch_size", "depth", "repeats"))
-_lambda_max_jit = jax.jit(batch_lambda_max,
+_lambda_max_jit = xla_options.jit(batch_lambda_max,
                           static_argnames=("batch_size", "num_batches",
                                            "num_iters"))
 

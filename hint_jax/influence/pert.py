@@ -16,6 +16,7 @@ from typing import Any, Callable
 import jax
 import jax.numpy as jnp
 
+from hint_jax import xla_options
 from hint_jax.influence._closure import as_pytree_callable
 from hint_jax.influence.top_layer import _check_top, top_logits
 
@@ -30,7 +31,7 @@ def _grad_dot_sum(features_fn, top, s, x, y):
   return jnp.sum(residual * direction)
 
 
-@jax.jit
+@xla_options.jit
 def _pert_chunk(features_fn, top, s, x, y):
   return -jax.grad(_grad_dot_sum, argnums=3)(features_fn, top, s, x, y)
 

@@ -28,6 +28,7 @@ from typing import Any, Callable
 
 import jax
 
+from hint_jax import xla_options
 from hint_jax.influence import grads
 from hint_jax.influence._closure import as_pytree_callable
 from hint_jax.influence.info import SolveInfo
@@ -36,10 +37,10 @@ from hint_jax.influence.solve import solve
 
 Loss = Callable[..., jax.Array]
 
-_mean_grad_jit = jax.jit(grads.mean_grad, static_argnames=("chunk_size",))
-_grad_dot_jit = jax.jit(grads.per_example_grad_dot,
+_mean_grad_jit = xla_options.jit(grads.mean_grad, static_argnames=("chunk_size",))
+_grad_dot_jit = xla_options.jit(grads.per_example_grad_dot,
                         static_argnames=("chunk_size",))
-_mixed_jit = jax.jit(grads.mixed_input_grad, static_argnames=("chunk_size",))
+_mixed_jit = xla_options.jit(grads.mixed_input_grad, static_argnames=("chunk_size",))
 
 
 def s_test(hessian: HessianOperator, loss_one: Loss, params: Any,

@@ -6,6 +6,7 @@ from typing import Any
 import jax
 import jax.numpy as jnp
 
+from hint_jax import xla_options
 from hint_jax.errors import ConfigError, NumericalError
 from hint_jax.influence.cg import cg_solve
 from hint_jax.influence.direct import direct_solve_dense
@@ -24,8 +25,8 @@ def _direct(hessian, v, damping):
   return direct_solve_dense(hessian.dense(), v, damping)
 
 
-_cg_jit = jax.jit(_cg, static_argnames=("maxiter",))
-_direct_jit = jax.jit(_direct)
+_cg_jit = xla_options.jit(_cg, static_argnames=("maxiter",))
+_direct_jit = xla_options.jit(_direct)
 
 
 def solve(hessian: HessianOperator, v: Any, *, method: str = "cg",

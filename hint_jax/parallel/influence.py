@@ -31,6 +31,7 @@ import jax
 import jax.numpy as jnp
 from jax.sharding import Mesh, PartitionSpec as P
 
+from hint_jax import xla_options
 from hint_jax.influence import _chunks, grads, pert, top_layer
 from hint_jax.influence._closure import as_pytree_callable, closure
 from hint_jax.influence.direct import dense_hessian
@@ -69,7 +70,7 @@ def _grad_term(extra, chunk, w):
   return jax.grad(_chunks.weighted_loss)(params, loss_one, chunk, w)
 
 
-@functools.partial(jax.jit, static_argnames=("mesh", "chunk_size"))
+@functools.partial(xla_options.jit, static_argnames=("mesh", "chunk_size"))
 def _mean_grad(loss_one, params, data, weights, *, mesh, chunk_size):
   return _sharded_sum(_grad_term, (loss_one, params), data, weights,
                       mesh=mesh, chunk_size=chunk_size,
@@ -147,7 +148,7 @@ def _top_dense(phi, probs, weights, l2, *, mesh, chunk_size, l2_bias):
   return top_layer.add_dense_l2(h, phi.shape[1], probs.shape[1], l2, l2_bias)
 
 
-@functools.partial(jax.jit, static_argnames=("mesh",))
+@functools.partial(xla_options.jit, static_argnames=("mesh",))
 def _probs_sharded(top_params, phi, *, mesh):
   return _sharded_map(top_layer.probs_of, top_params, phi, mesh=mesh)
 
@@ -173,7 +174,7 @@ def top_layer_hessian(top_params: Any, phi: jax.Array, mesh: Mesh, *,
                     chunk_size=chunk_size, l2_bias=l2_bias))
 
 
-@functools.partial(jax.jit, static_argnames=("mesh",))
+@functools.partial(xla_options.jit, static_argnames=("mesh",))
 def _up_scores(top_params, s, phi, y, *, mesh):
   return _sharded_map(
       lambda ex, d: top_layer.top_layer_up_scores(ex[0], d[0], d[1], ex[1]),
@@ -201,7 +202,7 @@ def _pert_local(extra, data, *, chunk_size):
   return -jax.lax.map(one, (x, y), batch_size=chunk_size)
 
 
-@functools.partial(jax.jit, static_argnames=("mesh", "chunk_size"))
+@functools.partial(xla_options.jit, static_argnames=("mesh", "chunk_size"))
 def _top_pert(features_fn, top, s, x, y, *, mesh, chunk_size):
   return _sharded_map(functools.partial(_pert_local, chunk_size=chunk_size),
                       (features_fn, top, s), (x, y), mesh=mesh)
@@ -235,7 +236,7 @@ def _mixed_local(extra, data, *, chunk_size):
                                 chunk_size=chunk_size)
 
 
-@functools.partial(jax.jit, static_argnames=("mesh", "chunk_size", "mixed"))
+@functools.partial(xla_options.jit, static_argnames=("mesh", "chunk_size", "mixed"))
 def _per_example(loss_one, params, v, x, y, *, mesh, chunk_size, mixed):
   local = _mixed_local if mixed else _dot_local
   return _sharded_map(functools.partial(local, chunk_size=chunk_size),

@@ -12,6 +12,7 @@ import pathlib
 
 import numpy as np
 
+from hint_jax import xla_options
 from hint_jax.errors import ConfigError, DataError
 from hint_jax.pipeline import checkpoint
 from hint_jax.pipeline.defences import NOISE_FILE
@@ -42,7 +43,7 @@ def predict(model, params, model_state, x_u8, batch_size=250):
   import jax  # pylint: disable=g-import-not-at-top
   import jax.numpy as jnp  # pylint: disable=g-import-not-at-top
 
-  @jax.jit
+  @xla_options.jit
   def probs(xb):
     logits = model.apply_eval(params, model_state,
                               xb.astype(jnp.float32) / 255.0)

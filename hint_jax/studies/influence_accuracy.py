@@ -56,6 +56,7 @@ import jax.numpy as jnp
 import numpy as np
 import optax
 
+from hint_jax import xla_options
 from hint_jax import influence as infl
 from hint_jax.errors import ConfigError, NumericalError
 from hint_jax.studies import newton as nt
@@ -117,7 +118,7 @@ class StudyConfig:
 # ------------------------------------------------------------------ helpers
 
 
-@jax.jit
+@xla_options.jit
 def _losses(theta, phi_aug, y):
   """Per-example cross-entropy and logits of Θ on augmented features."""
   logits = phi_aug @ theta

@@ -39,11 +39,14 @@ are single (n, D) × (D, B·K) matrix products).
 """
 
 import functools
+
 from typing import NamedTuple
 
 import jax
 import jax.numpy as jnp
 import optax
+
+from hint_jax import xla_options
 
 _HIGHEST = jax.lax.Precision.HIGHEST
 
@@ -162,7 +165,7 @@ def hvp(theta: jax.Array, probs: jax.Array, problem: Problem, mods: Mods,
   return (hv + mods.psi.T @ r_mod) / n + problem.l2 * v
 
 
-@functools.partial(jax.jit, static_argnames=("dtype",))
+@functools.partial(xla_options.jit, static_argnames=("dtype",))
 def dense_hessian(theta: jax.Array, problem: Problem,
                   dtype=jnp.float32) -> jax.Array:
   """The dense Hessian of the unmodified R at Θ, shape (D·K, D·K).
@@ -194,7 +197,7 @@ def dense_hessian(theta: jax.Array, problem: Problem,
   return h + problem.l2.astype(dtype) * jnp.eye(dim * k, dtype=dtype)
 
 
-@jax.jit
+@xla_options.jit
 def cholesky(h: jax.Array) -> jax.Array:
   """Lower Cholesky factor of a dense Hessian (in its dtype)."""
   return jnp.linalg.cholesky(h)
@@ -235,7 +238,7 @@ def woodbury(chol: jax.Array, theta: jax.Array, mods: Mods,
   return Woodbury(z, c, jnp.linalg.inv(s))
 
 
-@functools.partial(jax.jit, static_argnames=("n",))
+@functools.partial(xla_options.jit, static_argnames=("n",))
 def woodbury_batch(chol: jax.Array, theta: jax.Array, mods: Mods,
                    n: int) -> Woodbury:
   """`woodbury` for a batch of `Mods` (leading axis B) at one Θ."""
@@ -289,7 +292,7 @@ def _pcg(matvec, precond, rhs, tol, maxiter):
   return x, rel, it
 
 
-@jax.jit
+@xla_options.jit
 def evaluate(theta: jax.Array, problem: Problem, mods: Mods):
   """Batched `gradient`: (grads (B, D, K), float32 probs (B, n, K), norms)."""
   grads, probs = jax.vmap(gradient, (0, None, 0))(theta, problem, mods)
@@ -297,7 +300,7 @@ def evaluate(theta: jax.Array, problem: Problem, mods: Mods):
   return grads, probs.astype(jnp.float32), norms
 
 
-@functools.partial(jax.jit, static_argnames=("maxiter",))
+@functools.partial(xla_options.jit, static_argnames=("maxiter",))
 def solve_hessian(theta: jax.Array, problem: Problem, chol: jax.Array,
                   rhs: jax.Array, *, tol: float = 1e-13, maxiter: int = 200):
   """Solves ∇²R(Θ) s = v for a batch of right-hand sides, in float64.
@@ -327,7 +330,7 @@ def solve_hessian(theta: jax.Array, problem: Problem, chol: jax.Array,
   return s.reshape(rhs.shape), rel, iters
 
 
-@functools.partial(jax.jit, static_argnames=("maxiter",))
+@functools.partial(xla_options.jit, static_argnames=("maxiter",))
 def newton_direction(theta, grads, probs_lo, problem: Problem, mods: Mods,
                      chol: jax.Array, wb: "Woodbury", tol: jax.Array, *,
                      maxiter: int):
@@ -440,7 +443,7 @@ def lbfgs(theta0: jax.Array, problem: Problem, *, max_iter: int = 500,
   opt = optax.lbfgs()
   value_and_grad = optax.value_and_grad_from_state(fun)
 
-  @jax.jit
+  @xla_options.jit
   def run(theta):
     def step(carry):
       theta, state, _, it = carry

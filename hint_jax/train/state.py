@@ -8,6 +8,8 @@ import jax.numpy as jnp
 from jax.sharding import NamedSharding, PartitionSpec
 import optax
 
+from hint_jax import xla_options
+
 # Sub-streams of the state's root key; each use folds in its own counter.
 _SHUFFLE_STREAM = 1
 _AUGMENT_STREAM = 2
@@ -113,7 +115,7 @@ def make_train_steps(train_step: Callable) -> Callable:
   def one(state, images_u8, labels, idx):
     return train_step(state, images_u8[idx], labels[idx])
 
-  step = jax.jit(one, donate_argnums=0)
+  step = xla_options.jit(one, donate_argnums=0)
 
   def run(state, images_u8, labels, batch_idx):
     loss_sum, correct = jnp.zeros(()), jnp.zeros((), jnp.int32)
@@ -137,7 +139,7 @@ def make_sharded_train_step(train_step: Callable, mesh) -> Callable:
   """
   repl = NamedSharding(mesh, PartitionSpec())
   rows = NamedSharding(mesh, PartitionSpec("data"))
-  return jax.jit(train_step, donate_argnums=0,
+  return xla_options.jit(train_step, donate_argnums=0,
                  in_shardings=(repl, rows, rows),
                  out_shardings=(repl, repl))
 
@@ -146,7 +148,7 @@ def make_eval_batch(model) -> Callable:
   """Jitted ``(params, model_state, x_u8, y, mask) -> (loss_sum, correct)``
   in inference mode; ``mask`` zeroes padded rows."""
 
-  @jax.jit
+  @xla_options.jit
   def eval_batch(params, model_state, x_u8, y, mask):
     logits = model.apply_eval(params, model_state, to_float(x_u8))
     loss = jnp.sum(cross_entropy(logits, y) * mask)

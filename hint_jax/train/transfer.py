@@ -19,6 +19,7 @@ import jax.numpy as jnp
 import numpy as np
 import optax
 
+from hint_jax import xla_options
 from hint_jax.errors import ConfigError
 from hint_jax.models import TOP_LAYER
 
@@ -100,7 +101,7 @@ def _head_step(top, opt_state, phi, y, opt):
   return optax.apply_updates(top, updates), opt_state
 
 
-@functools.partial(jax.jit, static_argnames=("opt", "batch_size"))
+@functools.partial(xla_options.jit, static_argnames=("opt", "batch_size"))
 def _top_epoch(top, opt_state, phi, y, key, *, opt, batch_size):
   def step(carry, idx):
     return _head_step(*carry, phi[idx], y[idx], opt), None
@@ -110,7 +111,7 @@ def _top_epoch(top, opt_state, phi, y, key, *, opt, batch_size):
   return top, opt_state
 
 
-@functools.partial(jax.jit, static_argnames=("opt", "adversary"))
+@functools.partial(xla_options.jit, static_argnames=("opt", "adversary"))
 def _top_step_adversarial(top, opt_state, body, model_state, features, xb,
                           yb, key, *, opt, adversary):
   """One adversarial-training step of theta_top: crafts ``adversary``

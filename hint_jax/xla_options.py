@@ -1,0 +1,128 @@
+"""The XLA compiler options hint_jax compiles its computations with.
+
+On the CPU, recent jaxlib releases hand convolutions and matrix products to
+the YNNPACK library by default. For the networks here that is slower than
+XLA:CPU's own kernels: on the 2-core machine of the benchmarks the MNIST
+ConvNet's training step ran about 1.3x faster with YNNPACK kept for
+reductions only (``xla_cpu_experimental_ynn_fusion_type`` =
+``LIBRARY_FUSION_TYPE_REDUCE``), resnet_tiny's about 1.14x (measurements in
+``experiments/results/bench/README.md``). hint_jax passes that option to
+its own jitted functions only (``jit`` below), never through the process-wide
+``XLA_FLAGS``, so other JAX code in the same process is unaffected.
+
+Contract of ``compiler_options()``:
+  * on backends other than the CPU: ``None`` (nothing is changed);
+  * on the CPU, when the installed jaxlib is one the option was measured
+    on (``MEASURED_JAXLIB``) and accepts it: the options dict;
+  * otherwise ``None``, and ``status()`` says why (the benchmarks print it);
+  * ``HINT_JAX_XLA_DEFAULTS=0`` in the environment turns the options off
+    (for comparisons, or to rule them out when something looks wrong).
+The choice only moves work between kernel libraries: results agree to
+float32 rounding (tests compare both settings).
+"""
+
+import functools
+import os
+from typing import Optional
+
+import jax
+import numpy as np
+
+CPU_OPTIONS = {"xla_cpu_experimental_ynn_fusion_type":
+               "LIBRARY_FUSION_TYPE_REDUCE"}
+# jaxlib versions (major, minor) the option was measured to help on, [lo, hi).
+MEASURED_JAXLIB = ((0, 10), (0, 13))
+ENV_VAR = "HINT_JAX_XLA_DEFAULTS"
+
+
+def _jaxlib_version():
+  import jaxlib  # pylint: disable=import-outside-toplevel
+  parts = jaxlib.__version__.split(".")
+  return int(parts[0]), int(parts[1])
+
+
+@functools.lru_cache(maxsize=None)
+def _probe() -> Optional[str]:
+  """None if the CPU options apply here, else the reason they do not."""
+  version = _jaxlib_version()
+  lo, hi = MEASURED_JAXLIB
+  if not lo <= version < hi:
+    return (f"jaxlib {version[0]}.{version[1]} is outside the measured "
+            f"range {lo[0]}.{lo[1]}-{hi[0]}.{hi[1] - 1}")
+  try:
+    jax.jit(lambda a: a.sum(), compiler_options=CPU_OPTIONS).lower(
+        np.zeros(4, np.float32)).compile()
+  except Exception as err:  # pylint: disable=broad-except
+    return f"this jaxlib refuses the option ({str(err).splitlines()[0]})"
+  return None
+
+
+def status() -> str:
+  """One line: which compiler options ``jit`` applies here, and why."""
+  if os.environ.get(ENV_VAR) == "0":
+    return f"XLA defaults ({ENV_VAR}=0)"
+  if jax.default_backend() != "cpu":
+    return f"XLA defaults (backend {jax.default_backend()})"
+  reason = _probe()
+  if reason is not None:
+    return f"XLA defaults: {reason}"
+  return "CPU options " + ", ".join(f"{k}={v}" for k, v in CPU_OPTIONS.items())
+
+
+def compiler_options() -> Optional[dict]:
+  """The options for a computation compiled now (see the module docstring)."""
+  if os.environ.get(ENV_VAR) == "0" or jax.default_backend() != "cpu":
+    return None
+  return None if _probe() is not None else dict(CPU_OPTIONS)
+
+
+class _LazyJit:
+  """``jax.jit(fun, compiler_options=compiler_options(), **kwargs)``, built
+  at the first call (so that importing a module that decorates with it does
+  not start a JAX backend). JAX takes compiler options on top-level calls
+  only: called while another function is being traced (inside a user's
+  ``jax.jit``, ``grad``, ``vmap``, ...) it is the plain ``jax.jit``, and the
+  outer compilation decides. Attributes (``lower``, ``_cache_size``, ...)
+  are the top-level jitted function's."""
+
+  def __init__(self, fun, kwargs):
+    self._fun = fun
+    self._kwargs = kwargs
+    self._jitted = None
+    self._plain = None
+    functools.update_wrapper(self, fun)
+
+  def _get(self):
+    if self._jitted is None:
+      self._jitted = jax.jit(self._fun, compiler_options=compiler_options(),
+                             **self._kwargs)
+    return self._jitted
+
+  def _get_plain(self):
+    if self._plain is None:
+      self._plain = jax.jit(self._fun, **self._kwargs)
+    return self._plain
+
+  def __call__(self, *args, **kwargs):
+    leaves = jax.tree.leaves((args, kwargs))
+    if any(isinstance(a, jax.core.Tracer) for a in leaves):
+      return self._get_plain()(*args, **kwargs)
+    try:
+      return self._get()(*args, **kwargs)
+    except ValueError as err:  # concrete arguments, but under a trace
+      if "top-level" not in str(err):
+        raise
+      return self._get_plain()(*args, **kwargs)
+
+  def __getattr__(self, name):
+    if name.startswith("__"):
+      raise AttributeError(name)
+    return getattr(self._get(), name)
+
+
+def jit(fun=None, **kwargs):
+  """``jax.jit`` with hint_jax's compiler options; usable as ``jit(f, ...)``,
+  ``@jit`` or ``functools.partial(jit, static_argnames=...)``."""
+  if fun is None:
+    return functools.partial(jit, **kwargs)
+  return _LazyJit(fun, kwargs)
