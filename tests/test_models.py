@@ -11,7 +11,7 @@ import pytest
 from hint_jax.errors import ConfigError
 from hint_jax.models import (ConvNet, Model, get_model, is_top_layer,
                              num_params)
-from hint_jax.models.layers import TorchConv, avg_pool2
+from hint_jax.models.layers import BatchNorm, TorchConv, avg_pool2
 
 
 @pytest.mark.parametrize("name,shape,head,total", [
@@ -110,9 +110,9 @@ def test_im2col_conv_equals_xla_conv(cin, padding):
   np.testing.assert_allclose(want, ref, rtol=1e-5, atol=1e-5)
 
 
-def test_convnet_conv_impls_agree_and_reshape_pool_matches():
+def test_convnet_conv_impls_agree_and_strided_pool_matches():
   x = jax.random.uniform(jax.random.key(0), (5, 28, 28, 1))
-  auto = Model("a", ConvNet(conv_impl="auto"), (28, 28, 1))
+  auto = Model("a", ConvNet(conv_impl="im2col"), (28, 28, 1))
   xla = Model("b", ConvNet(conv_impl="xla"), (28, 28, 1))
   params, state = auto.init(jax.random.key(1))
   np.testing.assert_allclose(auto.apply_eval(params, state, x),
@@ -127,11 +127,13 @@ def test_convnet_conv_impls_agree_and_reshape_pool_matches():
 
 
 def test_forward_module_gives_the_training_module_values():
-  # get_model("convnet") runs forward-only passes through an XLA-conv copy
-  # of the network; it must compute the same function as the training
-  # module (float32 sums in another order: ~1e-6 on values of order 1).
-  model = get_model("convnet", 10, (28, 28, 1))
-  assert model.forward_module is not None
+  # A Model may run forward-only passes through another implementation of
+  # the same network (here the training module convolves by im2col, the
+  # forward module by XLA); it must compute the same function as the
+  # training module (float32 sums in another order: ~1e-6 on values of
+  # order 1).
+  model = Model("convnet", ConvNet(conv_impl="im2col"), (28, 28, 1),
+                ConvNet(conv_impl="xla"))
   params, state = model.init(jax.random.key(0))
   x_u8 = np.asarray(jax.random.randint(jax.random.key(1), (7, 28, 28, 1), 0,
                                        256), np.uint8)
@@ -170,3 +172,88 @@ def test_example_loss_restricts_to_any_subset():
   g_full = jax.grad(model.example_loss)(var, x[0], y[0])
   np.testing.assert_allclose(g_sub["params"]["conv2"]["kernel"],
                              g_full["params"]["conv2"]["kernel"], rtol=1e-6)
+
+
+@pytest.mark.parametrize("train", [True, False])
+def test_batch_norm_equals_flax_batch_norm(train):
+  # Same variables and values as flax.linen.BatchNorm with PyTorch's
+  # momentum/eps; a shift normalises x + shift without forming it.
+  x = 3.0 + 2.0 * jax.random.normal(jax.random.key(0), (16, 6, 6, 5))
+  shift = jax.random.normal(jax.random.key(1), (5,))
+  ours = BatchNorm(use_running_average=not train)
+  ref = nn.BatchNorm(use_running_average=not train, momentum=0.9,
+                     epsilon=1e-5)
+  v_ours, v_ref = ours.init(jax.random.key(2), x), ref.init(
+      jax.random.key(2), x)
+  assert (jax.tree.map(jnp.shape, v_ours) == jax.tree.map(jnp.shape, v_ref))
+  # Non-trivial parameters and running statistics.
+  k = iter(jax.random.split(jax.random.key(3), 4))
+  variables = {"params": {"scale": 1 + 0.1 * jax.random.normal(next(k), (5,)),
+                          "bias": jax.random.normal(next(k), (5,))},
+               "batch_stats": {"mean": jax.random.normal(next(k), (5,)),
+                               "var": 1 + jax.random.uniform(next(k), (5,))}}
+  for args_ours, x_ref in (((x,), x), ((x, shift), x + shift)):
+    got, got_state = ours.apply(variables, *args_ours, mutable=["batch_stats"])
+    want, want_state = ref.apply(variables, x_ref, mutable=["batch_stats"])
+    # Outputs of order 1-3 from inputs of order 5: float32 rounding of the
+    # one-pass statistics and of (x*a + c) against ((x - m)*a + b).
+    np.testing.assert_allclose(got, want, rtol=1e-5, atol=2e-5)
+    for name in ("mean", "var"):
+      np.testing.assert_allclose(got_state["batch_stats"][name],
+                                 want_state["batch_stats"][name],
+                                 rtol=1e-5, atol=1e-5)
+  if train:
+    # The shift cancels in the output in train mode, so its gradient is 0.
+    g = jax.grad(lambda s: jnp.sum(ours.apply(variables, x, s,
+                                              mutable=["batch_stats"])[0]
+                                   * x))(shift)
+    assert float(jnp.max(jnp.abs(g))) == 0.0
+
+
+def test_convnet_parameter_tree_is_unchanged():
+  # Checkpoints written before the BatchNorm/conv-bias rewrite must load:
+  # the same names and shapes as flax's layers gave.
+  params, state = get_model("convnet", 10, (28, 28, 1)).init(
+      jax.random.key(0))
+  shapes = jax.tree.map(lambda a: tuple(a.shape), (params, state))
+  assert shapes == (
+      {"conv1": {"kernel": (5, 5, 1, 40), "bias": (40,)},
+       "bn1": {"scale": (40,), "bias": (40,)},
+       "conv2": {"kernel": (5, 5, 40, 100), "bias": (100,)},
+       "bn2": {"scale": (100,), "bias": (100,)},
+       "head": {"kernel": (1600, 10), "bias": (10,)}},
+      {"bn1": {"mean": (40,), "var": (40,)},
+       "bn2": {"mean": (100,), "var": (100,)}})
+
+
+def test_convnet_equals_the_flax_layer_version():
+  # The ConvNet (conv bias passed to BatchNorm as a shift, one-pass
+  # statistics, strided pooling) against the same network from flax's own
+  # layers, train mode (logits and new running statistics) and eval mode.
+  class FlaxConvNet(nn.Module):
+    @nn.compact
+    def __call__(self, x, train=False):
+      for i, width in enumerate((40, 100)):
+        x = nn.Conv(width, (5, 5), padding="VALID", name=f"conv{i + 1}")(x)
+        x = nn.BatchNorm(use_running_average=not train, momentum=0.9,
+                         epsilon=1e-5, name=f"bn{i + 1}")(x)
+        x = nn.avg_pool(nn.relu(x), (2, 2), strides=(2, 2))
+      return nn.Dense(10, name="head")(x.reshape((x.shape[0], -1)))
+
+  model = get_model("convnet", 10, (28, 28, 1))
+  params, state = model.init(jax.random.key(0))
+  x = jax.random.uniform(jax.random.key(1), (8, 28, 28, 1))
+  variables = {"params": params, "batch_stats": state}
+  got, got_state = model.apply_train(params, state, x)
+  want, want_state = FlaxConvNet().apply(variables, x, train=True,
+                                         mutable=["batch_stats"])
+  # Logits of order 1 after two BatchNorms: float32 rounding only.
+  np.testing.assert_allclose(got, want, rtol=1e-4, atol=1e-4)
+  for a, b in zip(jax.tree.leaves(got_state),
+                  jax.tree.leaves(want_state["batch_stats"])):
+    np.testing.assert_allclose(a, b, rtol=1e-4, atol=1e-5)
+  np.testing.assert_allclose(model.apply_eval(params, got_state, x),
+                             FlaxConvNet().apply(
+                                 {"params": params, "batch_stats": got_state},
+                                 x),
+                             rtol=1e-4, atol=1e-4)

@@ -24,6 +24,7 @@ import jax
 import jax.numpy as jnp
 import optax
 
+from hint_jax import xla_options
 from hint_jax.errors import ConfigError
 from hint_jax.models.convnet import ConvNet
 from hint_jax.models.resnet import BasicBlock, ResNet
@@ -66,12 +67,8 @@ class Model:
   module: nn.Module
   input_shape: Tuple[int, int, int]
   # The same network (same parameter tree) built for forward-only passes,
-  # where another implementation can be faster; None: ``module``. The
-  # MNIST ConvNet's one-channel first convolution is fastest as im2col when
-  # its weights are differentiated (training) but as XLA's convolution in
-  # forward-only passes (evaluation, features): 8700 against 4500 images/s
-  # for the feature pass on this 2-core CPU. Results agree to float
-  # reassociation (~1e-6, tested).
+  # where another implementation can be faster; None: ``module``. Must
+  # compute the same function to float32 rounding.
   forward_module: Optional[nn.Module] = None
 
   def init(self, key) -> Tuple[Any, Any]:
@@ -86,8 +83,7 @@ class Model:
 
   def apply_eval(self, params, model_state, x, return_features=False):
     """Inference mode: BatchNorm uses its running statistics. Runs
-    ``forward_module`` when set (do not differentiate w.r.t. the parameters
-    of an im2col-free conv here if speed matters; the value is the same)."""
+    ``forward_module`` when set (the same values as ``module``)."""
     return self._forward.apply({"params": params, "batch_stats": model_state},
                              x, train=False, return_features=return_features)
 
@@ -185,7 +181,7 @@ class Model:
   def _features_u8(self) -> Callable:
     module = self._forward
 
-    @jax.jit
+    @xla_options.jit
     def run(params, model_state, x):
       if not jnp.issubdtype(x.dtype, jnp.floating):  # uint8 -> [0, 1]
         x = x.astype(jnp.float32) / 255.0
@@ -222,7 +218,6 @@ def get_model(name: str, num_classes: int, input_shape) -> Model:
       raise ConfigError(f"convnet expects 28x28 inputs (MNIST), got "
                         f"{input_shape}; use convnet_small or mlp")
     module = ConvNet(num_classes)
-    forward = ConvNet(num_classes, conv_impl="xla")
   elif name == "convnet_small":
     # Same layer sequence as the MNIST ConvNet, sized for 8x8 digits.
     module = ConvNet(num_classes, widths=(16, 32), kernel_size=3,

@@ -35,6 +35,7 @@ import jax
 import jax.numpy as jnp
 import optax
 
+from hint_jax import xla_options
 from hint_jax.errors import ConfigError
 from hint_jax.models import TOP_LAYER, Model
 
@@ -137,7 +138,7 @@ class AdaptedModel(Model):
 
   @functools.cached_property
   def _features_u8(self):
-    @jax.jit
+    @xla_options.jit
     def run(params, model_state, x):
       if not jnp.issubdtype(x.dtype, jnp.floating):  # uint8 -> [0, 1]
         x = x.astype(jnp.float32) / 255.0
