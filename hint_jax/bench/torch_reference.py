@@ -38,6 +38,78 @@ def make_torch_step(batch_size: int, seed: int = 0):
   return run
 
 
+def make_torch_resnet_step(batch_size: int, stage_sizes=(2, 2, 2, 2),
+                           widths=(64, 128, 256, 512), seed: int = 0):
+  """Returns ``run(num_steps)`` training the CIFAR ResNet of
+  ``hint_jax.models.ResNet`` (same blocks, widths, in-model normalisation)
+  in PyTorch with the paper's CIFAR-10 step: SGD 0.1, Nesterov momentum
+  0.9, weight decay 5e-4, random crop with 4-pixel zero padding and
+  horizontal flip per image (done on the batch in torch, as the JAX step
+  does on device), on random uint8 batches held in memory."""
+  import torch  # pylint: disable=import-outside-toplevel
+  from torch import nn  # pylint: disable=import-outside-toplevel
+
+  class Block(nn.Module):
+
+    def __init__(self, cin, cout, stride):
+      super().__init__()
+      self.conv1 = nn.Conv2d(cin, cout, 3, stride, 1, bias=False)
+      self.bn1 = nn.BatchNorm2d(cout)
+      self.conv2 = nn.Conv2d(cout, cout, 3, 1, 1, bias=False)
+      self.bn2 = nn.BatchNorm2d(cout)
+      self.proj = None
+      if stride != 1 or cin != cout:
+        self.proj = nn.Sequential(nn.Conv2d(cin, cout, 1, stride, bias=False),
+                                  nn.BatchNorm2d(cout))
+
+    def forward(self, x):
+      y = torch.relu(self.bn1(self.conv1(x)))
+      y = self.bn2(self.conv2(y))
+      return torch.relu((x if self.proj is None else self.proj(x)) + y)
+
+  layers = [nn.Conv2d(3, widths[0], 3, 1, 1, bias=False),
+            nn.BatchNorm2d(widths[0]), nn.ReLU()]
+  cin = widths[0]
+  for stage, (blocks, width) in enumerate(zip(stage_sizes, widths)):
+    for b in range(blocks):
+      layers.append(Block(cin, width, 2 if (stage > 0 and b == 0) else 1))
+      cin = width
+  layers += [nn.AdaptiveAvgPool2d(1), nn.Flatten(), nn.Linear(cin, 10)]
+  torch.manual_seed(seed)
+  net = nn.Sequential(*layers)
+  mean = torch.tensor((0.4914, 0.4822, 0.4465)).view(1, 3, 1, 1)
+  std = torch.tensor((0.2023, 0.1994, 0.2010)).view(1, 3, 1, 1)
+  opt = torch.optim.SGD(net.parameters(), lr=0.1, momentum=0.9,
+                        nesterov=True, weight_decay=5e-4)
+  loss_fn = nn.CrossEntropyLoss()
+  gen = torch.Generator().manual_seed(seed)
+  x_u8 = torch.randint(0, 256, (batch_size * 4, 3, 32, 32), dtype=torch.uint8,
+                       generator=gen)
+  y = torch.randint(0, 10, (batch_size * 4,), generator=gen)
+  net.train()
+
+  def augment(xb):
+    padded = nn.functional.pad(xb, (4, 4, 4, 4))
+    offs = torch.randint(0, 9, (len(xb), 2), generator=gen)
+    flips = torch.rand(len(xb), generator=gen) < 0.5
+    out = torch.stack([padded[i, :, r:r + 32, c:c + 32]
+                       for i, (r, c) in enumerate(offs.tolist())])
+    out[flips] = out[flips].flip(-1)
+    return out
+
+  def run(num_steps):
+    for i in range(num_steps):
+      j = (i % 4) * batch_size
+      xb = augment(x_u8[j:j + batch_size].float() / 255.0)
+      opt.zero_grad(set_to_none=True)
+      loss = loss_fn(net((xb - mean) / std), y[j:j + batch_size])
+      loss.backward()
+      opt.step()
+    return float(loss.detach())
+
+  return run
+
+
 def make_torch_hint_phases(seed: int = 0, num_pool: int = 2048):
   """The cost structure of the authors' PyTorch HINT phases, rebuilt for
   side-by-side timing (our reconstruction from their description and

@@ -12,13 +12,18 @@ from hint_jax.errors import ConfigError
 def register(sub):
   p = sub.add_parser("bench", help="benchmarks (throughput, ratios)")
   bsub = p.add_subparsers(dest="bench", metavar="BENCH", required=True)
-  t = bsub.add_parser("train", help="MNIST ConvNet training throughput "
-                      "(images/s) at batch 128, against a PyTorch reference "
-                      "when torch is installed")
+  t = bsub.add_parser("train", help="training throughput (images/s) at "
+                      "batch 128 of the MNIST ConvNet, resnet_tiny and "
+                      "ResNet-18 (CIFAR-10 step), against the same network "
+                      "in PyTorch when torch is installed")
   t.add_argument("--data-dir", default=None)
+  t.add_argument("--models", default="convnet",
+                 help="comma-separated: convnet, resnet_tiny, resnet18 "
+                 "(default convnet)")
   t.add_argument("--batch-size", type=positive_int, default=128)
-  t.add_argument("--steps", type=positive_int, default=50,
-                 help="steps per timed repeat")
+  t.add_argument("--steps", type=positive_int, default=None,
+                 help="steps per timed repeat (default: convnet 50, "
+                 "resnet_tiny 10, resnet18 3)")
   t.add_argument("--repeats", type=positive_int, default=5)
   t.add_argument("--no-torch", action="store_true",
                  help="skip the PyTorch reference even if torch is installed")
@@ -35,23 +40,39 @@ def _write(path, record):
 
 
 # ------------------------------------------------------------------ train
+_TRAIN_STEPS = {"convnet": 50, "resnet_tiny": 10, "resnet18": 3}
+
+
 def bench_train(args):
   from hint_jax import data as data_lib  # pylint: disable=g-import-not-at-top
-  from hint_jax.bench.train import train_throughput  # pylint: disable=g-import-not-at-top
-  splits = data_lib.split_train_val(data_lib.load_dataset("mnist",
-                                                          args.data_dir))
-  result = train_throughput(splits, batch_size=args.batch_size,
-                            steps=args.steps, repeats=args.repeats,
-                            torch=not args.no_torch, note=info)
-  figures = result["figures"]
-  for name, fig in figures.items():
-    print(f"{name:20s} {fig['images_per_second']:8.0f} images/s")
-  for name in figures:
-    if name != "hint_jax":
-      ratio = (figures["hint_jax"]["images_per_second"]
-               / figures[name]["images_per_second"])
-      print(f"hint_jax / {name}: {ratio:.2f}x throughput")
-  _write(args.json, result)
+  from hint_jax.bench.train import MODELS, train_throughput  # pylint: disable=g-import-not-at-top
+  models = [m.strip() for m in args.models.split(",") if m.strip()]
+  unknown = [m for m in models if m not in MODELS]
+  if unknown or not models:
+    raise ConfigError(f"--models: unknown {', '.join(unknown) or '(none)'}; "
+                      f"choose from {', '.join(MODELS)}")
+  results, loaded = [], {}
+  for model in models:
+    dataset = MODELS[model][0]
+    if dataset not in loaded:
+      splits = data_lib.split_train_val(data_lib.load_dataset(dataset,
+                                                              args.data_dir))
+      loaded[dataset] = (splits.x_train, splits.y_train)
+    x, y = loaded[dataset]
+    result = train_throughput(x, y, model=model, batch_size=args.batch_size,
+                              steps=args.steps or _TRAIN_STEPS[model],
+                              repeats=args.repeats, torch=not args.no_torch,
+                              note=info)
+    results.append(result)
+    print(f"{model} ({result['dataset']} step, batch {args.batch_size}; "
+          f"{result['xla_options']}):")
+    for name, fig in result["figures"].items():
+      ratio = fig.get("speed_vs_pytorch_median")
+      extra = "" if ratio is None else (f"   {ratio:.2f}x PyTorch (median "
+                                        "of per-repeat ratios)")
+      print(f"  {name:22s} {fig['images_per_second']:8.1f} images/s{extra}")
+  _write(args.json, results[0] if len(results) == 1 else
+         {"benchmark": "train_throughput", "results": results})
   return 0
 
 
