@@ -22,6 +22,32 @@ from hint_jax.experiment import report as rep
 from hint_jax.experiment import runner
 
 
+def test_table2_cpu_grid_and_shared_cells():
+  # No defence and HINT at six ratios x 3 seeds; the baselines at p = 0,
+  # 0.6, 1 with one seed there and three at p = 1; cells shared with the
+  # controls table and Table IV at p = 1.
+  t2 = exp.get_profile("table2", "cpu")
+  grid = {}
+  for c in t2.cells():
+    grid.setdefault((c.method.label, c.ratio), []).append(c.trial)
+  for label in ("none", "HINT"):
+    for p in (0.0, 0.2, 0.4, 0.6, 0.8, 1.0):
+      assert grid[(label, p)] == [0, 1, 2]
+  for label in ("ATDA", "FRIENDS", "EPIC"):
+    assert grid[(label, 0.0)] == grid[(label, 0.6)] == [0]
+    assert grid[(label, 1.0)] == [0, 1, 2]
+    assert (label, 0.2) not in grid and (label, 0.8) not in grid
+  assert len(t2.cells()) == 51
+  ids2 = {c.cell_id for c in t2.cells()}
+  controls = exp.get_profile("controls", "cpu")
+  shared = [c for c in controls.cells() if c.cell_id in ids2]
+  assert {(c.method.label, c.ratio) for c in shared} == {
+      (m, p) for m in ("none", "HINT", "ATDA") for p in (1.0, 0.6)}
+  t4 = exp.get_profile("table4", "cpu")
+  assert t4.ratios == (1.0,)
+  assert sum(c.cell_id in ids2 for c in t4.cells()) == 1
+
+
 def test_cells_are_distinct_and_shared_across_tables():
   t2 = exp.get_profile("table2", "quick")
   t4 = exp.get_profile("table4", "quick")
