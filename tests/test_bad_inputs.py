@@ -127,6 +127,27 @@ CASES = [
     ("experiment-out-empty", ["experiment", "table2", "--profile", "quick",
                               "--out", ""]),
     ("report-no-manifest", ["report", "{W}/folder"]),
+    # the user's own data
+    ("own-folder-missing", ["train", "--dataset", "folder:{W}/nothere"] + OUT),
+    ("own-folder-no-path", ["train", "--dataset", "folder:"] + OUT),
+    ("own-folder-flat", ["train", "--dataset", "folder:{W}/flat"] + OUT),
+    ("own-folder-test-class-unknown", ["train", "--dataset",
+                                       "folder:{W}/strayclass"] + OUT),
+    ("own-folder-one-class", ["train", "--dataset", "folder:{W}/oneclass"]
+     + OUT),
+    ("own-folder-mixed-sizes", ["train", "--dataset", "folder:{W}/sizes"]
+     + OUT),
+    ("own-folder-not-an-image", ["train", "--dataset", "folder:{W}/notimg"]
+     + OUT),
+    ("own-folder-with-source", ["train", "--dataset", "folder:{W}/okfolder",
+                                "--source", "idx"] + OUT),
+    ("own-npz-missing-arrays", ["train", "--dataset", "npz:{W}/other.npz"]
+     + OUT),
+    ("own-npz-float-images", ["train", "--dataset", "npz:{W}/floatimg.npz"]
+     + OUT),
+    ("own-npz-corrupt", ["train", "--dataset", "npz:{W}/rand.npz"] + OUT),
+    ("own-convnet-too-small", ["train", "--dataset", "folder:{W}/okfolder",
+                               "--model", "convnet", "--epochs", "1"] + OUT),
     ("report-corrupt-manifest", ["report", "{W}/badexp"]),
     ("report-manifest-not-a-table", ["report", "{W}/oddexp"]),
 ]
@@ -178,7 +199,33 @@ def work(tmp_path_factory, data_dir):
   (w / "badexp" / "experiment_table2_quick.json").write_text('{"table": ')
   (w / "oddexp").mkdir()
   (w / "oddexp" / "experiment_table2_quick.json").write_text("[1, 2]")
+  _own_data_cases(w)
   return w, good
+
+
+def _png(path, size=8, value=0):
+  from PIL import Image  # pylint: disable=g-import-not-at-top
+  path.parent.mkdir(parents=True, exist_ok=True)
+  Image.fromarray(np.full((size, size), value, np.uint8), "L").save(path)
+
+
+def _own_data_cases(w):
+  """Broken user datasets: no train/test split, a test class without
+  training images, one class, images of two sizes, a file that is not an
+  image; a valid 8x8 folder; an .npz of float images."""
+  for split in ("train", "test"):
+    for c in ("cat", "dog"):
+      _png(w / "okfolder" / split / c / "0.png")
+      _png(w / "sizes" / split / c / "0.png", size=8 if c == "cat" else 9)
+      _png(w / "strayclass" / split / c / "0.png")
+      _png(w / "notimg" / split / c / "0.png")
+    _png(w / "oneclass" / split / "only" / "0.png")
+  _png(w / "flat" / "cat" / "0.png")
+  _png(w / "strayclass" / "test" / "bird" / "0.png")
+  (w / "notimg" / "train" / "cat" / "1.png").write_text("not a png")
+  np.savez(w / "floatimg.npz", x_train=np.zeros((4, 8, 8), np.float32),
+           y_train=np.arange(4) % 2, x_test=np.zeros((2, 8, 8), np.float32),
+           y_test=np.arange(2))
 
 
 @pytest.mark.parametrize("case,argv", CASES, ids=[c[0] for c in CASES])

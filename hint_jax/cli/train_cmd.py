@@ -19,7 +19,9 @@ DEFENSES = ("none", "hint", "epic", "friends", "atda")
 
 def add_data_args(p):
   p.add_argument("--dataset", required=True,
-                 choices=data_lib.DATASET_NAMES)
+                 help="mnist, cifar10, digits, or your own data: "
+                 "folder:PATH (PATH/{train,test}/<class>/ images, any class "
+                 "names) or npz:PATH (x_train, y_train, x_test, y_test)")
   p.add_argument("--data-dir", default=None,
                  help="data directory (default: $HINT_JAX_DATA_DIR, else "
                  "~/.cache/hint_jax/data)")
@@ -32,7 +34,8 @@ def add_data_args(p):
                  help="train on this many training images (seeded choice)")
   p.add_argument("--num-val", type=nonneg_int, default=None,
                  help="validation images held out of the training set "
-                 "(default: 1000 for mnist/cifar10, 100 for digits)")
+                 "(default: 1000 for mnist/cifar10, 100 for digits, a "
+                 "tenth of the training images (at most 1000) for your own)")
   p.add_argument("--split-seed", type=nonneg_int, default=0,
                  help="seed of the train/validation split")
   p.add_argument("--own-data", action="store_true",

@@ -100,17 +100,19 @@ def decode_images(items, origin) -> np.ndarray:
   return out
 
 
-def read_tree(source, class_names) -> dict:
+def read_tree(source, class_names=None) -> dict:
   """Reads and decodes an image-folder tree.
 
   Args:
     source: a folder, or a tar archive (optionally gzip/bzip2/xz-compressed).
     class_names: the allowed class folder names; a class's label is its
-      position in this sequence.
+      position in this sequence. None: the class folders under train/, in
+      natural order ("2" before "10"); test/ may hold only those.
 
   Returns:
     `{split: (x, y)}` for split in ("train", "test"): x uint8 (N, H, W, 3),
-    y int32 labels, ordered by label and then by file name.
+    y int32 labels, ordered by label and then by file name; and
+    `"class_names"`: the class names in label order.
 
   Raises:
     DataError: the tree is malformed, a split is empty, a class folder is not
@@ -118,6 +120,11 @@ def read_tree(source, class_names) -> dict:
   """
   source = pathlib.Path(source)
   entries = _dir_entries(source) if source.is_dir() else _tar_entries(source)
+  discovered = class_names is None
+  if discovered:
+    class_names = sorted({parts[-2] for parts, _ in entries
+                          if len(parts) >= 3 and parts[-3] == "train"},
+                         key=natural_key)
   class_index = {c: i for i, c in enumerate(class_names)}
   groups = {split: {} for split in SPLITS}
   prefixes = set()
@@ -133,6 +140,10 @@ def read_tree(source, class_names) -> dict:
                       f"({', '.join('/'.join(p) or '.' for p in prefixes)}); "
                       f"keep a single <root>/{{train,test}}/<class>/ tree")
     if parts[-2] not in class_index:
+      if discovered:
+        raise DataError(f"class folder {'/'.join(parts[:-1])} in {source} has "
+                        f"no counterpart under train/; every test class "
+                        f"needs training images")
       raise DataError(f"class folder {'/'.join(parts[:-1])} in {source} is not "
                       f"a class of this dataset; class folders must be named "
                       f"{', '.join(class_names)}")
@@ -149,4 +160,5 @@ def read_tree(source, class_names) -> dict:
       labels.extend([class_index[cls]] * len(files))
     result[split] = (decode_images(items, source),
                      np.asarray(labels, np.int32))
+  result["class_names"] = tuple(class_names)
   return result

@@ -4,6 +4,7 @@ import pathlib
 
 from hint_jax import paths
 from hint_jax.data import cifar
+from hint_jax.data import custom
 from hint_jax.data import dataset as dataset_lib
 from hint_jax.data import digits
 from hint_jax.data import metadata
@@ -46,9 +47,14 @@ def load_dataset(name: str, data_dir=None, source: str = "auto"
     `<data_dir>/<name>.npz`, written by `save_npz`.
   * "tfds" (mnist, cifar10): a dataset already prepared by tensorflow-datasets
     (needs `pip install hint_jax[tfds]`); see `hint_jax.data.tfds_source`.
+  * your own data: ``name`` = "folder:PATH" (an image folder
+    ``PATH/{train,test}/<class>/``, any class names) or "npz:PATH" (x_train,
+    y_train, x_test, y_test arrays); ``data_dir`` and ``source`` do not
+    apply. See `hint_jax.data.custom`.
 
   Args:
-    name: "mnist", "cifar10" or "digits" (case-insensitive).
+    name: "mnist", "cifar10" or "digits" (case-insensitive), or
+      "folder:PATH" / "npz:PATH".
     data_dir: the data directory, overriding `$HINT_JAX_DATA_DIR`.
     source: one of `SOURCES[name]`.
 
@@ -59,6 +65,11 @@ def load_dataset(name: str, data_dir=None, source: str = "auto"
     DataError: unknown name or source, or missing or corrupt files.
   """
   name = metadata.check_name(name)
+  if not metadata.is_builtin(name):
+    if str(source).lower() != "auto":
+      raise DataError(f"--source does not apply to {name}: the name says "
+                      f"where the data is")
+    return custom.load(name)
   source = str(source).lower()
   if source not in SOURCES[name]:
     raise DataError(f"unknown source {source!r} for {name}; valid sources are: "

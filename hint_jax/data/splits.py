@@ -55,7 +55,7 @@ def split_train_val(dataset: dataset_lib.Dataset, num_val=None, seed: int = 0,
 
   Args:
     dataset: the dataset.
-    num_val: validation size; None for `default_num_val(dataset.name)`,
+    num_val: validation size; None for `default_num_val(dataset.name, n)`,
       scaled by n / official size for a partial copy (`meta["complete"]` is
       False), e.g. 102 of the 5085 images of the exact-pixel CIFAR-10 subset.
     seed: seed of the permutation.
@@ -71,7 +71,7 @@ def split_train_val(dataset: dataset_lib.Dataset, num_val=None, seed: int = 0,
   """
   n = dataset.x_train.shape[0]
   if num_val is None:
-    num_val = metadata.default_num_val(dataset.name)
+    num_val = metadata.default_num_val(dataset.name, n)
     official = OFFICIAL_TRAIN_SIZE.get(dataset.name)
     if dataset.meta.get("complete") is False and official and n < official:
       # A partial copy keeps the paper's validation fraction (1000 of the

@@ -4,6 +4,8 @@ import dataclasses
 import math
 from typing import Optional, Tuple
 
+from hint_jax.data import metadata
+
 from hint_jax.errors import ConfigError
 
 SOLVERS = ("cg", "lissa", "direct")
@@ -19,7 +21,10 @@ SELECTIONS = ("influence", "random")
 # with 30), CIFAR-10 {5, 15, 40} with 80. The digits set is ours: 30 epochs
 # like the paper's MNIST text, so its schedule.
 DEFAULT_SCHEDULES = {"mnist": (9,), "cifar10": (5, 15, 40),
-                     "digits": (5, 15)}
+                     "digits": (5, 15),
+                     # The user's own data (generic 10-epoch preset): one
+                     # update before the last epoch, as MNIST's.
+                     "generic": (9,)}
 
 
 @dataclasses.dataclass(frozen=True)
@@ -174,11 +179,17 @@ def scaled_schedule(schedule, run_epochs: int, preset_epochs: int):
       e * run_epochs / preset_epochs + 0.5))) for e in schedule}))
 
 
-def paper_config(dataset: str, **overrides) -> HintConfig:
-  """The authors' settings for a dataset, with ``overrides`` applied."""
-  if dataset not in DEFAULT_SCHEDULES:
-    raise ConfigError(f"no HINT defaults for dataset {dataset!r}; choose one "
-                      f"of {sorted(DEFAULT_SCHEDULES)}")
-  fields = {"schedule": DEFAULT_SCHEDULES[dataset]}
+def paper_config(dataset: Optional[str] = None, **overrides) -> HintConfig:
+  """The authors' settings for a dataset, with ``overrides`` applied.
+  ``dataset`` None, or a user dataset (``folder:PATH``, ``npz:PATH``):
+  the ``"generic"`` schedule (one update before epoch 10 of 10)."""
+  key = dataset if dataset in DEFAULT_SCHEDULES else None
+  if key is None:
+    if dataset is not None and metadata.is_builtin(dataset):
+      raise ConfigError(f"no HINT defaults for dataset {dataset!r}; choose "
+                        f"one of {sorted(DEFAULT_SCHEDULES)}, a user dataset "
+                        "(folder:PATH, npz:PATH) or None")
+    key = "generic"
+  fields = {"schedule": DEFAULT_SCHEDULES[key]}
   fields.update({k: v for k, v in overrides.items() if v is not None})
   return HintConfig(**fields)

@@ -36,6 +36,9 @@ MODEL_NAMES = ("convnet", "convnet_small", "resnet18", "resnet_tiny",
                "logreg", "mlp")
 DEFAULT_MODEL = {"mnist": "convnet", "cifar10": "resnet18",
                  "digits": "convnet_small"}
+# The MNIST ConvNet (two VALID 5x5 convolutions, each followed by a 2x2
+# pooling) needs inputs of at least 16x16 (28x28 gives 4x4x100 features).
+CONVNET_MIN_SIZE = 16
 
 
 def _name(entry):
@@ -214,9 +217,11 @@ def get_model(name: str, num_classes: int, input_shape) -> Model:
   input_shape = tuple(int(s) for s in input_shape)
   forward = None
   if name == "convnet":
-    if input_shape[:2] != (28, 28):
-      raise ConfigError(f"convnet expects 28x28 inputs (MNIST), got "
-                        f"{input_shape}; use convnet_small or mlp")
+    if min(input_shape[:2]) < CONVNET_MIN_SIZE:
+      raise ConfigError(f"convnet needs images of at least "
+                        f"{CONVNET_MIN_SIZE}x{CONVNET_MIN_SIZE}, got "
+                        f"{input_shape[0]}x{input_shape[1]}; use "
+                        f"convnet_small or mlp")
     module = ConvNet(num_classes)
   elif name == "convnet_small":
     # Same layer sequence as the MNIST ConvNet, sized for 8x8 digits.
@@ -242,6 +247,6 @@ def num_params(tree) -> int:
   return sum(int(x.size) for x in jax.tree.leaves(tree))
 
 
-__all__ = ["BasicBlock", "ConvNet", "DEFAULT_MODEL", "LogReg", "MLP",
+__all__ = ["BasicBlock", "CONVNET_MIN_SIZE", "ConvNet", "DEFAULT_MODEL", "LogReg", "MLP",
            "MODEL_NAMES", "Model", "ResNet", "TOP_LAYER", "get_model",
            "is_top_layer", "is_top_variable", "num_params", "variables"]

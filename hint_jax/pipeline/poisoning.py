@@ -143,7 +143,8 @@ def train_victim(data: DataSpec, splits, victim: VictimSpec, work,
                  reporter: Reporter, shape_epochs=None):
   """Trains (or reloads from the cache or ``work``) the clean victim on
   ``splits``: ``(model, state, meta)``, ``meta`` as the file records it."""
-  model_name = victim.model or default_model(data.dataset)
+  model_name = victim.model or default_model(data.dataset,
+                                                splits.x_train.shape[1:])
   schedule = {"epoch_schedule": victim.epoch_schedule,
               "shape_epochs": shape_epochs}
   folder, identity = work, {}

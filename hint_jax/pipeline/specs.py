@@ -9,7 +9,7 @@ from typing import Optional, Tuple, Union
 from hint_jax import defenses
 from hint_jax import hint as hint_lib
 from hint_jax.errors import ConfigError
-from hint_jax.train.presets import PRESETS, preset, scale_epoch
+from hint_jax.train.presets import PRESETS, preset, preset_key, scale_epoch
 
 
 @dataclasses.dataclass(frozen=True)
@@ -17,7 +17,8 @@ class DataSpec:
   """Where the images come from and how they are split.
 
   Attributes:
-    dataset: a name of `hint_jax.data.DATASET_NAMES`.
+    dataset: a name of `hint_jax.data.DATASET_NAMES`, or the user's own
+      data as ``folder:PATH`` / ``npz:PATH`` (`hint_jax.data.custom`).
     data_dir: the data folder (None: ``$HINT_JAX_DATA_DIR``, else the
       cache folder).
     source: auto, idx (mnist), pickle|jpeg (cifar10), npz, tfds.
@@ -123,7 +124,8 @@ def defence_name(spec: DefenceSpec) -> str:
 
 def _scaled(dataset, epochs, epoch_schedule) -> bool:
   """Whether a run's default schedules are scaled to its length."""
-  return epoch_schedule == "scaled" and epochs < PRESETS[dataset].epochs
+  return (epoch_schedule == "scaled"
+          and epochs < PRESETS[preset_key(dataset)].epochs)
 
 
 def hint_schedule(spec: HintSpec, dataset: str, epochs: int,
@@ -138,11 +140,11 @@ def hint_schedule(spec: HintSpec, dataset: str, epochs: int,
   """
   if spec.schedule is not None:
     return tuple(spec.schedule), None
-  default = hint_lib.DEFAULT_SCHEDULES.get(dataset, ())
+  default = hint_lib.DEFAULT_SCHEDULES.get(preset_key(dataset), ())
   scaled = _scaled(dataset, epochs, epoch_schedule)
   if scaled:
     schedule = hint_lib.config.scaled_schedule(
-        default, epochs, PRESETS[dataset].epochs)
+        default, epochs, PRESETS[preset_key(dataset)].epochs)
   else:
     schedule = tuple(e for e in default if e < epochs)
     if default and not schedule:
@@ -164,7 +166,7 @@ def resolve_hint(spec: HintSpec, dataset: str, epochs: int,
   if decay is None:
     decay = hint_lib.HintConfig.gamma_decay_epoch
     if _scaled(dataset, epochs, epoch_schedule):
-      decay = scale_epoch(decay, epochs, PRESETS[dataset].epochs)
+      decay = scale_epoch(decay, epochs, PRESETS[preset_key(dataset)].epochs)
   cfg = hint_lib.paper_config(
       dataset, ratio=spec.ratio, gamma=spec.gamma, beta=spec.beta,
       schedule=schedule, gamma_decay_epoch=decay, sign=spec.sign,

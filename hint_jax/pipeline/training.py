@@ -38,7 +38,7 @@ from hint_jax.pipeline.specs import (DataSpec, HintSpec, TrainJob,
                                      defence_name, hint_schedule,
                                      resolve_defence)
 from hint_jax.train import Trainer, fit, transfer
-from hint_jax.train.presets import PRESETS, default_model, preset
+from hint_jax.train.presets import PRESETS, default_model, preset, preset_key
 
 METRICS_FILE = "metrics.jsonl"
 RESULT_FILE = "result.json"
@@ -141,7 +141,7 @@ def clean_model_folder(root, dataset, split_seed, subset, splits, model_name,
   key = {**identity, "model": model_name, "epochs": cfg.epochs, "seed": seed}
   if augment is not None and augment != preset(dataset).augment:
     key["augment"] = bool(augment)
-  if cfg.optim.lr_milestones != PRESETS[dataset].optim.lr_milestones:
+  if cfg.optim.lr_milestones != PRESETS[preset_key(dataset)].optim.lr_milestones:
     key["lr_milestones"] = list(cfg.optim.lr_milestones)
   digest = hashlib.sha256(json.dumps(key, sort_keys=True).encode()
                           ).hexdigest()[:16]
@@ -172,7 +172,7 @@ def train_clean(dataset, model_name, splits, epochs, seed, folder,
               "seed": seed}
   if cfg.augment != preset(dataset).augment:
     settings["augment"] = cfg.augment
-  if cfg.optim.lr_milestones != PRESETS[dataset].optim.lr_milestones:
+  if cfg.optim.lr_milestones != PRESETS[preset_key(dataset)].optim.lr_milestones:
     settings["lr_milestones"] = list(cfg.optim.lr_milestones)
   resumed = checkpoint.load(folder, state, settings)
   start = 0
@@ -297,9 +297,11 @@ def _run(job, out, mesh, reporter, held):
   if job.victim_dir is not None:
     raise ConfigError("victim_dir applies to transfer-scenario poisoned "
                       "sets (targeted bp or fc) only")
-  held.take(out)
-  model_name = tr.model or default_model(data.dataset)
+  # The model is checked against the data before the run folder is taken.
+  model_name = tr.model or default_model(data.dataset,
+                                         splits.x_train.shape[1:])
   model = get_model(model_name, splits.num_classes, splits.x_train.shape[1:])
+  held.take(out)
   num_train = len(splits.x_train)  # all processes together
   if jax.process_count() > 1:  # this process trains on its own rows only
     mine = process_rows(num_train)
@@ -471,7 +473,8 @@ def _run_transfer(job, out, t_start, dataset, splits, ps, x_poisoned,
     raise DataError(f"{job.poison}: poisons lie in the pre-training part "
                     "of its transfer split; the file is not a transfer-"
                     "scenario set")
-  model_name = victim.get("model") or tr.model or default_model(data.dataset)
+  model_name = (victim.get("model") or tr.model
+                or default_model(data.dataset, splits.x_train.shape[1:]))
   pre_splits = dataclasses.replace(splits, x_train=splits.x_train[pre],
                                    y_train=splits.y_train[pre])
   folder, identity = out, {"scenario": "transfer",

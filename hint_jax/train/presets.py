@@ -15,8 +15,9 @@ import dataclasses
 import math
 from typing import Optional
 
-from hint_jax.errors import ConfigError
-from hint_jax.models import DEFAULT_MODEL
+from hint_jax.data import metadata
+from hint_jax.errors import ConfigError, DataError
+from hint_jax.models import CONVNET_MIN_SIZE, DEFAULT_MODEL
 from hint_jax.train.loop import TrainConfig
 from hint_jax.train.optim import OptimConfig
 
@@ -32,6 +33,10 @@ PRESETS = {
     # Not in the paper: 1297 8x8 training images, sized to train in seconds.
     "digits": TrainConfig(epochs=30, batch_size=64,
                           optim=OptimConfig(lr=0.05, momentum=0.9)),
+    # Not in the paper: the user's own data (folder:PATH, npz:PATH) and
+    # preset(None). The MNIST step with momentum 0.9: a start, not tuned.
+    "generic": TrainConfig(epochs=10, batch_size=128,
+                           optim=OptimConfig(lr=0.01, momentum=0.9)),
 }
 
 
@@ -44,13 +49,14 @@ def scale_epoch(epoch: int, run_epochs: int, preset_epochs: int) -> int:
   return int(math.floor(epoch * run_epochs / preset_epochs + 0.5))
 
 
-def preset(dataset: str, *, epoch_schedule: str = "scaled",
+def preset(dataset: Optional[str] = None, *, epoch_schedule: str = "scaled",
            shape_epochs: Optional[int] = None, **overrides) -> TrainConfig:
   """The preset for ``dataset`` with the non-None ``overrides`` applied
   (``lr`` overrides the optimizer's learning rate).
 
   Args:
-    dataset: a key of ``PRESETS``.
+    dataset: a key of ``PRESETS``, a user dataset name (``folder:PATH``,
+      ``npz:PATH``) or None: those two take the ``"generic"`` preset.
     epoch_schedule: "scaled" (default): when the run is shorter than the
       preset, the learning-rate milestones are scaled to its length (kept
       >= 1 and below the run's end, without repeats); "absolute": the
@@ -60,8 +66,7 @@ def preset(dataset: str, *, epoch_schedule: str = "scaled",
       e.g. MetaPoison's staggered surrogates).
     **overrides: TrainConfig fields (and ``lr``).
   """
-  if dataset not in PRESETS:
-    raise ConfigError(f"no training preset for {dataset!r}")
+  dataset = preset_key(dataset)
   if epoch_schedule not in EPOCH_SCHEDULES:
     raise ConfigError(f"epoch_schedule must be one of {EPOCH_SCHEDULES}, "
                       f"got {epoch_schedule!r}")
@@ -81,5 +86,30 @@ def preset(dataset: str, *, epoch_schedule: str = "scaled",
   return cfg.validate()
 
 
-def default_model(dataset: str) -> str:
-  return DEFAULT_MODEL[dataset]
+def preset_key(dataset: Optional[str]) -> str:
+  """The ``PRESETS`` key of ``dataset`` (``"generic"`` for the user's own
+  data and None)."""
+  if dataset in PRESETS:
+    return dataset
+  try:
+    key = metadata.defaults_key(dataset)
+  except DataError as e:
+    raise ConfigError(f"no training preset for {dataset!r}: {e}") from None
+  if key not in PRESETS:
+    raise ConfigError(f"no training preset for {dataset!r}")
+  return key
+
+
+def default_model(dataset: Optional[str], image_shape=None) -> str:
+  """The model a dataset trains by default: the paper's for MNIST and
+  CIFAR-10; for the user's own data (``image_shape`` (H, W, C) given) the
+  MNIST ConvNet when the images are at least 16x16, else the small
+  ConvNet."""
+  key = preset_key(dataset)
+  if key in DEFAULT_MODEL:
+    return DEFAULT_MODEL[key]
+  if image_shape is None:
+    raise ConfigError(f"the default model of {dataset} depends on its image "
+                      f"size; pass image_shape or name a model")
+  h, w = image_shape[:2]
+  return "convnet" if min(h, w) >= CONVNET_MIN_SIZE else "convnet_small"

@@ -1,0 +1,112 @@
+"""The user's own data: ``folder:PATH`` and ``npz:PATH`` datasets, the
+generic presets they use, and ``hint-jax train`` on them."""
+
+import json
+
+import numpy as np
+import pytest
+from PIL import Image
+
+from hint_jax import data, hint
+from hint_jax.cli.main import main
+from hint_jax.errors import ConfigError, DataError
+from hint_jax.models import get_model
+from hint_jax.train.presets import PRESETS, default_model, preset
+
+# Arbitrary names; natural order puts "class 2" before "class 10".
+NAMES = ["apple", "banana", "class 2", "class 10", "kiwi", "lime", "mango",
+         "melon", "olive", "peach", "pear", "plum"]
+
+
+def _folder(root, size=32, rgb=False, per_class=(6, 2)):
+  rng = np.random.default_rng(0)
+  for split, n in zip(("train", "test"), per_class):
+    for c, name in enumerate(NAMES):
+      folder = root / split / name
+      folder.mkdir(parents=True)
+      for i in range(n):
+        # Class c: brightness around 20 * c, so the labels are learnable.
+        base = rng.normal(20 * c, 4, (size, size)).clip(0, 255)
+        img = base.astype(np.uint8)
+        if rgb:
+          img = np.stack([img, img // 2, 255 - img], -1)
+          Image.fromarray(img, "RGB").save(folder / f"{i}.png")
+        else:
+          Image.fromarray(img, "L").save(folder / f"{i}.png")
+  return root
+
+
+def test_image_folder_with_any_class_names(tmp_path):
+  root = _folder(tmp_path / "gray")
+  ds = data.load_dataset(f"folder:{root}")
+  assert ds.name == f"folder:{root}"
+  assert ds.class_names == tuple(NAMES)
+  assert ds.num_classes == 12
+  # Equal channels everywhere: loaded as one channel.
+  assert ds.x_train.shape == (72, 32, 32, 1) and ds.x_test.shape[0] == 24
+  assert ds.x_train.dtype == np.uint8
+  np.testing.assert_array_equal(np.bincount(ds.y_train), [6] * 12)
+  # Labels follow the class folders: class 3 ("class 10") is brighter than
+  # class 2 ("class 2").
+  by = [ds.x_train[ds.y_train == c].mean() for c in range(12)]
+  assert np.all(np.diff(by) > 0)
+  rgb = data.load_dataset(f"folder:{_folder(tmp_path / 'rgb', rgb=True)}")
+  assert rgb.x_train.shape == (72, 32, 32, 3)
+
+
+def test_npz_of_plain_arrays(tmp_path):
+  rng = np.random.default_rng(0)
+  path = tmp_path / "mine.npz"
+  np.savez(path, x_train=rng.integers(0, 256, (40, 20, 20), np.uint8),
+           y_train=np.arange(40) % 5, x_test=rng.integers(
+               0, 256, (10, 20, 20), np.uint8), y_test=np.arange(10) % 5)
+  ds = data.load_dataset(f"npz:{path}")
+  assert ds.x_train.shape == (40, 20, 20, 1) and ds.num_classes == 5
+  assert ds.class_names == ("0", "1", "2", "3", "4")
+  named = tmp_path / "named.npz"
+  np.savez(named, x_train=rng.integers(0, 256, (8, 20, 20, 3), np.uint8),
+           y_train=np.arange(8) % 2, x_test=np.zeros((2, 20, 20, 3),
+                                                       np.uint8),
+           y_test=np.arange(2), class_names=np.array(["no", "yes", "maybe"]))
+  ds = data.load_dataset(f"npz:{named}")
+  assert ds.num_classes == 3 and ds.class_names == ("no", "yes", "maybe")
+  with pytest.raises(DataError, match="store uint8"):
+    np.savez(tmp_path / "f.npz", x_train=np.zeros((2, 4, 4)),
+             y_train=np.arange(2), x_test=np.zeros((2, 4, 4)),
+             y_test=np.arange(2))
+    data.load_dataset(f"npz:{tmp_path / 'f.npz'}")
+
+
+def test_generic_defaults_do_not_depend_on_a_dataset_name():
+  assert preset(None) == PRESETS["generic"]
+  assert preset("folder:/any/where", epochs=3).epochs == 3
+  assert hint.paper_config().schedule == hint.paper_config(
+      "npz:/x.npz").schedule == (9,)
+  with pytest.raises(ConfigError):
+    hint.paper_config("imagenet")
+  assert default_model("folder:/x", (32, 32, 1)) == "convnet"
+  assert default_model("folder:/x", (12, 12, 3)) == "convnet_small"
+  assert default_model("mnist") == "convnet"
+  # The ConvNet sizes itself from the input: 32x32 gives 5x5x100 features.
+  model = get_model("convnet", 12, (32, 32, 1))
+  import jax  # pylint: disable=g-import-not-at-top
+  params, _ = model.init(jax.random.key(0))
+  assert params["head"]["kernel"].shape == (2500, 12)
+  assert data.default_num_val("folder:/x", 72) == 7
+  assert data.default_num_val("folder:/x", 50000) == 1000
+
+
+def test_train_on_an_image_folder_from_the_command_line(tmp_path, capsys):
+  root = _folder(tmp_path / "fruit", per_class=(10, 3))
+  out = tmp_path / "run"
+  rc = main(["train", "--dataset", f"folder:{root}", "--epochs", "2",
+             "--batch-size", "32",
+             "--defense", "hint", "--out", str(out), "--no-progress"])
+  assert rc == 0, capsys.readouterr().err
+  result = json.loads((out / "result.json").read_text())
+  assert result["dataset"] == f"folder:{root}"
+  assert result["model"] == "convnet"
+  assert 0.0 <= result["test_accuracy"] <= 1.0
+  # 12 classes from 120 images: 12 held out for validation (a tenth).
+  printed = capsys.readouterr()
+  assert "108 train / 12 val / 36 test" in printed.out + printed.err
