@@ -5,8 +5,9 @@ the YNNPACK library by default. For the networks here that is slower than
 XLA:CPU's own kernels: on the 2-core machine of the benchmarks the MNIST
 ConvNet's training step ran about 1.3x faster with YNNPACK kept for
 reductions only (``xla_cpu_experimental_ynn_fusion_type`` =
-``LIBRARY_FUSION_TYPE_REDUCE``), resnet_tiny's about 1.14x (measurements in
-``experiments/results/bench/README.md``). hint_jax passes that option to
+``LIBRARY_FUSION_TYPE_REDUCE``), resnet_tiny's about 1.14x, with jaxlib
+0.10.2; with jaxlib 0.12.1 (Python 3.12) the ConvNet's 1.16x and
+resnet_tiny's 0.98x (measurements in ``experiments/results/bench/README.md``). hint_jax passes that option to
 its own jitted functions only (``jit`` below), never through the process-wide
 ``XLA_FLAGS``, so other JAX code in the same process is unaffected.
 
@@ -30,7 +31,9 @@ import numpy as np
 
 CPU_OPTIONS = {"xla_cpu_experimental_ynn_fusion_type":
                "LIBRARY_FUSION_TYPE_REDUCE"}
-# jaxlib versions (major, minor) the option was measured to help on, [lo, hi).
+# jaxlib versions (major, minor) the option was measured on, [lo, hi)
+# (0.10.2: helps every network; 0.12.1: helps the ConvNet, neutral on
+# resnet_tiny).
 MEASURED_JAXLIB = ((0, 10), (0, 13))
 ENV_VAR = "HINT_JAX_XLA_DEFAULTS"
 
