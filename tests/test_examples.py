@@ -32,3 +32,26 @@ def test_hint_example_trains_without_and_with_hint():
   assert out[0].startswith("no defence: test accuracy ")
   assert out[1].startswith("HINT: test accuracy ")
   assert "examples noised, 2 updates" in out[1]
+
+
+@pytest.mark.slow
+def test_nnx_influence_example_ranks_the_training_images():
+  out = _run("influence_own_nnx_model.py")
+  assert "converged True" in out
+  assert "most harmful training examples:" in out
+  assert "I_pert of the most harmful example: shape (1, 8, 8, 1)" in out
+
+
+@pytest.mark.slow
+def test_influence_accuracy_study_example(tmp_path):
+  proc = subprocess.run([sys.executable,
+                         str(EXAMPLES / "influence_accuracy_study.py"),
+                         str(tmp_path / "study")], capture_output=True,
+                        text=True, timeout=900, check=False)
+  assert proc.returncode == 0, proc.stderr[-3000:]
+  lines = proc.stdout.splitlines()
+  # Logistic regression: influence predicts leave-one-out closely.
+  loo = float(lines[0].split("Pearson ")[1].split()[0])
+  assert loo > 0.9, lines
+  assert lines[1].startswith("input perturbation: Pearson ")
+  assert (tmp_path / "study" / "influence_accuracy.json").is_file()
