@@ -107,12 +107,9 @@ class _LazyJit:
     return self._plain
 
   def __call__(self, *args, **kwargs):
-    leaves = jax.tree.leaves((args, kwargs))
-    if any(isinstance(a, jax.core.Tracer) for a in leaves):
-      return self._get_plain()(*args, **kwargs)
     try:
       return self._get()(*args, **kwargs)
-    except ValueError as err:  # concrete arguments, but under a trace
+    except ValueError as err:  # JAX refuses the options under a trace
       if "top-level" not in str(err):
         raise
       return self._get_plain()(*args, **kwargs)
