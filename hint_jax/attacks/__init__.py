@@ -1,4 +1,4 @@
-"""Poisoning attacks (SPEC §4) and the poisoned-dataset file.
+"""Poisoning attacks (the HINT paper's settings) and the poisoned-dataset file.
 
 The untargeted PGD, DAP, DURP and DeepConfuse attacks, mixed poisoning in
 equal shares and the ``.npz`` file format; the targeted Feature Collision,

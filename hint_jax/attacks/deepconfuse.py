@@ -1,4 +1,4 @@
-"""DeepConfuse (Feng et al., NeurIPS 2019), as SPEC §4 describes it.
+"""DeepConfuse (Feng et al., NeurIPS 2019), as the HINT paper describes it.
 
 An autoencoder generator g turns a clean image into its poison
 x~ = clip(x + eps * tanh(g(x)), 0, 1). It is trained against a classifier f

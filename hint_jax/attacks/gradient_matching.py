@@ -19,7 +19,7 @@ from hint_jax.errors import ConfigError, NumericalError
 
 @dataclasses.dataclass(frozen=True)
 class GradientMatchingConfig:
-  """Witches' Brew (Geiping et al. 2021) as SPEC §4 sets it.
+  """Witches' Brew (Geiping et al. 2021) as the HINT paper sets it.
 
   Attributes:
     eps: L-inf budget (16/255).

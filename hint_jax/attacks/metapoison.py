@@ -19,7 +19,7 @@ from hint_jax.errors import ConfigError
 
 @dataclasses.dataclass(frozen=True)
 class MetaPoisonConfig:
-  """MetaPoison (Huang et al. 2020) as SPEC §4 sets it, natively in JAX.
+  """MetaPoison (Huang et al. 2020) as the HINT paper sets it, natively in JAX.
 
   Attributes:
     eps: L-inf budget (8/255).
@@ -249,8 +249,8 @@ def metapoison(model, surrogates: Sequence[Tuple[object, object]],
   Adam, differentiating through the unrolled steps. The members then
   advance: by ``advance_fn`` if given (`trainer_advance`: each continues
   its own clean training, as in the original), else by one SGD step on the
-  poisons plus clean images (``config.advance``). No augmentation, as SPEC
-  §4 says. Not reproduced from the original: its ReColorAdv colour
+  poisons plus clean images (``config.advance``). No augmentation, as the
+  HINT paper's attack settings say. Not reproduced from the original: its ReColorAdv colour
   perturbation, the periodic re-initialisation of members that reach the
   end of their schedule, and its meta-gradients per craft step (there
   every member adds one for each batch of its epoch that holds poisons,

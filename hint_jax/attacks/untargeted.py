@@ -1,4 +1,4 @@
-"""Untargeted poisoning attacks of the paper's Table II (SPEC §4): PGD,
+"""Untargeted poisoning attacks of the paper's Table II (the HINT paper's settings): PGD,
 DAP and DURP (DeepConfuse is in `deepconfuse`).
 
 Every attack maps uint8 images to uint8 images within an L-inf budget
@@ -130,7 +130,7 @@ def pgd_attack(logits_fn: LogitsFn, x_u8: np.ndarray, y: np.ndarray,
   From a uniform random start in the eps-ball, ``steps`` signed-gradient
   ascent steps of ``step_size`` on the victim's cross-entropy at the true
   labels, projected onto the ball and [0, 1]. The authors' generator is not
-  public; these defaults (MNIST: eps 0.3, 40 steps of 0.01) follow SPEC §4.
+  public; these defaults (MNIST: eps 0.3, 40 steps of 0.01) follow the HINT paper.
 
   Args:
     logits_fn: the victim, float images -> logits (inference mode).
@@ -181,7 +181,7 @@ def durp_attack(x_u8: np.ndarray, y: np.ndarray, key: jax.Array, *,
 
   ``values``: "sign" draws every pixel of a class's perturbation as +eps
   or -eps with equal odds (the full budget, as a random sign vector);
-  "uniform" draws it uniformly in [-eps, eps] (SPEC §4's wording). Both
+  "uniform" draws it uniformly in [-eps, eps] (the HINT paper's wording). Both
   are whole grey levels, so the budget holds exactly. On MNIST the uniform
   draw is a weak poison (its mean |delta| is half the budget, and the clip
   at 0 removes the negative half on the black background): see

@@ -1,7 +1,7 @@
 """A PyTorch reference of the MNIST ConvNet training step, for side-by-side
 timing only (``hint-jax bench train`` uses it when torch is importable).
 
-It mirrors the authors' setup: the SPEC §1 ConvNet in PyTorch defaults, plain
+It mirrors the authors' setup: the paper's MNIST ConvNet in PyTorch defaults, plain
 SGD 0.01, batch 128, float32, on the CPU with torch's default threads.
 """
 
@@ -113,7 +113,7 @@ def make_torch_resnet_step(batch_size: int, stage_sizes=(2, 2, 2, 2),
 def make_torch_hint_phases(seed: int = 0, num_pool: int = 2048):
   """The cost structure of the authors' PyTorch HINT phases, rebuilt for
   side-by-side timing (our reconstruction from their description and
-  SPEC §2-3, not their code): the SPEC ConvNet in eval mode on random
+  the paper's method, not their code): the paper's ConvNet in eval mode on random
   MNIST-shaped data, theta_top = the final Linear layer.
 
   Returns a dict of callables, each ``fn(count) -> seconds``:

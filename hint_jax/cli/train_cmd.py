@@ -3,7 +3,6 @@ metrics.jsonl, resume from the last finished epoch if interrupted."""
 
 import argparse
 
-from hint_jax import data as data_lib
 from hint_jax import defenses
 from hint_jax import hint as hint_lib
 from hint_jax import pipeline

@@ -1,4 +1,4 @@
-"""Defence baselines of the paper (SPEC §5): EPIC, FRIENDS, ATDA."""
+"""Defence baselines of the paper (the HINT paper's settings): EPIC, FRIENDS, ATDA."""
 
 from hint_jax.defenses.atda import (AtdaConfig, early_stopped_pgd,
                                     make_adversary)

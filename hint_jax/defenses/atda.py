@@ -1,11 +1,11 @@
 """ATDA: adversarial training against delusive adversaries (Tao et al.,
-2021), as SPEC §5 describes it, with the paper's FAT-style early stop
+2021), as the HINT paper describes it, with the paper's FAT-style early stop
 (Zhang et al., 2020).
 
 Every training step replaces its batch by adversarial examples of the
 current model: PGD on the cross-entropy at the true labels from a random
 start in the budget's ball, ``steps`` steps of ``step_size``, projected
-onto the ball and [0, 1]. The norm is L2 by default (SPEC §5: the
+onto the ball and [0, 1]. The norm is L2 by default (the HINT paper: the
 reference code the paper cites defaults to L2, and the paper's numbers only
 fit it): the start is uniform in the L2 ball, each step moves along the
 per-example L2-normalised gradient, and the projection rescales delta onto
@@ -42,7 +42,7 @@ _L2_SHRINK = 1e-6
 @dataclasses.dataclass(frozen=True)
 class AtdaConfig:
   """Attributes:
-    eps: budget in the chosen norm, [0, 1] pixel units (SPEC §5: 0.25
+    eps: budget in the chosen norm, [0, 1] pixel units (the HINT paper: 0.25
       against untargeted attacks, 0.062 against targeted ones).
     norm: "l2" (the default, as the reference code) or "linf".
     steps: PGD steps (7-10 in the paper).

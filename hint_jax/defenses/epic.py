@@ -1,4 +1,4 @@
-"""EPIC (Yang et al., 2022), as SPEC §5 describes it: drop the training
+"""EPIC (Yang et al., 2022), as the HINT paper describes it: drop the training
 points that sit isolated in gradient space.
 
 Every ``period`` epochs after ``warmup`` epochs, each still-active example
@@ -59,7 +59,7 @@ class EpicConfig:
     return epoch >= self.warmup and (epoch - self.warmup) % self.period == 0
 
 
-# SPEC §5: T = 4, K = 10 on CIFAR-10; T = 2, K = 5 on MNIST.
+# The HINT paper: T = 4, K = 10 on CIFAR-10; T = 2, K = 5 on MNIST.
 PAPER_EPIC = {"mnist": EpicConfig(warmup=5, period=2),
               "cifar10": EpicConfig(warmup=10, period=4),
               "digits": EpicConfig(warmup=5, period=2)}

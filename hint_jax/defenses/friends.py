@@ -1,4 +1,4 @@
-"""FRIENDS (Liu et al., NeurIPS 2022), as SPEC §5 describes it: friendly
+"""FRIENDS (Liu et al., NeurIPS 2022), as the HINT paper describes it: friendly
 noise plus fresh Bernoulli noise.
 
 Once, before epoch ``begin_epoch``, every training example gets a friendly

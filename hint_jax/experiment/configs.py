@@ -53,7 +53,7 @@ FRIENDS = Method("FRIENDS", "friends")
 EPIC = Method("EPIC", "epic")
 TABLE2_METHODS = (NONE, HINT, ATDA, FRIENDS, EPIC)
 # Against the targeted attacks the paper gives ATDA a budget of 0.062
-# (SPEC §5) rather than the untargeted 0.25.
+# (the HINT paper's settings) rather than the untargeted 0.25.
 TABLE3_METHODS = (NONE, HINT, Method("ATDA", "atda", ("--atda-eps", "0.062",
                                                     "--atda-norm", "l2")),
                   FRIENDS, EPIC)
@@ -122,7 +122,7 @@ class Profile:
     trials: trials per (dataset, p, method); trial t trains with seed t.
     train_flags: extra ``hint-jax train`` flags for every cell.
     poison_flags: extra ``hint-jax poison`` flags (the attacks, budgets and
-      steps default to SPEC §4's).
+      steps default to the HINT paper's).
     poison_seed: seed of the crafting (victim, assignment, attacks).
     poison_files: ``(dataset, sha256)`` pairs of p = 1 sets given by the
       user (``hint-jax experiment --poison-file``) instead of crafted ones;
@@ -566,7 +566,7 @@ def get_profile(table: str, name: str):
   return PROFILES[(table, name)]
 
 
-# The paper's numbers (SPEC §6; Tables II, IV, V), for the reports.
+# The paper's numbers (Tables II, IV, V of the HINT paper), for the reports.
 PAPER_TABLE2 = {
     "mnist": {0.0: {"none": 98.44, "HINT": 98.87},
               0.6: {"none": 96.64, "HINT": 96.87},

@@ -120,7 +120,7 @@ def table2(manifests, cells) -> str:
   methods = methods_of(manifests, "table2", cells)
   parts = ["## Table II: test accuracy (%) under the mixed untargeted "
            "attack", "",
-           "Ours first, the paper's in brackets (SPEC §6); mean ± std over "
+           "Ours first, the paper's in brackets; mean ± std over "
            "trials where there are several."]
   for dataset in ordered({c["dataset"] for c in cells}):
     ratios = sorted({c["ratio"] for c in cells if c["dataset"] == dataset})

@@ -1,4 +1,4 @@
-"""HINT's hyper-parameters, with the authors' defaults (SPEC §3)."""
+"""HINT's hyper-parameters, with the authors' defaults (the authors' code)."""
 
 import dataclasses
 import math

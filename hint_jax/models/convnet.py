@@ -1,4 +1,4 @@
-"""The MNIST ConvNet of the HINT paper (SPEC §1)."""
+"""The MNIST ConvNet of the HINT paper (the HINT paper's setup)."""
 
 import flax.linen as nn
 

@@ -1,4 +1,4 @@
-"""The paper's optimizers and learning-rate schedules (SPEC §1)."""
+"""The paper's optimizers and learning-rate schedules (the HINT paper's setup)."""
 
 import dataclasses
 from typing import Tuple
@@ -32,7 +32,7 @@ class OptimConfig:
     return self
 
 
-# SPEC §1: MNIST plain SGD 0.01; CIFAR SGD 0.1, Nesterov 0.9, wd 5e-4,
+# The HINT paper: MNIST plain SGD 0.01; CIFAR SGD 0.1, Nesterov 0.9, wd 5e-4,
 # x0.1 at epochs 30, 50, 70.
 PAPER_OPTIM = {
     "mnist": OptimConfig(lr=0.01),
