@@ -2,12 +2,13 @@
 
 On the CPU, recent jaxlib releases hand convolutions and matrix products to
 the YNNPACK library by default. For the networks here that is slower than
-XLA:CPU's own kernels: on the 2-core machine of the benchmarks the MNIST
-ConvNet's training step ran about 1.3x faster with YNNPACK kept for
-reductions only (``xla_cpu_experimental_ynn_fusion_type`` =
-``LIBRARY_FUSION_TYPE_REDUCE``), resnet_tiny's about 1.14x, with jaxlib
-0.10.2; with jaxlib 0.12.1 (Python 3.12) the ConvNet's 1.16x and
-resnet_tiny's 0.98x (measurements in ``experiments/results/bench/README.md``). hint_jax passes that option to
+XLA:CPU's own kernels: on the 2-core machine of the benchmarks, with jaxlib
+0.10.2, the training step ran 1.5x faster for the MNIST ConvNet and
+ResNet-18 and 1.14-1.2x for resnet_tiny with YNNPACK kept for reductions
+only (``xla_cpu_experimental_ynn_fusion_type`` =
+``LIBRARY_FUSION_TYPE_REDUCE``); with jaxlib 0.12.1 (Python 3.12) 1.16x
+for the ConvNet and 0.98x for resnet_tiny (measurements in
+``experiments/results/bench/README.md``). hint_jax passes that option to
 its own jitted functions only (``jit`` below), never through the process-wide
 ``XLA_FLAGS``, so other JAX code in the same process is unaffected.
 
@@ -60,23 +61,27 @@ def _probe() -> Optional[str]:
   return None
 
 
+def _reason() -> Optional[str]:
+  """None when the CPU options apply to a computation compiled now, else
+  why they do not (the one place that decides)."""
+  if os.environ.get(ENV_VAR) == "0":
+    return f"{ENV_VAR}=0"
+  if jax.default_backend() != "cpu":
+    return f"backend {jax.default_backend()}"
+  return _probe()
+
+
 def status() -> str:
   """One line: which compiler options ``jit`` applies here, and why."""
-  if os.environ.get(ENV_VAR) == "0":
-    return f"XLA defaults ({ENV_VAR}=0)"
-  if jax.default_backend() != "cpu":
-    return f"XLA defaults (backend {jax.default_backend()})"
-  reason = _probe()
+  reason = _reason()
   if reason is not None:
-    return f"XLA defaults: {reason}"
+    return f"XLA defaults ({reason})"
   return "CPU options " + ", ".join(f"{k}={v}" for k, v in CPU_OPTIONS.items())
 
 
 def compiler_options() -> Optional[dict]:
   """The options for a computation compiled now (see the module docstring)."""
-  if os.environ.get(ENV_VAR) == "0" or jax.default_backend() != "cpu":
-    return None
-  return None if _probe() is not None else dict(CPU_OPTIONS)
+  return None if _reason() is not None else dict(CPU_OPTIONS)
 
 
 class _LazyJit:

@@ -1,4 +1,4 @@
-"""Poisoning attacks (the HINT paper's settings) and the poisoned-dataset file.
+"""The HINT paper's poisoning attacks and the poisoned-dataset file.
 
 The untargeted PGD, DAP, DURP and DeepConfuse attacks, mixed poisoning in
 equal shares and the ``.npz`` file format; the targeted Feature Collision,

@@ -1,4 +1,4 @@
-"""Targeted poisoning attacks of the paper's Table III (the HINT paper's settings).
+"""Targeted poisoning attacks of the paper's Table III.
 
 Each attack perturbs a set of *base* images (drawn from one class, keeping
 their labels) so that a victim trained on them classifies one *target* test

@@ -1,4 +1,4 @@
-"""Untargeted poisoning attacks of the paper's Table II (the HINT paper's settings): PGD,
+"""Untargeted poisoning attacks of the paper's Table II: PGD,
 DAP and DURP (DeepConfuse is in `deepconfuse`).
 
 Every attack maps uint8 images to uint8 images within an L-inf budget

@@ -51,10 +51,7 @@ def _load_folder(name, path) -> dataset_lib.Dataset:
                     f"({dataset_lib.error_reason(e)})") from None
   train_classes = splits["class_names"]
   (x_train, y_train), (x_test, y_test) = splits["train"], splits["test"]
-  gray = (bool(np.all(x_train[..., 0] == x_train[..., 1]))
-          and bool(np.all(x_train[..., 0] == x_train[..., 2]))
-          and bool(np.all(x_test[..., 0] == x_test[..., 1]))
-          and bool(np.all(x_test[..., 0] == x_test[..., 2])))
+  gray = _all_grey(x_train) and _all_grey(x_test)
   if gray:
     x_train, x_test = x_train[..., :1], x_test[..., :1]
   num_classes = len(train_classes)
@@ -68,6 +65,11 @@ def _load_folder(name, path) -> dataset_lib.Dataset:
       num_classes=num_classes, name=name, source=f"folder:{path}",
       class_names=tuple(train_classes),
       meta={"grayscale": gray})
+
+
+def _all_grey(x) -> bool:
+  """Whether the RGB images ``x`` have equal channels at every pixel."""
+  return bool(np.all(x[..., :1] == x[..., 1:]))
 
 
 def _load_npz(name, path) -> dataset_lib.Dataset:

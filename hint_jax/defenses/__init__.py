@@ -1,4 +1,4 @@
-"""Defence baselines of the paper (the HINT paper's settings): EPIC, FRIENDS, ATDA."""
+"""Defence baselines of the HINT paper: EPIC, FRIENDS, ATDA."""
 
 from hint_jax.defenses.atda import (AtdaConfig, early_stopped_pgd,
                                     make_adversary)

@@ -53,7 +53,7 @@ FRIENDS = Method("FRIENDS", "friends")
 EPIC = Method("EPIC", "epic")
 TABLE2_METHODS = (NONE, HINT, ATDA, FRIENDS, EPIC)
 # Against the targeted attacks the paper gives ATDA a budget of 0.062
-# (the HINT paper's settings) rather than the untargeted 0.25.
+# (the HINT paper's baseline settings) rather than the untargeted 0.25.
 TABLE3_METHODS = (NONE, HINT, Method("ATDA", "atda", ("--atda-eps", "0.062",
                                                     "--atda-norm", "l2")),
                   FRIENDS, EPIC)

@@ -1,12 +1,11 @@
-"""HINT's hyper-parameters, with the authors' defaults (the authors' code)."""
+"""HINT's hyper-parameters, with the defaults of the authors' code."""
 
 import dataclasses
 import math
 from typing import Optional, Tuple
 
 from hint_jax.data import metadata
-
-from hint_jax.errors import ConfigError
+from hint_jax.errors import ConfigError, DataError
 
 SOLVERS = ("cg", "lissa", "direct")
 ROUNDINGS = ("truncate", "round")
@@ -183,13 +182,14 @@ def paper_config(dataset: Optional[str] = None, **overrides) -> HintConfig:
   """The authors' settings for a dataset, with ``overrides`` applied.
   ``dataset`` None, or a user dataset (``folder:PATH``, ``npz:PATH``):
   the ``"generic"`` schedule (one update before epoch 10 of 10)."""
-  key = dataset if dataset in DEFAULT_SCHEDULES else None
-  if key is None:
-    if dataset is not None and metadata.is_builtin(dataset):
+  key = dataset
+  if dataset not in DEFAULT_SCHEDULES:
+    try:
+      key = metadata.defaults_key(dataset)
+    except DataError:
       raise ConfigError(f"no HINT defaults for dataset {dataset!r}; choose "
                         f"one of {sorted(DEFAULT_SCHEDULES)}, a user dataset "
-                        "(folder:PATH, npz:PATH) or None")
-    key = "generic"
+                        "(folder:PATH, npz:PATH) or None") from None
   fields = {"schedule": DEFAULT_SCHEDULES[key]}
   fields.update({k: v for k, v in overrides.items() if v is not None})
   return HintConfig(**fields)

@@ -1,4 +1,4 @@
-"""The MNIST ConvNet of the HINT paper (the HINT paper's setup)."""
+"""The MNIST ConvNet of the HINT paper (the authors' architecture)."""
 
 import flax.linen as nn
 

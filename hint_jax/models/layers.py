@@ -1,7 +1,7 @@
 """Layers initialised like PyTorch's defaults.
 
 The paper's numbers rest on PyTorch's default initialisation, which trains the
-MNIST ConvNet measurably faster than Flax's defaults (the HINT paper's setup). PyTorch
+MNIST ConvNet measurably faster than Flax's defaults (measured here). PyTorch
 initialises conv and dense weights with kaiming-uniform, a = sqrt(5), which is
 U(-1/sqrt(fan_in), 1/sqrt(fan_in)), and biases with the same bound. Flax's bias
 initialiser sees only the bias shape, so the fan-in is computed from the input

@@ -1,4 +1,4 @@
-"""ResNet-18, CIFAR variant (the HINT paper's setup): 3x3 stem with stride 1, no max-pool,
+"""ResNet-18, CIFAR variant, as the HINT paper uses it: 3x3 stem with stride 1, no max-pool,
 BasicBlocks [2, 2, 2, 2] with widths 64/128/256/512, global average pool and a
 Dense top layer. About 11.17M parameters for 10 classes.
 """

@@ -1,4 +1,4 @@
-"""The paper's optimizers and learning-rate schedules (the HINT paper's setup)."""
+"""The paper's optimizers and learning-rate schedules."""
 
 import dataclasses
 from typing import Tuple

@@ -1,9 +1,9 @@
-"""Per-dataset defaults: the paper's settings (the HINT paper's setup) and a small one for
-the embedded digits.
+"""Per-dataset defaults: the HINT paper's settings, a small one for the
+embedded digits and a generic one for the user's own data.
 
 A run shorter than its preset keeps the preset's *shape* by default
-(``epoch_schedule="scaled"``; see experiments/README.md): every epoch of the preset's
-schedules is placed at the same fraction of the shorter run,
+(``epoch_schedule="scaled"``; see experiments/README.md): every epoch
+of the preset's schedules is placed at the same fraction of the shorter run,
 ``floor(e * E / P + 1/2)`` for a run of E epochs and a preset of P. E.g.
 CIFAR-10's learning-rate milestones 30/50/70 of 80 become 6/9/13 in a
 15-epoch run (and HINT's schedule 5/15/40 becomes 1/3/8, see

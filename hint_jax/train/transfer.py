@@ -1,4 +1,5 @@
-"""The transfer-learning scenario of the targeted attacks (the HINT paper's settings).
+"""The transfer-learning scenario of the targeted attacks, as the HINT paper
+sets it.
 
 Pre-train the whole network on 90% of the clean training set, freeze the
 feature extractor, re-initialise the top layer (theta_top, ``params["head"]``)
