@@ -29,7 +29,8 @@ def test_table2_cpu_grid_and_shared_cells():
   t2 = exp.get_profile("table2", "cpu")
   grid = {}
   for c in t2.cells():
-    grid.setdefault((c.method.label, c.ratio), []).append(c.trial)
+    if c.dataset == "mnist":
+      grid.setdefault((c.method.label, c.ratio), []).append(c.trial)
   for label in ("none", "HINT"):
     for p in (0.0, 0.2, 0.4, 0.6, 0.8, 1.0):
       assert grid[(label, p)] == [0, 1, 2]
@@ -37,7 +38,25 @@ def test_table2_cpu_grid_and_shared_cells():
     assert grid[(label, 0.0)] == grid[(label, 0.6)] == [0]
     assert grid[(label, 1.0)] == [0, 1, 2]
     assert (label, 0.2) not in grid and (label, 0.8) not in grid
-  assert len(t2.cells()) == 51
+  # The reduced CIFAR-10 part: no defence and HINT at p = 0, 0.6, 1, one
+  # seed, with its own training and crafting flags; MNIST's cells keep the
+  # profile-wide flags (their ids are those of the runs already made).
+  cifar = [c for c in t2.cells() if c.dataset == "cifar10"]
+  assert sorted((c.method.label, c.ratio, c.trial) for c in cifar) == sorted(
+      (m, p, 0) for m in ("none", "HINT") for p in (0.0, 0.6, 1.0))
+  for c in cifar:
+    flags = c.train_flags()
+    assert flags[flags.index("--model") + 1] == "resnet_tiny"
+    assert flags[flags.index("--subset") + 1] == "10000"
+  assert t2.poison_key("cifar10")["split"] == ["--subset", "10000"]
+  assert "--model" in t2.poison_key("cifar10")["flags"]
+  assert t2.poison_key("mnist")["flags"] == [] and \
+      t2.poison_key("mnist")["split"] == []
+  mnist = [c for c in t2.cells() if c.dataset == "mnist"]
+  assert all("--model" not in c.train_flags() for c in mnist)
+  # The id of the run made before the CIFAR-10 part was added.
+  assert mnist[0].cell_id == "mnist_p0_none_t0_f0c8937365"
+  assert len(mnist) == 51 and len(t2.cells()) == 57
   ids2 = {c.cell_id for c in t2.cells()}
   controls = exp.get_profile("controls", "cpu")
   shared = [c for c in controls.cells() if c.cell_id in ids2]

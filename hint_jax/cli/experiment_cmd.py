@@ -31,6 +31,9 @@ def register(sub):
   p.add_argument("--methods", type=_labels, default=None,
                  help="run only these methods (comma list of report labels, "
                  "e.g. none,HINT,ATDA)")
+  p.add_argument("--datasets", type=_labels, default=None,
+                 help="run only the cells of these datasets (comma list, "
+                 "e.g. cifar10)")
   p.add_argument("--attacks", type=_labels, default=None,
                  help="table3: run only these attacks (comma list of gm, mp, "
                  "bp, fc)")
@@ -90,6 +93,7 @@ def options(args) -> runner.RunOptions:
       table=args.table, profile=args.profile, out=args.out,
       data_dir=args.data_dir, poison_files=tuple(args.poison_file),
       ratios=tup(args.ratios), methods=tup(args.methods),
+      datasets=tup(args.datasets),
       attacks=tup(args.attacks), trials=args.trials, dry_run=args.dry_run,
       progress=not args.no_progress,
       invocation=tuple(invocation_argv(args)))
@@ -108,6 +112,8 @@ def invocation_argv(args) -> list:
     argv += ["--ratios", ",".join(f"{r:g}" for r in args.ratios)]
   if args.methods is not None:
     argv += ["--methods", ",".join(args.methods)]
+  if args.datasets is not None:
+    argv += ["--datasets", ",".join(args.datasets)]
   if args.attacks is not None:
     argv += ["--attacks", ",".join(args.attacks)]
   if args.trials is not None:

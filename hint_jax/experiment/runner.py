@@ -86,7 +86,8 @@ class RunOptions:
     out: the experiment folder.
     data_dir: the data folder (None: ``$HINT_JAX_DATA_DIR``).
     poison_files: p = 1 poisoned sets to use instead of crafting them.
-    ratios, methods, attacks, trials: run only these cells (None: all).
+    ratios, methods, datasets, attacks, trials: run only these cells
+      (None: all).
     dry_run: list the cells, run nothing.
     progress: progress bars in the recorded commands (no: ``--no-progress``).
     invocation: this invocation as typed, for the manifest.
@@ -98,6 +99,7 @@ class RunOptions:
   poison_files: Tuple[str, ...] = ()
   ratios: Optional[Tuple[float, ...]] = None
   methods: Optional[Tuple[str, ...]] = None
+  datasets: Optional[Tuple[str, ...]] = None
   attacks: Optional[Tuple[str, ...]] = None
   trials: Optional[int] = None
   dry_run: bool = False
@@ -298,7 +300,8 @@ class Runner:
     cells = profile.cells()
     for name, wanted, have in (
         ("ratios", opts.ratios, {c.ratio for c in cells}),
-        ("methods", opts.methods, {c.method.label for c in cells})):
+        ("methods", opts.methods, {c.method.label for c in cells}),
+        ("datasets", opts.datasets, {c.dataset for c in cells})):
       unknown = sorted(set(wanted or ()) - have, key=str)
       if unknown:
         raise ConfigError(f"{name}: {unknown} not in this profile ("
@@ -307,6 +310,7 @@ class Runner:
     done = [(cell_dir(out, c) / "result.json").exists() for c in cells]
     chosen = [(opts.ratios is None or c.ratio in opts.ratios)
               and (opts.methods is None or c.method.label in opts.methods)
+              and (opts.datasets is None or c.dataset in opts.datasets)
               for c in cells]
     outcome = self._statuses(profile, cells, done, chosen)
     if opts.dry_run:
@@ -355,7 +359,8 @@ class Runner:
       self.note(f"experiment: using {given} as the {dataset} p = 1 set")
     elif not full.exists():
       argv = (["poison", "--dataset", dataset, "--ratio", "1", "--seed",
-               str(profile.poison_seed)] + list(profile.poison_flags)
+               str(profile.poison_seed)]
+              + list(profile.poison_flags_of(dataset))
               + profile.poison_key(dataset)["split"]
               + ["--out", str(full)] + self._common())
       self.note(f"experiment: crafting the poisoned {dataset} set (p = 1) "
@@ -441,9 +446,10 @@ class Runner:
     (resumable, shared by that trial's methods), then trains every cell
     on it."""
     opts, out = self.opts, self.out
-    if opts.poison_files or opts.ratios is not None:
+    if (opts.poison_files or opts.ratios is not None
+        or opts.datasets is not None):
       raise ConfigError(f"{profile.table} crafts its own targeted sets: "
-                        "poison files and ratios do not apply")
+                        "poison files, ratios and datasets do not apply")
     cells = profile.cells()
     for name, wanted, have in (
         ("methods", opts.methods, {c.method.label for c in cells}),
