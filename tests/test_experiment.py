@@ -324,15 +324,51 @@ def test_table3_quick_crafts_trains_and_reports(tmp_path):
   manifests, cells = rep.collect(out)
   prof = exp.get_profile("table3", "quick")
   none_cells = [c for c in prof.cells() if c.method.label == "none"]
+  twins = [c for c in cells if c.get("clean_twin")]
+  cells = [c for c in cells if not c.get("clean_twin")]
   assert {c["id"] for c in cells} == {c.cell_id for c in prof.cells()}
   finished = [c for c in cells if c["result"] is not None]
   assert {c["id"] for c in finished} == {c.cell_id for c in none_cells}
+  # Every hit has its clean twin, trained after the cells: same flags and
+  # seed, on the set with its poisons replaced by their clean images. The
+  # digits rarely give a hit, so one is made by rewriting fc's verdict
+  # (a fake hit: what is tested is the twin machinery, not the attack).
+  hits = [c for c in none_cells if runner.is_hit(out, c)]
+  assert {c["id"] for c in twins} == {c.twin().cell_id for c in hits}
+  fc = next(c for c in none_cells if c.attack == "fc")
+  if fc not in hits:
+    res_path = runner.cell_dir(out, fc) / "result.json"
+    res = json.loads(res_path.read_text())
+    res["target"].update(success=True,
+                         predicted=res["target"]["intended_class"])
+    res_path.write_text(json.dumps(res))
+    assert main(argv) == 0
+    hits.append(fc)
+  manifests, cells = rep.collect(out)
+  twins = [c for c in cells if c.get("clean_twin")]
+  cells = [c for c in cells if not c.get("clean_twin")]
+  finished = [c for c in cells if c["result"] is not None]
+  assert {c["id"] for c in twins} == {c.twin().cell_id for c in hits}
+  assert all(c["result"] is not None for c in twins)
+  fc_twin = next(c for c in twins if c["attack"] == "fc")
+  assert fc_twin["result"]["poison"]["counts"] == {
+      "clean": fc_twin["result"]["poison"]["counts"]["clean"], "fc": 0}
+  assert "clean twin" in rep.table3(manifests, cells + twins)
+  for c in hits:
+    assert c.twin().train_flags() == c.train_flags()
+    twin_set = attacks.load_poisoned(runner.targeted_poison_file(
+        out, c.twin()))
+    crafted = attacks.load_poisoned(runner.targeted_poison_file(out, c))
+    assert np.all(twin_set.attack_id == -1)
+    assert twin_set.target == crafted.target
+    np.testing.assert_array_equal(twin_set.clean_index, crafted.clean_index)
   for c in finished:
     t = c["result"]["target"]
     assert t["success"] == (t["predicted"] == t["intended_class"])
     # Each file carries its clean crafting model's verdict on the target.
     assert t["crafting_model"]["predicted"] in range(10)
-  files = sorted((out / "poison" / "targeted").glob("*.npz"))
+  files = sorted(f for f in (out / "poison" / "targeted").glob("*.npz")
+                 if not f.stem.endswith("_clean"))
   assert len(files) == len(exp.configs.TABLE3_ATTACKS)
   # Clean models are trained once and shared through OUT/victims: the
   # full-split victim of seed 0 (gm, and mp's first member), mp's second
@@ -345,6 +381,9 @@ def test_table3_quick_crafts_trains_and_reports(tmp_path):
           c["result"]["crafting_extractor_test_accuracy"], abs=1e-9)
   from hint_jax import data as data_lib  # pylint: disable=g-import-not-at-top
   splits = data_lib.split_train_val(data_lib.load_dataset("digits"), seed=0)
+  for c in hits:   # every row of a twin is the clean image (validated)
+    attacks.load_poisoned(runner.targeted_poison_file(out, c.twin()),
+                          clean_x=splits.x_train)
   for f in files:
     ps = attacks.load_poisoned(f, clean_x=splits.x_train)
     t = ps.target
@@ -396,7 +435,8 @@ def test_table3_quick_crafts_trains_and_reports(tmp_path):
   assert main(["experiment", "controls_targeted", "--profile", "quick",
                "--out", str(out), "--methods", "none,HINT random-sign",
                "--no-progress"]) == 0
-  assert sorted((out / "poison" / "targeted").glob("*.npz")) == files
+  assert sorted(f for f in (out / "poison" / "targeted").glob("*.npz")
+                if not f.stem.endswith("_clean")) == files
   manifests, cells = rep.collect(out)
   text = rep.table3(manifests, cells, "controls_targeted")
   assert "## Controls against targeted attacks" in text

@@ -20,7 +20,10 @@ def test_mean_std_is_the_sample_std_in_tables_and_error_bars():
 def _cell(i, method, attack, trial, hit, acc=0.6):
   result = None if hit is None else {
       "test_accuracy": acc, "train_seconds": 10.0 * (1 + i % 3),
-      "defense_seconds": 1.0, "target": {"success": hit}}
+      "defense_seconds": 1.0, "target": {
+          "success": hit, "index": 7, "true_class": 1, "intended_class": 2,
+          "predicted": 2 if hit else 1,
+          "intended_probability": 0.9 if hit else 0.1}}
   return {"id": f"c{i}", "dataset": "cifar10", "method": method,
           "attack": attack, "trial": trial, "dir": f"cells/c{i}",
           "result": result}
@@ -49,9 +52,50 @@ def test_hit_grid_from_a_fake_manifest():
   assert rep.hit_grid([{**manifests[0], "table": "table2"}], cells) == {}
 
 
+def _with_twins():
+  """The fake plus clean twins: none/bp/0's twin misses (the poisons' hit),
+  none/bp/1's twin hits too (not the poisons' doing), HINT/fc/0's has not
+  run."""
+  manifests, cells = _fake()
+  twins = []
+  for i, (of, hit) in enumerate([("c0", False), ("c1", True),
+                                 ("c5", None)]):
+    base = next(c for c in cells if c["id"] == of)
+    twins.append(dict(_cell(10 + i, base["method"], base["attack"],
+                            base["trial"], hit), clean_twin=True))
+  records = manifests[0]["cells"] + [
+      {k: c[k] for k in ("id", "dataset", "method", "attack", "trial",
+                         "dir", "clean_twin")} for c in twins]
+  return [{**manifests[0], "cells": records}], cells + twins
+
+
+def test_clean_twins_decide_which_hits_count():
+  manifests, cells = _with_twins()
+  assert rep.twin_verdicts(manifests, cells) == {
+      ("cifar10", "bp", "none", 0): "poisons",
+      ("cifar10", "bp", "none", 1): "clean",
+      ("cifar10", "fc", "HINT", 0): "unchecked"}
+  # Twins are not rows of their own; a hit the twin shares is drawn 0.5.
+  (_, (methods, columns, grid)), = rep.hit_grid(manifests, cells).items()
+  assert methods == ["none", "HINT"]
+  assert grid == [[1, 0.5, 0], [0, None, 1]]
+  text = rep.table3(manifests, cells)
+  summary = next(ln for ln in text.splitlines() if ln.startswith("| none |"))
+  # bp: one hit of the poisons' doing out of 2 trials, one shared.
+  assert "| 1/2 (60.00) +1 clean twin hits too" in summary
+  hint = next(ln for ln in text.splitlines() if ln.startswith("| HINT |"))
+  assert "0/1 (60.00) +1 twin pending" in hint
+  # Trial by trial, each hit shows its twin's verdict where it has run.
+  row = next(ln for ln in text.splitlines() if ln.startswith("| BP | 1 |"))
+  assert "hit: 2 (0.9); clean twin hit: 2 (0.9)" in row
+  row = next(ln for ln in text.splitlines() if ln.startswith("| BP | 0 |"))
+  assert "hit: 2 (0.9); clean twin miss: 1 (0.1)" in row
+
+
 def test_every_figure_is_drawn(tmp_path):
   manifests, cells = _fake()
   assert rep.hit_grid_figure(manifests, cells, tmp_path / "grid.png")
+  assert rep.hit_grid_figure(*_with_twins(), tmp_path / "twins.png")
   assert not rep.hit_grid_figure(manifests, [], tmp_path / "none.png")
   # Table IV: the default HINT and one r and one β variant, two trials.
   t4 = []

@@ -14,6 +14,7 @@ from hint_jax.attacks.poisonset import FORMAT
 from hint_jax.attacks.poisonset import PoisonedSet
 from hint_jax.attacks.poisonset import assign_attacks
 from hint_jax.attacks.poisonset import check_target
+from hint_jax.attacks.poisonset import clean_twin
 from hint_jax.attacks.poisonset import load_poisoned
 from hint_jax.attacks.poisonset import lower_ratio
 from hint_jax.attacks.poisonset import poisoned_training_images
@@ -33,7 +34,7 @@ from hint_jax.attacks.untargeted import pgd_attack
 from hint_jax.attacks.untargeted import quantize_within_budget
 
 __all__ = ["assign_attacks", "budget_levels", "bullseye_polytope",
-           "check_target", "dap_attack", "deepconfuse_poison",
+           "check_target", "clean_twin", "dap_attack", "deepconfuse_poison",
            "DeepConfuseConfig", "durp_attack", "DURP_VALUES",
            "feature_collision", "FORMAT", "gradient_matching",
            "GradientMatchingConfig", "load_poisoned", "lower_ratio",

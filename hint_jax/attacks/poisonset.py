@@ -310,6 +310,33 @@ def lower_ratio(ps: PoisonedSet, ratio: float, x_clean: np.ndarray,
   return out
 
 
+def clean_twin(ps: PoisonedSet, x_clean: np.ndarray) -> PoisonedSet:
+  """``ps`` with every poisoned image replaced by its clean image: the same
+  rows, labels and (targeted) target, no poisons. A victim trained on it
+  with the same flags and seed as one trained on ``ps`` is that victim's
+  clean twin: where the twin also gives the target the intended class,
+  the poisons are not what did it.
+
+  Raises:
+    DataError: if ``x_clean`` is not the split ``ps`` was made from or
+      ``ps`` breaks its budgets.
+  """
+  sha = hashlib.sha256(np.ascontiguousarray(x_clean).tobytes()).hexdigest()
+  if ps.meta.get("clean_sha256") not in (None, sha):
+    raise DataError("clean_twin needs the clean training split the poisoned "
+                    "set was made from")
+  validate(ps, "the poisoned set to twin", x_clean)
+  attacks_meta = [dict(att, count=0) for att in ps.meta["attacks"]]
+  meta = dict(ps.meta, ratio=0.0, attacks=attacks_meta,
+              clean_twin_of={"ratio": ps.meta.get("ratio"),
+                             "counts": ps.counts()})
+  out = PoisonedSet(np.array(x_clean[ps.clean_index], np.uint8), ps.y,
+                    np.full(len(ps.x), -1, np.int8), ps.clean_index, meta,
+                    ps.target_x)
+  validate(out, "the clean twin", x_clean)
+  return out
+
+
 def check_target(ps: PoisonedSet, x_test: np.ndarray, y_test: np.ndarray,
                  where: str = "poisoned set") -> None:
   """Raises DataError unless ``ps``'s target is image ``index`` of this

@@ -471,11 +471,17 @@ NO_AUGMENT_ATTACKS = ("mp",)
 
 @dataclasses.dataclass(frozen=True)
 class TargetedCell:
-  """One victim trained on one targeted poisoned set."""
+  """One victim trained on one targeted poisoned set; with ``clean_twin``,
+  the same victim (flags, seed) trained on that set with every poison
+  replaced by its clean image (`hint_jax.attacks.clean_twin`)."""
   profile: TargetedProfile
   attack: str
   method: Method
   trial: int
+  clean_twin: bool = False
+
+  def twin(self) -> "TargetedCell":
+    return dataclasses.replace(self, clean_twin=True)
 
   @property
   def dataset(self) -> str:
@@ -512,7 +518,10 @@ class TargetedCell:
             + self._augment_flags())
 
   def key(self) -> dict:
-    return {"train": self.train_flags(), "poison": self.poison_key()}
+    key = {"train": self.train_flags(), "poison": self.poison_key()}
+    if self.clean_twin:
+      key["clean_twin"] = True
+    return key
 
   @property
   def poison_id(self) -> str:
@@ -521,8 +530,9 @@ class TargetedCell:
 
   @property
   def cell_id(self) -> str:
-    return (f"{self.dataset}_{self.attack}_{self.method.slug}_t{self.trial}_"
-            f"{digest(self.key())}")
+    twin = "_clean" if self.clean_twin else ""
+    return (f"{self.dataset}_{self.attack}_{self.method.slug}_t{self.trial}"
+            f"{twin}_{digest(self.key())}")
 
 
 TABLE3_ATTACKS = ("gm", "mp", "bp", "fc")

@@ -105,10 +105,34 @@ def methods_of(manifests, table, cells):
   return [x for x in seen if x in present]
 
 
-def cells_of(manifests, table, cells):
+def cells_of(manifests, table, cells, twins=False):
+  """The cells of ``table`` (its clean twins instead, with ``twins``)."""
   ids = {rec["id"] for m in manifests if m["table"] == table
          for rec in m["cells"]}
-  return [c for c in cells if c["id"] in ids]
+  return [c for c in cells
+          if c["id"] in ids and bool(c.get("clean_twin")) == twins]
+
+
+def twin_verdicts(manifests, cells, table="table3") -> dict:
+  """``{(dataset, attack, method, trial): verdict}`` for every finished
+  hit of ``table``: "poisons" where its clean twin (same flags and seed,
+  the poisons replaced by their clean images) missed, "clean" where the
+  twin hit too (the hit is not the poisons' doing), "unchecked" where the
+  twin has not finished."""
+  twins = {(c["dataset"], c["attack"], c["method"], c["trial"]): c
+           for c in cells_of(manifests, table, cells, twins=True)}
+  out = {}
+  for c in cells_of(manifests, table, cells):
+    if c["result"] is None or not c["result"]["target"]["success"]:
+      continue
+    where = (c["dataset"], c["attack"], c["method"], c["trial"])
+    twin = twins.get(where)
+    if twin is None or twin["result"] is None:
+      out[where] = "unchecked"
+    else:
+      out[where] = ("clean" if twin["result"]["target"]["success"]
+                    else "poisons")
+  return out
 
 
 def table2(manifests, cells) -> str:
@@ -146,6 +170,8 @@ def table3(manifests, cells, table="table3") -> str:
   finished trials and the mean clean test accuracy, the paper's figure in
   brackets (Table III only); for the controls, each HINT variant's noise
   too."""
+  verdicts = twin_verdicts(manifests, cells, table)
+  twins = cells_of(manifests, table, cells, twins=True)
   cells = cells_of(manifests, table, cells)
   if not cells:
     return ""
@@ -158,8 +184,12 @@ def table3(manifests, cells, table="table3") -> str:
   parts = [f"## {title}, successes / trials (mean clean test accuracy %)",
            "",
            "A success: the victim gives the target test image the intended "
-           "class" + ("; ours first, the paper's (CIFAR-10) in brackets"
-                      if paper else "") +
+           "class and its clean twin (the same training, flags and seed, "
+           "with every poison replaced by its clean image) does not; a hit "
+           "the twin shares is listed apart (\"clean twin hits too\": not "
+           "the poisons' doing), as is a hit whose twin has not run yet" +
+           ("; ours first, the paper's (CIFAR-10) in brackets"
+            if paper else "") +
            "; \"n/a\": not run for that scenario."]
   for dataset in ordered({c["dataset"] for c in cells}):
     rows = []
@@ -174,9 +204,15 @@ def table3(manifests, cells, table="table3") -> str:
         elif not fin:
           cell = "—"
         else:
-          wins = sum(bool(r["target"]["success"]) for r in fin)
+          kinds = [verdicts.get((dataset, a, m, c["trial"]))
+                   for c in mine if c["result"] is not None]
           acc = np.mean([100 * r["test_accuracy"] for r in fin])
-          cell = f"{wins}/{len(fin)} ({acc:.2f})"
+          cell = f"{kinds.count('poisons')}/{len(fin)} ({acc:.2f})"
+          extra = [f"+{kinds.count(k)} {what}" for k, what in (
+              ("clean", "clean twin hits too"),
+              ("unchecked", "twin pending")) if kinds.count(k)]
+          if extra:
+            cell += " " + ", ".join(extra)
         ref = paper.get(m, {}).get(a)
         row.append(cell + (f" [{ref}]" if ref else ""))
       rows.append(row)
@@ -186,7 +222,7 @@ def table3(manifests, cells, table="table3") -> str:
              _noise_by_attack(cells, dataset, methods, attacks))
     if noise:
       parts += ["", noise]
-    parts += ["", trials_table3(cells, dataset, methods)]
+    parts += ["", trials_table3(cells, dataset, methods, twins)]
   return "\n".join(parts)
 
 
@@ -217,11 +253,14 @@ def _noise_by_attack(cells, dataset, methods, attacks) -> str:
       _md(["method"] + [a.upper() for a in attacks], rows)])
 
 
-def trials_table3(cells, dataset, methods) -> str:
+def trials_table3(cells, dataset, methods, twins=()) -> str:
   """Table III trial by trial: the target, the intended class, the clean
   crafting model's verdict (recorded by `target-poison` in the file's
   target metadata; "—" for files written before it was) and each method's
-  verdict, with the probability each model gives the intended class."""
+  verdict (and its clean twin's, from ``twins``), with the probability
+  each model gives the intended class."""
+  twin_of = {(c["attack"], c["method"], c["trial"]): c["result"]
+             for c in twins if c["dataset"] == dataset and c["result"]}
   mine = [c for c in cells if c["dataset"] == dataset and c["result"]]
   trials = sorted({(configs.TABLE3_ATTACKS.index(c["attack"]), c["attack"],
                     c["trial"]) for c in mine})
@@ -248,6 +287,11 @@ def trials_table3(cells, dataset, methods) -> str:
                  "levels")
       elif noised is not None:
         text += f"; 0/{noised['count']} poisons noised"
+      twin = twin_of.get((attack, m, trial))
+      if twin is not None:
+        tv = twin["target"]
+        text += (f"; clean twin {'hit' if tv['success'] else 'miss'}: "
+                 f"{tv['predicted']} ({tv['intended_probability']:.2g})")
       row.append(text)
     rows.append(row)
   return "\n".join([
@@ -256,7 +300,8 @@ def trials_table3(cells, dataset, methods) -> str:
       "victim, with the probability it gives the intended class in "
       "brackets (hit: the intended class). For HINT, where recorded: how "
       "many poisons it selected and noised, and their mean absolute change "
-      "in grey levels.", "",
+      "in grey levels. For a hit, its clean twin's verdict where it has "
+      "run.", "",
       _md(["attack", "trial", "target", "clean"] + methods, rows)])
 
 
@@ -487,8 +532,10 @@ def _save(fig, plt, path):
 def hit_grid(manifests, cells, table="table3") -> dict:
   """Per dataset, the targeted attacks' outcome for every method (rows)
   and (attack, trial) (columns): ``{dataset: (methods, columns, grid)}``,
-  ``grid[i][j]`` 1 for a hit, 0 for a miss, None where the cell has not
-  finished or does not exist."""
+  ``grid[i][j]`` 1 for a hit (its clean twin missing or not yet run), 0.5
+  for a hit its clean twin shares, 0 for a miss, None where the cell has
+  not finished or does not exist."""
+  verdicts = twin_verdicts(manifests, cells, table)
   cells = cells_of(manifests, table, cells)
   out = {}
   for dataset in ordered({c["dataset"] for c in cells}):
@@ -500,7 +547,9 @@ def hit_grid(manifests, cells, table="table3") -> dict:
                for t in sorted({c["trial"] for c in mine
                                 if c["attack"] == a})]
     outcome = {(c["method"], c["attack"], c["trial"]):
-               int(bool(c["result"]["target"]["success"]))
+               (0 if not c["result"]["target"]["success"] else
+                0.5 if verdicts.get((dataset, c["attack"], c["method"],
+                                     c["trial"])) == "clean" else 1)
                for c in mine if c["result"] is not None}
     grid = [[outcome.get((m, a, t)) for a, t in columns] for m in methods]
     out[dataset] = (methods, columns, grid)
@@ -508,8 +557,9 @@ def hit_grid(manifests, cells, table="table3") -> dict:
 
 
 def hit_grid_figure(manifests, cells, path, table="table3") -> bool:
-  """Draws `hit_grid` (one panel per dataset; red: the attack hit, green:
-  it missed, grey: not run); False (nothing written) without results."""
+  """Draws `hit_grid` (one panel per dataset; red: the attack hit, orange:
+  a hit the clean twin shares, green: it missed, grey: not run); False
+  (nothing written) without results."""
   grids = {d: g for d, g in hit_grid(manifests, cells, table).items()
            if any(v is not None for row in g[2] for v in row)}
   if not grids:
@@ -524,14 +574,14 @@ def hit_grid_figure(manifests, cells, path, table="table3") -> bool:
     values = np.array([[np.nan if v is None else v for v in row]
                        for row in grid], float)
     ax.imshow(np.ma.masked_invalid(values), vmin=0, vmax=1, aspect="auto",
-              cmap=ListedColormap(["#4caf50", "#e53935"]))
+              cmap=ListedColormap(["#4caf50", "#ffa726", "#e53935"]))
     ax.set_facecolor("#dddddd")
     ax.set_yticks(range(len(methods)), methods, fontsize=7)
     ax.set_xticks(range(len(columns)),
                   [f"{a.upper()} {t}" for a, t in columns], fontsize=7,
                   rotation=90)
-    ax.set_title(f"{dataset}: red = the attack hit, green = missed, "
-                 "grey = not run", fontsize=8)
+    ax.set_title(f"{dataset}: red = the attack hit, orange = its clean "
+                 "twin hits too, green = missed, grey = not run", fontsize=8)
   fig.tight_layout()
   _save(fig, plt, path)
   return True

@@ -19,6 +19,10 @@ Layout of DIR (shared by every table and profile run into it):
   (a poisoning job at p = 1, resumable), and ``p<ratio>.npz`` for each
   lower ratio, a keyed subset of it (`hint_jax.attacks.lower_ratio`; the
   subsets are nested: the poisons at p = 0.3 are among those at p = 0.6).
+* ``poison/targeted/<attack set id>.npz`` -- Table III's targeted sets, one
+  per (attack, trial), and ``<attack set id>_clean.npz``, its clean twin
+  (`hint_jax.attacks.clean_twin`), written when a cell on it hits; the
+  twin's cell (``..._clean_<digest>``) trains the hit cell's victim on it.
 * ``experiment_<table>_<profile>.json`` -- the profile, its cells, the
   machine and every command that ran it; `hint_jax.experiment.report`
   (``hint-jax report DIR``) reads these.
@@ -59,7 +63,7 @@ from hint_jax import pipeline
 from hint_jax.experiment import configs as exp_configs
 from hint_jax.experiment.configs import (TargetedCell, TargetedProfile,
                                          get_profile)
-from hint_jax.errors import ConfigError
+from hint_jax.errors import ConfigError, DataError
 from hint_jax.pipeline.files import check_out, make_out, write_json_atomic
 
 POISON_LOWER_STREAM = 7   # key of lower_ratio: fold_in(key(poison seed), 7)
@@ -161,7 +165,22 @@ def cell_dir(out, cell) -> pathlib.Path:
 
 
 def targeted_poison_file(out, cell) -> pathlib.Path:
-  return out / "poison" / "targeted" / f"{cell.poison_id}.npz"
+  """The cell's targeted set (its clean twin's, for a twin cell)."""
+  twin = "_clean" if getattr(cell, "clean_twin", False) else ""
+  return out / "poison" / "targeted" / f"{cell.poison_id}{twin}.npz"
+
+
+def is_hit(out, cell) -> bool:
+  """Whether ``cell`` has finished and its victim gave the target the
+  intended class."""
+  path = cell_dir(out, cell) / "result.json"
+  if not path.exists():
+    return False
+  try:
+    return bool(json.loads(path.read_text())["target"]["success"])
+  except (OSError, ValueError, KeyError, TypeError):
+    raise DataError(f"{path} is not a targeted cell's result; remove the "
+                    "cell's folder to run it again") from None
 
 
 def cell_record(out, cell) -> dict:
@@ -171,7 +190,8 @@ def cell_record(out, cell) -> dict:
             "defense": cell.method.defense, "trial": cell.trial,
             "poison": cell.poison_id,
             "dir": str(cell_dir(out, cell).relative_to(out)),
-            "key": cell.key()}
+            "key": cell.key(), **({"clean_twin": True}
+                                  if cell.clean_twin else {})}
   return {"id": cell.cell_id, "dataset": cell.dataset, "ratio": cell.ratio,
           "method": cell.method.label, "defense": cell.method.defense,
           "trial": cell.trial, "dir": str(cell_dir(out, cell).relative_to(
@@ -229,6 +249,11 @@ class Manifest:
     """Appends a command run by this invocation."""
     self._update(lambda m: m["commands"].append("hint-jax "
                                                 + shlex.join(argv)))
+
+  def set_cells(self, records):
+    """Replaces the manifest's cell list (the twins found since it was
+    opened are added)."""
+    self._update(lambda m: m.update(cells=records))
 
   def record(self, **changes):
     """Updates this invocation's record (``cells_run``, ``finished``)."""
@@ -464,13 +489,19 @@ class Runner:
               and (opts.trials is None or c.trial < opts.trials)
               for c in cells]
     todo = [c for c, d, ch in zip(cells, done, chosen) if ch and not d]
-    outcome = self._statuses(profile, cells, done, chosen)
+    # Every hit gets its clean twin, trained after the cells (so a hit the
+    # twin shares is not counted as the poisons' doing); the twins known
+    # now are listed with the cells.
+    twins = self._twins(cells)
+    twin_done = [(cell_dir(out, c) / "result.json").exists() for c in twins]
+    outcome = self._statuses(profile, cells + twins, done + twin_done,
+                             chosen + [self._chosen_twin(c) for c in twins])
     if opts.dry_run:
       return outcome
     self._check_data_dir()
     make_out(out)
-    self._open_manifest(profile, [cell_record(out, c) for c in cells],
-                        sum(done))
+    self._open_manifest(profile, [cell_record(out, c)
+                                  for c in cells + twins], sum(done))
     # A set another invocation is crafting is passed over at first: this
     # one crafts the others and trains their cells meanwhile, then waits
     # for it and trains its cells.
@@ -485,7 +516,43 @@ class Runner:
     trained = self.train_cells(todo, where,
                                [c for c in todo if c.poison_id in busy],
                                trained)
-    return self._close(outcome, cells, trained)
+    twins = self._twins(cells)
+    self.manifest.set_cells([cell_record(out, c) for c in cells + twins])
+    twin_todo = [c for c in twins if self._chosen_twin(c)
+                 and not (cell_dir(out, c) / "result.json").exists()]
+    for cell in {c.poison_id: c for c in twin_todo}.values():
+      self.twin_set(cell)
+    trained = self.train_cells(
+        twin_todo, lambda cell: f"{cell.attack}, clean twin", None, trained)
+    return self._close(outcome, cells + twins, trained)
+
+  def _twins(self, cells) -> list:
+    """The clean twins of ``cells``' finished hits."""
+    return [c.twin() for c in cells if is_hit(self.out, c)]
+
+  def _chosen_twin(self, twin) -> bool:
+    opts = self.opts
+    return ((opts.methods is None or twin.method.label in opts.methods)
+            and (opts.attacks is None or twin.attack in opts.attacks)
+            and (opts.trials is None or twin.trial < opts.trials))
+
+  def twin_set(self, twin):
+    """Writes the clean twin of ``twin``'s targeted set unless it exists."""
+    f = targeted_poison_file(self.out, twin)
+    with lock(self.out, f"{twin.poison_id}_clean"):
+      if f.exists():
+        return
+      split_argv = (["--dataset", twin.dataset, "--out", str(self.out)]
+                    + twin.poison_key()["split"]
+                    + (["--data-dir", self.opts.data_dir]
+                       if self.opts.data_dir else []))
+      _, splits = pipeline.load_splits(self.flags.train(split_argv)[0].data)
+      crafted = targeted_poison_file(self.out, dataclasses.replace(
+          twin, clean_twin=False))
+      attacks.save_poisoned(f, attacks.clean_twin(
+          attacks.load_poisoned(crafted), splits.x_train))
+      self.note(f"experiment: {twin.attack} trial {twin.trial}: clean twin "
+                f"of its set written to {f}")
 
   def craft_set(self, cell, wait) -> bool:
     """Crafts ``cell``'s targeted set unless its file exists; False (and
