@@ -92,6 +92,22 @@ def test_clean_twins_decide_which_hits_count():
   assert "hit: 2 (0.9); clean twin miss: 1 (0.1)" in row
 
 
+def test_compute_sums_the_cells_and_recorded_crafting():
+  manifests, cells = _fake()
+  m = dict(manifests[0], command_seconds=[
+      ["hint-jax target-poison --attack bp", 1800.0],
+      ["hint-jax train --defense none", 99.0]])
+  text = rep.compute(m, cells)
+  # 5 finished cells of 10/20/30 s training + 1 s defence each (_cell):
+  # i = 0, 1, 2, 3, 5 -> 11 + 21 + 31 + 11 + 31 = 105 s.
+  assert "5 finished cells, 0.03 h" in text
+  # Medians: none of 11, 21, 31 s; HINT of 11, 31 s: both 21 s.
+  assert f"none {21 / 60:.1f} min (3), HINT {21 / 60:.1f} min (2)" in text
+  # Only the crafting command counts as crafting.
+  assert "Crafting recorded here: 0.50 h over 1 command(s)" in text
+  assert rep.compute(dict(m, cells=[]), cells) == ""
+
+
 def test_every_figure_is_drawn(tmp_path):
   manifests, cells = _fake()
   assert rep.hit_grid_figure(manifests, cells, tmp_path / "grid.png")

@@ -368,9 +368,37 @@ def _variant(label):
 
 def cell_seconds(c) -> float:
   """A cell's training time plus its defence's own time (the data loading,
-  compilation outside the epochs and the final evaluation are left out)."""
+  compilation outside the epochs and the final evaluation are left out;
+  a transfer cell's training is its top layer's)."""
   r = c["result"]
-  return float(r["train_seconds"]) + float(r.get("defense_seconds") or 0.0)
+  train = r["train_seconds"] if "train_seconds" in r else r.get(
+      "top_layer_seconds", 0.0)
+  return float(train) + float(r.get("defense_seconds") or 0.0)
+
+
+def compute(manifest, cells) -> str:
+  """One paragraph on what a profile's finished cells cost: their summed
+  and median time (`cell_seconds`), per method, and the crafting commands'
+  recorded wall time."""
+  ids = {rec["id"] for rec in manifest["cells"]}
+  done = [c for c in cells if c["id"] in ids and c["result"] is not None]
+  if not done:
+    return ""
+  total = sum(cell_seconds(c) for c in done)
+  per = []
+  for m in methods_of([manifest], manifest["table"], done):
+    secs = [cell_seconds(c) for c in done if c["method"] == m]
+    per.append(f"{m} {np.median(secs) / 60:.1f} min ({len(secs)})")
+  crafts = [s for cmd, s in manifest.get("command_seconds", [])
+            if cmd.split()[1:2] in (["poison"], ["target-poison"])]
+  text = (f"Compute: {len(done)} finished cells, {total / 3600:.2f} h of "
+          f"training and defence in all; median per cell: "
+          f"{', '.join(per)}.")
+  if crafts:
+    text += (f" Crafting recorded here: {sum(crafts) / 3600:.2f} h over "
+             f"{len(crafts)} command(s).")
+  return text + (" Times are this machine's, with whatever else ran "
+                 "beside them (the results README says what).")
 
 
 def table5(manifests, cells) -> str:
@@ -877,6 +905,9 @@ def write_report(out, data_dir=None, num_images=5):
               m.get("description", ""), "", "Commands run:", "", "```"]
     parts += [inv_line(i) for i in m.get("invocations", [])]
     parts += m.get("commands", []) + ["```"]
+    spent = compute(m, cells)
+    if spent:
+      parts += ["", spent]
     mach = m.get("machine", {})
     parts += ["", f"Machine: {mach.get('platform')}, {mach.get('cpus')} "
               f"CPUs, backend {mach.get('backend')}, JAX "

@@ -250,6 +250,12 @@ class Manifest:
     self._update(lambda m: m["commands"].append("hint-jax "
                                                 + shlex.join(argv)))
 
+  def timed(self, argv, seconds):
+    """Records how long a logged command took (wall time, this process;
+    a command resumed after an interruption records each part)."""
+    self._update(lambda m: m.setdefault("command_seconds", []).append(
+        ["hint-jax " + shlex.join(argv), round(seconds, 1)]))
+
   def set_cells(self, records):
     """Replaces the manifest's cell list (the twins found since it was
     opened are added)."""
@@ -282,21 +288,29 @@ class Runner:
     return ((["--data-dir", self.opts.data_dir] if self.opts.data_dir
              else []) + ([] if self.opts.progress else ["--no-progress"]))
 
+  def _logged(self, argv, run):
+    """Records ``argv`` in the manifest, runs ``run()``, records its time."""
+    self.manifest.log(argv)
+    t0 = time.perf_counter()
+    result = run()
+    self.manifest.timed(argv, time.perf_counter() - t0)
+    return result
+
   def train(self, argv):
     """Runs (and records) ``hint-jax train argv``."""
-    self.manifest.log(argv)
     job, out = self.flags.train(argv[1:])
-    return pipeline.run_train(job, out, reporter=self.reporter)
+    return self._logged(argv, lambda: pipeline.run_train(
+        job, out, reporter=self.reporter))
 
   def poison(self, argv):
-    self.manifest.log(argv)
     data, spec, out = self.flags.poison(argv[1:])
-    return pipeline.run_poison(data, spec, out, self.reporter)
+    return self._logged(argv, lambda: pipeline.run_poison(
+        data, spec, out, self.reporter))
 
   def target_poison(self, argv):
-    self.manifest.log(argv)
     data, spec, out = self.flags.target_poison(argv[1:])
-    return pipeline.run_target_poison(data, spec, out, self.reporter)
+    return self._logged(argv, lambda: pipeline.run_target_poison(
+        data, spec, out, self.reporter))
 
   def cell_argv(self, cell) -> list:
     argv = ["train"] + cell.train_flags()
