@@ -220,6 +220,12 @@ def test_report_tables_and_figures(quick_dir):
     data = (quick_dir / "figures" / name).read_bytes()
     assert data[:8] == b"\x89PNG\r\n\x1a\n", name
     assert f"figures/{name}" in text
+  # One table's report: its own file, only that table's sections.
+  assert main(["report", str(quick_dir), "--tables", "table4"]) == 0
+  only = (quick_dir / "report_table4.md").read_text()
+  assert "## Table IV" in only and "## Table II:" not in only
+  assert "### table4 / quick" in only and "### table2 / quick" not in only
+  assert main(["report", str(quick_dir), "--tables", "table9"]) == 2
 
 
 def test_mean_std_format_and_recovery():

@@ -108,6 +108,34 @@ def test_compute_sums_the_cells_and_recorded_crafting():
   assert rep.compute(dict(m, cells=[]), cells) == ""
 
 
+def test_table4_says_how_far_the_noise_reaches_at_p_06(tmp_path):
+  # Two HINT cells at p = 0.6 with known noise files (beta = 16/255): one
+  # value at 9 levels and one at the bound in the first, none above 8 in
+  # the second.
+  cells = []
+  for i, top in enumerate([[9.0, 16.0], [3.0, 7.0]]):
+    d = tmp_path / f"cells/h{i}"
+    d.mkdir(parents=True)
+    delta = np.zeros((2, 4, 4, 1), np.float32)
+    delta.flat[:2] = np.array(top) / 255.0
+    np.savez(d / "noise.npz", delta=delta, beta=np.float32(16 / 255))
+    cells.append({"id": f"h{i}", "dataset": "mnist", "ratio": 0.6,
+                  "method": "HINT", "trial": i, "dir": f"cells/h{i}",
+                  "result": {"test_accuracy": 0.97,
+                             "hint": {"noise_file": "noise.npz"}}})
+  assert rep.beta_reach(tmp_path, cells, "mnist", 0.6) == (
+      2, pytest.approx(16.0, abs=1e-3), (0, 2), (0, 1), 32)
+  assert rep.beta_reach(None, cells, "mnist", 0.6) is None
+  assert rep.beta_reach(tmp_path, cells, "mnist", 1.0) is None
+  t4 = [{"id": "t", "dataset": "mnist", "ratio": 1.0, "method": "HINT",
+         "trial": 0, "dir": "cells/t", "result": {"test_accuracy": 0.9}}]
+  manifests = [{"table": "table4", "cells": t4}]
+  text = rep.table4(manifests, t4 + cells, tmp_path)
+  assert "at most 16.0 grey levels; 0-2 of its 32" in text
+  assert "0-1 reach β" in text
+  assert "Why not" not in rep.table4(manifests, t4 + cells)
+
+
 def test_every_figure_is_drawn(tmp_path):
   manifests, cells = _fake()
   assert rep.hit_grid_figure(manifests, cells, tmp_path / "grid.png")

@@ -15,12 +15,17 @@ def register(sub):
                  "one the experiment recorded, then $HINT_JAX_DATA_DIR)")
   p.add_argument("--num-images", type=positive_int, default=5,
                  help="test images in Fig. 2")
+  p.add_argument("--tables", default=None,
+                 help="only these tables (comma list, e.g. table4), "
+                 "written to DIR/report_<tables>.md")
   p.set_defaults(func=run)
 
 
 def run(args):
+  tables = (None if args.tables is None else
+            [t.strip() for t in args.tables.split(",") if t.strip()])
   path, figures, finished, total = rep.write_report(
-      args.dir, args.data_dir, args.num_images)
+      args.dir, args.data_dir, args.num_images, tables)
   info(f"report: {finished} of {total} cells finished")
   print(f"wrote {path}" + "".join(f", {f}" for f in figures))
   return 0
