@@ -11,6 +11,7 @@ import pytest
 from hint_jax.errors import ConfigError
 from hint_jax.models import (ConvNet, Model, get_model, is_top_layer,
                              num_params)
+from hint_jax.models import layers
 from hint_jax.models.layers import BatchNorm, TorchConv, avg_pool2
 
 
@@ -110,14 +111,64 @@ def test_im2col_conv_equals_xla_conv(cin, padding):
   np.testing.assert_allclose(want, ref, rtol=1e-5, atol=1e-5)
 
 
+def test_conv_valid_derivatives_are_the_convolutions():
+  """`conv_valid` (lax's convolution, input gradient through the
+  row-stacked form) against lax's convolution and its own derivatives, in
+  float64 so only rounding can separate them: values, reverse mode in both
+  arguments, forward-over-reverse (the HVPs of the influence engine), the
+  mixed input/parameter derivative (I_pert) and per-example gradients."""
+  with jax.enable_x64(True):
+    k = jax.random.key(0)
+    x = jax.random.normal(k, (3, 9, 8, 4), jnp.float64)
+    w = jax.random.normal(jax.random.fold_in(k, 1), (3, 3, 4, 5),
+                          jnp.float64)
+    ref = lambda x, w: jnp.sum(jnp.sin(layers._conv(x, w)))  # pylint: disable=protected-access
+    new = lambda x, w: jnp.sum(jnp.sin(layers.conv_valid(x, w)))
+    close = lambda a, b: jax.tree.map(
+        lambda u, v: np.testing.assert_allclose(u, v, rtol=1e-12,
+                                                atol=1e-12), a, b)
+    close(layers.conv_valid(x, w), layers._conv(x, w))  # pylint: disable=protected-access
+    close(layers.conv_rows(x, w), layers._conv(x, w))  # pylint: disable=protected-access
+    close(jax.grad(new, (0, 1))(x, w), jax.grad(ref, (0, 1))(x, w))
+    v = (jax.random.normal(jax.random.fold_in(k, 2), x.shape, jnp.float64),
+         jax.random.normal(jax.random.fold_in(k, 3), w.shape, jnp.float64))
+    close(jax.jvp(jax.grad(new, (0, 1)), (x, w), v),
+          jax.jvp(jax.grad(ref, (0, 1)), (x, w), v))
+    mixed = lambda f: jax.grad(
+        lambda x: jnp.sum(jax.grad(f, 1)(x, w) ** 2))(x)
+    close(mixed(new), mixed(ref))
+    per_example = lambda f: jax.vmap(jax.grad(
+        lambda w, xi: f(xi[None], w)), (None, 0))(w, x)
+    close(per_example(new), per_example(ref))
+  # A gradient in the kernel only never forms the row-stacked input.
+  x32, w32 = x.astype(jnp.float32), w.astype(jnp.float32)
+  jaxpr = str(jax.make_jaxpr(jax.grad(
+      lambda w: jnp.sum(layers.conv_valid(x32, w))))(w32))
+  # (The transpose of the stacking is a split and row-shifting pads.)
+  assert "conv_general_dilated" in jaxpr
+  assert " pad[" not in jaxpr and " split[" not in jaxpr
+  input_grad = str(jax.make_jaxpr(jax.grad(
+      lambda x: jnp.sum(layers.conv_valid(x, w32))))(x32))
+  assert " pad[" in input_grad and " split[" in input_grad
+
+
 def test_convnet_conv_impls_agree_and_strided_pool_matches():
   x = jax.random.uniform(jax.random.key(0), (5, 28, 28, 1))
   auto = Model("a", ConvNet(conv_impl="im2col"), (28, 28, 1))
   xla = Model("b", ConvNet(conv_impl="xla"), (28, 28, 1))
+  plain = Model("c", ConvNet(conv_impl="lax"), (28, 28, 1))
   params, state = auto.init(jax.random.key(1))
   np.testing.assert_allclose(auto.apply_eval(params, state, x),
                              xla.apply_eval(params, state, x),
                              rtol=1e-4, atol=1e-5)
+  # The parameter gradient through conv_valid's input-gradient path is
+  # lax's to float32 rounding (scale ~1e-2..1; the sums run in another
+  # order).
+  loss = lambda m: jax.grad(lambda p: jnp.sum(
+      m.apply_eval(p, state, x) ** 2))(params)
+  jax.tree.map(lambda a, b: np.testing.assert_allclose(a, b, rtol=2e-4,
+                                                       atol=2e-5),
+               loss(xla), loss(plain))
   y = jax.random.normal(jax.random.key(2), (2, 6, 8, 3))
   np.testing.assert_allclose(avg_pool2(y),
                              nn.avg_pool(y, (2, 2), strides=(2, 2)),
