@@ -599,7 +599,9 @@ def test_sets_another_invocation_is_crafting_are_passed_over_first(
   def fake_train(_job, o, **_k):
     events.append(("this", "trained", pathlib.Path(o).name))
     pathlib.Path(o).mkdir(parents=True, exist_ok=True)
-    (pathlib.Path(o) / "result.json").write_text("{}")
+    # A miss: no clean twin to train.
+    (pathlib.Path(o) / "result.json").write_text(
+        '{"target": {"success": false}}')
 
   monkeypatch.setattr(runner.pipeline, "run_target_poison", fake_craft)
   monkeypatch.setattr(runner.pipeline, "run_train", fake_train)
