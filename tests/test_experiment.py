@@ -54,6 +54,10 @@ def test_table2_cpu_grid_and_shared_cells():
       t2.poison_key("mnist")["split"] == []
   mnist = [c for c in t2.cells() if c.dataset == "mnist"]
   assert all("--model" not in c.train_flags() for c in mnist)
+  # A plan outside the profile's ratios is refused, not silently empty.
+  with pytest.raises(ConfigError, match="plan"):
+    dataclasses.replace(t2, plans=(exp_configs.DatasetPlan(
+        "cifar10", (0.5,), ("none",), 1),))
   # The id of the run made before the CIFAR-10 part was added.
   assert mnist[0].cell_id == "mnist_p0_none_t0_f0c8937365"
   assert len(mnist) == 51 and len(t2.cells()) == 57

@@ -152,6 +152,16 @@ class Profile:
   only_at: Tuple[Tuple[str, Tuple[float, ...]], ...] = ()
   plans: Tuple["DatasetPlan", ...] = ()
 
+  def __post_init__(self):
+    labels = {m.label for m in self.methods}
+    for plan in self.plans:
+      if (plan.dataset not in self.datasets
+          or not set(plan.ratios) <= set(self.ratios)
+          or not set(plan.methods) <= labels):
+        raise ConfigError(f"{self.table}/{self.name}: the {plan.dataset} "
+                          "plan needs one of the profile's datasets and "
+                          "only its ratios and methods")
+
   def plan(self, dataset: str) -> Optional["DatasetPlan"]:
     for plan in self.plans:
       if plan.dataset == dataset:
@@ -349,7 +359,8 @@ _add(Profile(
         "The paper's Table IV on real MNIST at p = 1 (the paper's p = 0.6 "
         "is not used: there all but about 1e-5 of HINT's noised pixel "
         "values stay below 8/255, so beta cannot matter; the report gives "
-        "the measured reach): r = 0.25, 0.5, 0.75, 1 at beta = 16/255 and beta = 8, "
+        "the measured reach): r = 0.25, 0.5, 0.75, 1 at beta = 16/255 and "
+        "beta = 8, "
         "32, 64 /255 at r = 0.5; one seed instead of five. Shares the "
         "crafted set and the HINT p = 1 cell with table2. Command: hint-jax "
         "experiment table4 --profile cpu --data-dir DATA --out runs/exp.")))

@@ -412,11 +412,7 @@ class Runner:
     if not lower:
       return
     ps = attacks.load_poisoned(full)
-    split_argv = (["--dataset", dataset, "--out", str(out)]
-                  + profile.poison_key(dataset)["split"]
-                  + (["--data-dir", self.opts.data_dir] if self.opts.data_dir
-                     else []))
-    _, splits = pipeline.load_splits(self.flags.train(split_argv)[0].data)
+    splits = self._clean_split(dataset, profile.poison_key(dataset)["split"])
     key = jax.random.fold_in(jax.random.key(profile.poison_seed),
                              POISON_LOWER_STREAM)
     for r in lower:
@@ -424,6 +420,14 @@ class Runner:
       attacks.save_poisoned(poison_file(out, profile, dataset, r), low)
       self.note(f"experiment: {dataset} p = {r:g}: {low.counts()} (kept "
                 "from the p = 1 set)")
+
+  def _clean_split(self, dataset, split_flags):
+    """The clean splits a set of ``dataset`` made with ``split_flags`` (the
+    split-changing ``hint-jax train`` flags) was crafted from."""
+    argv = (["--dataset", dataset, "--out", str(self.out)] + split_flags
+            + (["--data-dir", self.opts.data_dir] if self.opts.data_dir
+               else []))
+    return pipeline.load_splits(self.flags.train(argv)[0].data)[1]
 
   def _open_manifest(self, profile, records, num_done, **extra):
     """Records this invocation in the profile's manifest (started if
@@ -498,10 +502,7 @@ class Runner:
         raise ConfigError(f"{name}: {unknown} not in this profile "
                           f"({', '.join(sorted(have))})")
     done = [(cell_dir(out, c) / "result.json").exists() for c in cells]
-    chosen = [(opts.methods is None or c.method.label in opts.methods)
-              and (opts.attacks is None or c.attack in opts.attacks)
-              and (opts.trials is None or c.trial < opts.trials)
-              for c in cells]
+    chosen = [self._chosen_targeted(c) for c in cells]
     todo = [c for c, d, ch in zip(cells, done, chosen) if ch and not d]
     # Every hit gets its clean twin, trained after the cells (so a hit the
     # twin shares is not counted as the poisons' doing); the twins known
@@ -509,7 +510,8 @@ class Runner:
     twins = self._twins(cells)
     twin_done = [(cell_dir(out, c) / "result.json").exists() for c in twins]
     outcome = self._statuses(profile, cells + twins, done + twin_done,
-                             chosen + [self._chosen_twin(c) for c in twins])
+                             chosen + [self._chosen_targeted(c)
+                                       for c in twins])
     if opts.dry_run:
       return outcome
     self._check_data_dir()
@@ -532,7 +534,7 @@ class Runner:
                                trained)
     twins = self._twins(cells)
     self.manifest.set_cells([cell_record(out, c) for c in cells + twins])
-    twin_todo = [c for c in twins if self._chosen_twin(c)
+    twin_todo = [c for c in twins if self._chosen_targeted(c)
                  and not (cell_dir(out, c) / "result.json").exists()]
     for cell in {c.poison_id: c for c in twin_todo}.values():
       self.twin_set(cell)
@@ -544,11 +546,12 @@ class Runner:
     """The clean twins of ``cells``' finished hits."""
     return [c.twin() for c in cells if is_hit(self.out, c)]
 
-  def _chosen_twin(self, twin) -> bool:
+  def _chosen_targeted(self, cell) -> bool:
+    """Whether the filters of the invocation select ``cell`` (or twin)."""
     opts = self.opts
-    return ((opts.methods is None or twin.method.label in opts.methods)
-            and (opts.attacks is None or twin.attack in opts.attacks)
-            and (opts.trials is None or twin.trial < opts.trials))
+    return ((opts.methods is None or cell.method.label in opts.methods)
+            and (opts.attacks is None or cell.attack in opts.attacks)
+            and (opts.trials is None or cell.trial < opts.trials))
 
   def twin_set(self, twin):
     """Writes the clean twin of ``twin``'s targeted set unless it exists."""
@@ -556,11 +559,7 @@ class Runner:
     with lock(self.out, f"{twin.poison_id}_clean"):
       if f.exists():
         return
-      split_argv = (["--dataset", twin.dataset, "--out", str(self.out)]
-                    + twin.poison_key()["split"]
-                    + (["--data-dir", self.opts.data_dir]
-                       if self.opts.data_dir else []))
-      _, splits = pipeline.load_splits(self.flags.train(split_argv)[0].data)
+      splits = self._clean_split(twin.dataset, twin.poison_key()["split"])
       crafted = targeted_poison_file(self.out, dataclasses.replace(
           twin, clean_twin=False))
       attacks.save_poisoned(f, attacks.clean_twin(
