@@ -15,40 +15,19 @@ import json
 import statistics
 
 import jax
-import jax.numpy as jnp
-import numpy as np
 
+from bench_xla_options import mnist_steps  # experiments/, beside this file
 from hint_jax import xla_options
 from hint_jax.bench.timing import interleaved_medians
-from hint_jax.defenses.atda import AtdaConfig, make_adversary
 from hint_jax.models import ConvNet, Model
-from hint_jax.train import Trainer
-from hint_jax.train.presets import preset
 
 
 def steps_runner(conv_impl, atda, steps):
   """``run()``: ``steps`` training steps (ATDA's with ``atda``) of the
-  MNIST ConvNet with ``conv_impl``, batch 128."""
-  rng = np.random.default_rng(0)
-  x = rng.integers(0, 256, (128 * steps, 28, 28, 1), dtype=np.uint8)
-  y = rng.integers(0, 10, len(x)).astype(np.int32)
+  MNIST ConvNet with ``conv_impl``, batch 128, compiled as the library
+  compiles."""
   model = Model("convnet", ConvNet(conv_impl=conv_impl), (28, 28, 1))
-  trainer = Trainer(model, preset("mnist", batch_size=128), len(x),
-                    adversary=(make_adversary(model, AtdaConfig()) if atda
-                               else None))
-  step = xla_options.jit(lambda s, xs, ys, idx: trainer.train_step(
-      s, xs[idx], ys[idx]), donate_argnums=0)
-  holder = {"state": trainer.init_state(jax.random.key(0))}
-  xd, yd = jnp.asarray(x), jnp.asarray(y)
-  batches = jnp.asarray(trainer.epoch_batches(holder["state"], 0, len(x)))
-
-  def run():
-    m = None
-    for idx in batches:
-      holder["state"], m = step(holder["state"], xd, yd, idx)
-    return m
-
-  return run
+  return mnist_steps(model, atda=atda, steps=steps, jit=xla_options.jit)
 
 
 def main(argv=None):

@@ -12,6 +12,7 @@ their ratio.
 """
 
 import argparse
+import functools
 import json
 
 import jax
@@ -28,18 +29,18 @@ from hint_jax.train import Trainer
 from hint_jax.train.presets import preset
 
 
-def atda_steps(options, steps=4):
-  """``run()``: ``steps`` ATDA training steps of the MNIST ConvNet, batch
-  128, compiled with ``options``."""
+def mnist_steps(model, *, atda, steps, jit):
+  """``run()``: ``steps`` training steps (ATDA's with ``atda``) of the
+  MNIST ``model`` on random images, batch 128, the step compiled by
+  ``jit`` (a ``jax.jit``-like function taking ``donate_argnums``)."""
   rng = np.random.default_rng(0)
   x = rng.integers(0, 256, (128 * steps, 28, 28, 1), dtype=np.uint8)
   y = rng.integers(0, 10, len(x)).astype(np.int32)
-  model = get_model("convnet", 10, (28, 28, 1))
   trainer = Trainer(model, preset("mnist", batch_size=128), len(x),
-                    adversary=make_adversary(model, AtdaConfig()))
-  step = jax.jit(lambda s, xs, ys, idx: trainer.train_step(s, xs[idx],
-                                                           ys[idx]),
-                 donate_argnums=0, compiler_options=options)
+                    adversary=(make_adversary(model, AtdaConfig()) if atda
+                               else None))
+  step = jit(lambda s, xs, ys, idx: trainer.train_step(s, xs[idx], ys[idx]),
+             donate_argnums=0)
   holder = {"state": trainer.init_state(jax.random.key(0))}
   xd, yd = jnp.asarray(x), jnp.asarray(y)
   batches = jnp.asarray(trainer.epoch_batches(holder["state"], 0, len(x)))
@@ -51,6 +52,14 @@ def atda_steps(options, steps=4):
     return m
 
   return run
+
+
+def atda_steps(options, steps=4):
+  """``run()``: ``steps`` ATDA training steps of the MNIST ConvNet, batch
+  128, compiled with ``options``."""
+  return mnist_steps(get_model("convnet", 10, (28, 28, 1)), atda=True,
+                     steps=steps, jit=functools.partial(
+                         jax.jit, compiler_options=options))
 
 
 def gm_objective(options, count=100):
