@@ -134,6 +134,45 @@ def test_table4_says_how_far_the_noise_reaches_at_p_06(tmp_path):
   assert "at most 16.0 grey levels; 0-2 of its 32" in text
   assert "0-1 reach β" in text
   assert "Why not" not in rep.table4(manifests, t4 + cells)
+  # The cell without a noise file has no reach; one seed, no seed spread.
+  row, = [l for l in text.splitlines() if l.startswith("| r = 0.5")]
+  assert row.startswith("| r = 0.5, β = 0.063 | 90.00 [") and row.endswith(
+      "| — |")
+  assert "Seed noise" not in text
+
+
+def test_table4_gives_each_variants_reach_and_the_seed_spread(tmp_path):
+  # A β = 8/255 variant whose noise file has one value at the bound (8
+  # levels) of 32, and three default-HINT seeds at p = 1 (two from another
+  # table): 88, 90, 92 -> 90.00 ± 2.00 (sample std).
+  d = tmp_path / "cells/b"
+  d.mkdir(parents=True)
+  delta = np.zeros((2, 4, 4, 1), np.float32)
+  delta.flat[:2] = np.array([8.0, 5.0]) / 255.0
+  np.savez(d / "noise.npz", delta=delta, beta=np.float32(8 / 255))
+  hint = {"test_accuracy": 0.9, "hint": {"noise_file": "noise.npz"}}
+  t4 = [{"id": "b", "dataset": "mnist", "ratio": 1.0,
+         "method": "HINT beta=0.031", "trial": 0, "dir": "cells/b",
+         "result": hint},
+        {"id": "h0", "dataset": "mnist", "ratio": 1.0, "method": "HINT",
+         "trial": 0, "dir": "cells/h0", "result": {"test_accuracy": 0.88}}]
+  seeds = [{"id": f"h{i}", "dataset": "mnist", "ratio": 1.0,
+            "method": "HINT", "trial": i, "dir": f"cells/h{i}",
+            "result": {"test_accuracy": a}}
+           for i, a in ((1, 0.90), (2, 0.92))]
+  targeted = {"id": "g", "dataset": "cifar10", "method": "HINT",
+              "attack": "gm", "trial": 0, "dir": "cells/g",
+              "result": {"test_accuracy": 0.6}}   # no ratio: left out
+  manifests = [{"table": "table4", "cells": t4}]
+  text = rep.table4(manifests, t4 + seeds + [targeted], tmp_path)
+  row, = [l for l in text.splitlines() if l.startswith("| β = 0.031")]
+  assert row.startswith("| β = 0.031 | 90.00 [") and row.endswith(
+      "| 8.0, 1 of 32 |")
+  assert "over 3 seeds gives 90.00 ± 2.00%" in text
+  assert "differences under about 4.0 points" in text
+  # Without the run folder: no reach column, the spread still given.
+  bare = rep.table4(manifests, t4 + seeds + [targeted])
+  assert "values at β" not in bare and "90.00 ± 2.00%" in bare
 
 
 def test_every_figure_is_drawn(tmp_path):

@@ -376,7 +376,11 @@ def table4(manifests, cells, out=None) -> str:
     return ""
   methods = methods_of(manifests, "table4", cells)
   datasets = ordered({c["dataset"] for c in cells})
-  rows = []
+  header, rows = ["variant"], []
+  for d in datasets:
+    header.append(d)
+    if out is not None:
+      header.append(f"{d}: max \\|δ\\| (levels), values at β")
   for m in methods:
     row = [_variant(m)]
     for d in datasets:
@@ -385,13 +389,37 @@ def table4(manifests, cells, out=None) -> str:
                         for p in ratios)
       ref = configs.PAPER_TABLE4.get(d, {}).get(m)
       row.append(ours + (f" [{ref[0]:.2f} ± {ref[1]:.2f}]" if ref else ""))
+      if out is not None:
+        reach = [beta_reach(out, cells, d, p, m) for p in ratios]
+        row.append(" / ".join(
+            "—" if r is None else f"{r[1]:.1f}, {_span(r[3])} of {r[4]}"
+            for r in reach))
     rows.append(row)
   ratios = sorted({c["ratio"] for c in cells})
   parts = [
       "## Table IV: HINT against r and β", "",
       f"Test accuracy (%) at p = {', '.join(f'{p:g}' for p in ratios)}; "
       "the paper's (p = 0.6, five trials) in brackets. r at β = 16/255, "
-      "β at r = 0.5.", "", _md(["variant"] + datasets, rows)]
+      "β at r = 0.5."
+      + (" Beside it, from each cell's noise file: the largest |δ| in grey "
+         "levels and how many noised pixel values sit at β (a β no value "
+         "reaches cannot have changed the run)." if out is not None else ""),
+      "", _md(header, rows)]
+  for d in datasets:
+    for p in sorted({c["ratio"] for c in cells if c["dataset"] == d}):
+      # The default HINT's spread over seeds at this ratio, from any
+      # table's cells (table2 runs three): the yardstick for the variants'
+      # single-seed differences.
+      seeds = [100 * c["result"]["test_accuracy"] for c in all_cells
+               if c["result"] is not None and c["dataset"] == d
+               and c.get("ratio") == p and c["method"] == "HINT"]
+      if len(seeds) > 1:
+        mean, std = mean_std(seeds)
+        parts += ["", (
+            f"Seed noise ({d}, p = {p:g}): the default HINT over "
+            f"{len(seeds)} seeds gives {mean:.2f} ± {std:.2f}%; variants "
+            f"run with one seed, so differences under about {2 * std:.1f} "
+            "points between rows cannot be told from seed noise.")]
   for d in datasets:
     reach = beta_reach(out, all_cells, d, 0.6)
     if reach is None or 0.6 in ratios:
@@ -405,6 +433,11 @@ def table4(manifests, cells, out=None) -> str:
         f"64/255 can change at most {at8[1] / size:.1e} of them: the β "
         "column would measure seed noise.")]
   return "\n".join(parts)
+
+
+def _span(lo_hi) -> str:
+  lo, hi = lo_hi
+  return f"{lo}" if lo == hi else f"{lo}-{hi}"
 
 
 def _variant(label):
