@@ -19,6 +19,7 @@ from hint_jax.cli.main import main
 from hint_jax.errors import ConfigError
 from hint_jax.experiment import configs as exp_configs
 from hint_jax.experiment import report as rep
+from hint_jax.experiment import results
 from hint_jax.experiment import runner
 
 
@@ -121,7 +122,7 @@ def quick_dir(tmp_path_factory):
 
 
 def test_quick_profiles_run_every_cell(quick_dir):
-  manifests, cells = rep.collect(quick_dir)
+  manifests, cells = results.collect(quick_dir)
   assert {m["table"] for m in manifests} == {"table2", "table4", "table5",
                                              "controls"}
   # 15 table2 cells; table4 adds 2 (r = 0.25 and beta = 8/255 at p = 0.5),
@@ -201,7 +202,7 @@ def test_rerun_skips_finished_cells_and_resumes_unfinished(quick_dir,
 def test_report_tables_and_figures(quick_dir):
   assert main(["report", str(quick_dir)]) == 0
   text = (quick_dir / "report.md").read_text()
-  _, cells = rep.collect(quick_dir)
+  _, cells = results.collect(quick_dir)
   by = {(c["ratio"], c["method"]): c["result"]["test_accuracy"]
         for c in cells}
   assert "## Table II" in text and "## Table IV" in text
@@ -262,14 +263,14 @@ def test_given_poison_file_and_filters(quick_dir, tmp_path):
                "--methods", "none", "--no-progress"]) == 0
   manifest = json.loads((out / "experiment_table2_quick.json").read_text())
   assert manifest["poison_files"] == {"digits": str(given.resolve())}
-  _, cells = rep.collect(out)
+  _, cells = results.collect(out)
   finished = [c for c in cells if c["result"] is not None]
   assert [(c["ratio"], c["method"]) for c in finished] == [(1.0, "none")]
   (copied,) = (out / "poison").glob("*/p1.npz")
   assert copied.read_bytes() == given.read_bytes()
   # Same poisons and seed as the crafted run's cell: the same training, to
   # the bit (CPU XLA is deterministic); a different cell id all the same.
-  _, crafted = rep.collect(quick_dir)
+  _, crafted = results.collect(quick_dir)
   twin = next(c for c in crafted if c["ratio"] == 1.0
               and c["method"] == "none")
   assert twin["id"] != finished[0]["id"]
@@ -331,7 +332,7 @@ def test_table3_quick_crafts_trains_and_reports(tmp_path):
   argv = ["experiment", "table3", "--profile", "quick", "--out", str(out),
           "--methods", "none", "--no-progress"]
   assert main(argv) == 0
-  manifests, cells = rep.collect(out)
+  manifests, cells = results.collect(out)
   prof = exp.get_profile("table3", "quick")
   none_cells = [c for c in prof.cells() if c.method.label == "none"]
   twins = [c for c in cells if c.get("clean_twin")]
@@ -354,7 +355,7 @@ def test_table3_quick_crafts_trains_and_reports(tmp_path):
     res_path.write_text(json.dumps(res))
     assert main(argv) == 0
     hits.append(fc)
-  manifests, cells = rep.collect(out)
+  manifests, cells = results.collect(out)
   twins = [c for c in cells if c.get("clean_twin")]
   cells = [c for c in cells if not c.get("clean_twin")]
   finished = [c for c in cells if c["result"] is not None]
@@ -447,7 +448,7 @@ def test_table3_quick_crafts_trains_and_reports(tmp_path):
                "--no-progress"]) == 0
   assert sorted(f for f in (out / "poison" / "targeted").glob("*.npz")
                 if not f.stem.endswith("_clean")) == files
-  manifests, cells = rep.collect(out)
+  manifests, cells = results.collect(out)
   text = rep.table3(manifests, cells, "controls_targeted")
   assert "## Controls against targeted attacks" in text
   noise = text[text.index("The noise after"):]

@@ -6,14 +6,16 @@ import json
 import numpy as np
 import pytest
 
+from hint_jax.experiment import figures as figs
 from hint_jax.experiment import report as rep
+from hint_jax.experiment import results
 
 
 def test_mean_std_is_the_sample_std_in_tables_and_error_bars():
-  assert rep.mean_std([1.0, 2.0, 3.0]) == (2.0, 1.0)   # n-1: sqrt(2/2)
-  assert rep.mean_std([4.0]) == (4.0, 0.0)
+  assert results.mean_std([1.0, 2.0, 3.0]) == (2.0, 1.0)   # n-1: sqrt(2/2)
+  assert results.mean_std([4.0]) == (4.0, 0.0)
   assert rep.fmt([1.0, 2.0, 3.0]) == "2.00 ± 1.00 (n=3)"
-  mean, std = rep.mean_std([90.0, 92.0, 88.0, 94.0])
+  mean, std = results.mean_std([90.0, 92.0, 88.0, 94.0])
   assert mean == 91.0 and std == pytest.approx(np.sqrt(20 / 3), rel=1e-12)
 
 
@@ -42,14 +44,14 @@ def _fake():
 
 def test_hit_grid_from_a_fake_manifest():
   manifests, cells = _fake()
-  (dataset, (methods, columns, grid)), = rep.hit_grid(manifests,
+  (dataset, (methods, columns, grid)), = results.hit_grid(manifests,
                                                       cells).items()
   assert dataset == "cifar10" and methods == ["none", "HINT"]
   assert columns == [("bp", 0), ("bp", 1), ("fc", 0)]
   # 1 hit, 0 miss, None unfinished.
   assert grid == [[1, 1, 0], [0, None, 1]]
   # Another table's manifest contributes nothing.
-  assert rep.hit_grid([{**manifests[0], "table": "table2"}], cells) == {}
+  assert results.hit_grid([{**manifests[0], "table": "table2"}], cells) == {}
 
 
 def _with_twins():
@@ -71,12 +73,12 @@ def _with_twins():
 
 def test_clean_twins_decide_which_hits_count():
   manifests, cells = _with_twins()
-  assert rep.twin_verdicts(manifests, cells) == {
+  assert results.twin_verdicts(manifests, cells) == {
       ("cifar10", "bp", "none", 0): "poisons",
       ("cifar10", "bp", "none", 1): "clean",
       ("cifar10", "fc", "HINT", 0): "unchecked"}
   # Twins are not rows of their own; a hit the twin shares is drawn 0.5.
-  (_, (methods, columns, grid)), = rep.hit_grid(manifests, cells).items()
+  (_, (methods, columns, grid)), = results.hit_grid(manifests, cells).items()
   assert methods == ["none", "HINT"]
   assert grid == [[1, 0.5, 0], [0, None, 1]]
   text = rep.table3(manifests, cells)
@@ -177,9 +179,9 @@ def test_table4_gives_each_variants_reach_and_the_seed_spread(tmp_path):
 
 def test_every_figure_is_drawn(tmp_path):
   manifests, cells = _fake()
-  assert rep.hit_grid_figure(manifests, cells, tmp_path / "grid.png")
-  assert rep.hit_grid_figure(*_with_twins(), tmp_path / "twins.png")
-  assert not rep.hit_grid_figure(manifests, [], tmp_path / "none.png")
+  assert figs.hit_grid_figure(manifests, cells, tmp_path / "grid.png")
+  assert figs.hit_grid_figure(*_with_twins(), tmp_path / "twins.png")
+  assert not figs.hit_grid_figure(manifests, [], tmp_path / "none.png")
   # Table IV: the default HINT and one r and one β variant, two trials.
   t4 = []
   for i, (m, acc) in enumerate([("HINT", 0.97), ("HINT", 0.96),
@@ -190,12 +192,12 @@ def test_every_figure_is_drawn(tmp_path):
                "result": {"test_accuracy": acc}})
   m4 = [{"table": "table4", "profile": "cpu",
          "cells": [{k: c[k] for k in ("id", "method")} for c in t4]}]
-  assert rep.table4_figure(m4, t4, tmp_path / "t4.png")
-  assert rep._axis_value("HINT beta=0.031", "β") == 8.0  # pylint: disable=protected-access
-  assert rep._axis_value("HINT r=0.25", "β") is None  # pylint: disable=protected-access
+  assert figs.table4_figure(m4, t4, tmp_path / "t4.png")
+  assert figs._axis_value("HINT beta=0.031", "β") == 8.0  # pylint: disable=protected-access
+  assert figs._axis_value("HINT r=0.25", "β") is None  # pylint: disable=protected-access
   m5 = [{"table": "table5", "profile": "cpu",
          "cells": [{k: c[k] for k in ("id", "method")} for c in cells]}]
-  assert rep.table5_figure(m5, cells, tmp_path / "t5.png")
+  assert figs.table5_figure(m5, cells, tmp_path / "t5.png")
   run = tmp_path / "cell"
   run.mkdir()
   (run / "metrics.jsonl").write_text("".join(
@@ -203,6 +205,6 @@ def test_every_figure_is_drawn(tmp_path):
       for e in range(1, 11)))
   (run / "result.json").write_text(json.dumps(
       {"hint": {"config": {"schedule": [9]}}}))
-  assert rep.training_curves(run, tmp_path / "curve.png")
+  assert figs.training_curves(run, tmp_path / "curve.png")
   for name in ("grid", "t4", "t5", "curve"):
     assert (tmp_path / f"{name}.png").stat().st_size > 1000

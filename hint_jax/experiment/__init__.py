@@ -1,6 +1,7 @@
-"""The paper's experiments: table configurations (`configs`) and the
-reports built from their results (`report`). The command line runs them:
-``hint-jax experiment`` and ``hint-jax report``."""
+"""The paper's experiments: table configurations (`configs`), the cells'
+runner (`runner`), their results read back (`results`), and the report
+built from them: tables (`report`) and figures (`figures`). The command
+line runs them: ``hint-jax experiment`` and ``hint-jax report``."""
 
 from hint_jax.experiment.configs import Cell
 from hint_jax.experiment.configs import Method

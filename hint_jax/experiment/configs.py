@@ -628,7 +628,8 @@ _add(TargetedProfile(
         "cpu settings in the preset's shape (shared sets and cells). "
         "Gradient matching crafts slowly on a CPU (about 40 minutes a "
         "trial): its no defence, HINT and strongest-dose cells first with "
-        "--attacks gm --methods 'none,HINT,HINT sign-step beta'. Command: hint-jax experiment controls_targeted --profile "
+        "--attacks gm --methods 'none,HINT,HINT sign-step beta'. "
+        "Command: hint-jax experiment controls_targeted --profile "
         "cpu --data-dir DATA --out runs/exp (--attacks, --methods, "
         "--trials for a part).")))
 _add(TargetedProfile(
