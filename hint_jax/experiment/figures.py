@@ -108,6 +108,8 @@ def table4_figure(manifests, cells, path) -> bool:
   fig, axes = plt.subplots(len(datasets), 2, squeeze=False,
                            figsize=(8.4, 3.2 * len(datasets)))
   for row, d in zip(axes, datasets):
+    at = ", ".join(f"{p:g}" for p in sorted(
+        {c["ratio"] for c in cells if c["dataset"] == d}))
     for ax, (kind, label) in zip(row, (("r", "r (β = 16/255)"),
                                        ("β", "β × 255 (r = 0.5)"))):
       pts, paper = [], []
@@ -124,9 +126,10 @@ def table4_figure(manifests, cells, path) -> bool:
       if pts:
         xs, means, stds = zip(*sorted(pts))
         ax.errorbar(xs, means, yerr=stds, marker="o", capsize=3,
-                    label="ours")
+                    label=f"ours (p = {at})")
       if paper:
-        ax.plot(*zip(*sorted(paper)), "r:", marker="x", label="paper")
+        ax.plot(*zip(*sorted(paper)), "r:", marker="x",
+                label="paper (p = 0.6)")
       ax.set_xlabel(label)
       ax.set_ylabel("test accuracy (%)")
       ax.set_title(d, fontsize=9)
