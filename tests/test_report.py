@@ -136,11 +136,12 @@ def test_table4_says_how_far_the_noise_reaches_at_p_06(tmp_path):
   assert "at most 16.0 grey levels; 0-2 of its 32" in text
   assert "0-1 reach β" in text
   assert "Why not" not in rep.table4(manifests, t4 + cells)
-  # The cell without a noise file has no reach; one seed, no seed spread.
+  # No table4 cell keeps a noise file (as in a committed snapshot): no
+  # reach column; one seed, no seed spread.
   row, = [l for l in text.splitlines() if l.startswith("| r = 0.5")]
   assert row.startswith("| r = 0.5, β = 0.063 | 90.00 [") and row.endswith(
-      "| — |")
-  assert "Seed noise" not in text
+      "] |")
+  assert "values at β" not in text and "Seed noise" not in text
 
 
 def test_table4_gives_each_variants_reach_and_the_seed_spread(tmp_path):
@@ -173,6 +174,9 @@ def test_table4_gives_each_variants_reach_and_the_seed_spread(tmp_path):
   assert "over 3 seeds gives 90.00 ± 2.00%" in text
   assert "differences under about 4.0 points" in text
   # Without the run folder: no reach column, the spread still given.
+  # The default cell keeps no noise file: a dash in its reach column.
+  row, = [l for l in text.splitlines() if l.startswith("| r = 0.5")]
+  assert row.endswith("] | — |")
   bare = rep.table4(manifests, t4 + seeds + [targeted])
   assert "values at β" not in bare and "90.00 ± 2.00%" in bare
 

@@ -267,33 +267,39 @@ def beta_reach(out, cells, dataset, ratio, method="HINT"):
 
 
 def table4(manifests, cells, out=None) -> str:
-  """Table IV: HINT's accuracy (%) against r and beta; with ``out``, how
-  far the default HINT's noise reaches at the paper's p = 0.6 (whether beta
-  can matter there)."""
+  """Table IV: HINT's accuracy (%) against r and beta, and the default
+  HINT's seed spread at the same p where another table ran seeds; with
+  ``out``, each variant's noise reach (where its noise file is kept) and
+  how far the default HINT's noise reaches at the paper's p = 0.6 (whether
+  beta can matter there)."""
   all_cells = cells
   cells = results.cells_of(manifests, "table4", cells)
   if not cells:
     return ""
   methods = results.methods_of(manifests, "table4", cells)
   datasets = results.ordered({c["dataset"] for c in cells})
+  ratios_of = {d: sorted({c["ratio"] for c in cells if c["dataset"] == d})
+               for d in datasets}
+  # Each variant's noise reach, from the cells' noise files (a committed
+  # snapshot keeps none: no column then).
+  reach = {(d, p, m): beta_reach(out, cells, d, p, m)
+           for d in datasets for p in ratios_of[d] for m in methods}
+  show = any(r is not None for r in reach.values())
   header, rows = ["variant"], []
   for d in datasets:
-    header.append(d)
-    if out is not None:
-      header.append(f"{d}: max \\|δ\\| (levels), values at β")
+    header += [d] + ([f"{d}: max \\|δ\\| (levels), values at β"] if show
+                     else [])
   for m in methods:
     row = [_variant(m)]
     for d in datasets:
-      ratios = sorted({c["ratio"] for c in cells if c["dataset"] == d})
       ours = " / ".join(fmt(results.accs(cells, dataset=d, ratio=p, method=m))
-                        for p in ratios)
+                        for p in ratios_of[d])
       ref = configs.PAPER_TABLE4.get(d, {}).get(m)
       row.append(ours + (f" [{ref[0]:.2f} ± {ref[1]:.2f}]" if ref else ""))
-      if out is not None:
-        reach = [beta_reach(out, cells, d, p, m) for p in ratios]
+      if show:
         row.append(" / ".join(
             "—" if r is None else f"{r[1]:.1f}, {_span(r[3])} of {r[4]}"
-            for r in reach))
+            for r in (reach[d, p, m] for p in ratios_of[d])))
     rows.append(row)
   ratios = sorted({c["ratio"] for c in cells})
   parts = [
@@ -303,10 +309,10 @@ def table4(manifests, cells, out=None) -> str:
       "β at r = 0.5."
       + (" Beside it, from each cell's noise file: the largest |δ| in grey "
          "levels and how many noised pixel values sit at β (a β no value "
-         "reaches cannot have changed the run)." if out is not None else ""),
+         "reaches cannot have changed the run)." if show else ""),
       "", _md(header, rows)]
   for d in datasets:
-    for p in sorted({c["ratio"] for c in cells if c["dataset"] == d}):
+    for p in ratios_of[d]:
       # The default HINT's spread over seeds at this ratio, from any
       # table's cells (table2 runs three): the yardstick for the variants'
       # single-seed differences.
