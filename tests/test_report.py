@@ -103,11 +103,18 @@ def test_compute_sums_the_cells_and_recorded_crafting():
   # 5 finished cells of 10/20/30 s training + 1 s defence each (_cell):
   # i = 0, 1, 2, 3, 5 -> 11 + 21 + 31 + 11 + 31 = 105 s.
   assert "5 finished cells, 0.03 h" in text
-  # Medians: none of 11, 21, 31 s; HINT of 11, 31 s: both 21 s.
-  assert f"none {21 / 60:.1f} min (3), HINT {21 / 60:.1f} min (2)" in text
+  # Medians per attack and method: BP none of 11 and 21 s, BP HINT 11 s;
+  # FC none 31 s, FC HINT 31 s (seconds under a minute, as seconds).
+  assert "BP: none 16 s (2), HINT 11 s (1); FC: none 31 s (1), HINT 31 s (1)" \
+      in text
   # Only the crafting command counts as crafting.
   assert "Crafting recorded here: 0.50 h over 1 command(s)" in text
   assert rep.compute(dict(m, cells=[]), cells) == ""
+  # An untargeted table's cells (no attack): per method only, none of 11,
+  # 21, 31 s and HINT of 11, 31 s: both 21 s.
+  plain = [{k: v for k, v in c.items() if k != "attack"} for c in cells]
+  assert "median per cell: none 21 s (3), HINT 21 s (2)." in rep.compute(
+      m, plain)
 
 
 def test_table4_says_how_far_the_noise_reaches_at_p_06(tmp_path):

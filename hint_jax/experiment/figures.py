@@ -84,6 +84,11 @@ def hit_grid_figure(manifests, cells, path, table="table3") -> bool:
     ax.imshow(np.ma.masked_invalid(values), vmin=0, vmax=1, aspect="auto",
               cmap=ListedColormap(["#4caf50", "#ffa726", "#e53935"]))
     ax.set_facecolor("#dddddd")
+    # White lines between the cells, so every trial reads as its own box.
+    ax.set_xticks(np.arange(len(columns) + 1) - 0.5, minor=True)
+    ax.set_yticks(np.arange(len(methods) + 1) - 0.5, minor=True)
+    ax.grid(which="minor", color="white", linewidth=2)
+    ax.tick_params(which="minor", length=0)
     ax.set_yticks(range(len(methods)), methods, fontsize=7)
     ax.set_xticks(range(len(columns)),
                   [f"{a.upper()} {t}" for a, t in columns], fontsize=7,

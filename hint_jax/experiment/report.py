@@ -353,27 +353,38 @@ def _variant(label):
 
 def compute(manifest, cells) -> str:
   """One paragraph on what a profile's finished cells cost: their summed
-  and median time (`results.cell_seconds`), per method, and the crafting
-  commands' recorded wall time."""
+  and median time (`results.cell_seconds`), per method (per attack and
+  method for a targeted table, whose attacks' cells differ a hundredfold),
+  and the crafting commands' recorded wall time."""
   ids = {rec["id"] for rec in manifest["cells"]}
   done = [c for c in cells if c["id"] in ids and c["result"] is not None]
   if not done:
     return ""
   total = sum(results.cell_seconds(c) for c in done)
+  attacks = [a for a in configs.TABLE3_ATTACKS
+             if any(c.get("attack") == a for c in done)] or [None]
   per = []
-  for m in results.methods_of([manifest], manifest["table"], done):
-    secs = [results.cell_seconds(c) for c in done if c["method"] == m]
-    per.append(f"{m} {np.median(secs) / 60:.1f} min ({len(secs)})")
+  for a in attacks:
+    mine = [c for c in done if c.get("attack") == a]
+    items = []
+    for m in results.methods_of([manifest], manifest["table"], mine):
+      secs = [results.cell_seconds(c) for c in mine if c["method"] == m]
+      items.append(f"{m} {_duration(np.median(secs))} ({len(secs)})")
+    per.append((f"{a.upper()}: " if a else "") + ", ".join(items))
   crafts = [s for cmd, s in manifest.get("command_seconds", [])
             if cmd.split()[1:2] in (["poison"], ["target-poison"])]
   text = (f"Compute: {len(done)} finished cells, {total / 3600:.2f} h of "
           f"training and defence in all; median per cell: "
-          f"{', '.join(per)}.")
+          f"{'; '.join(per)}.")
   if crafts:
     text += (f" Crafting recorded here: {sum(crafts) / 3600:.2f} h over "
              f"{len(crafts)} command(s).")
   return text + (" Times are this machine's, with whatever else ran "
                  "beside them (the results README says what).")
+
+
+def _duration(seconds) -> str:
+  return f"{seconds:.0f} s" if seconds < 60 else f"{seconds / 60:.1f} min"
 
 
 def table5(manifests, cells) -> str:
