@@ -193,19 +193,20 @@ def test_every_figure_is_drawn(tmp_path):
   assert figs.hit_grid_figure(manifests, cells, tmp_path / "grid.png")
   assert figs.hit_grid_figure(*_with_twins(), tmp_path / "twins.png")
   assert not figs.hit_grid_figure(manifests, [], tmp_path / "none.png")
-  # Table IV: the default HINT and one r and one β variant, two trials.
+  # Table IV: the default HINT and one r and one β variant, two trials;
+  # the random-sign control at two β.
   t4 = []
   for i, (m, acc) in enumerate([("HINT", 0.97), ("HINT", 0.96),
                                 ("HINT r=0.25", 0.971),
-                                ("HINT beta=0.031", 0.965)]):
+                                ("HINT beta=0.031", 0.965),
+                                ("HINT random-sign", 0.5),
+                                ("HINT random-sign beta=0.251", 0.6)]):
     t4.append({"id": f"t{i}", "dataset": "mnist", "method": m, "ratio": 0.6,
                "trial": i % 2, "dir": f"cells/t{i}",
                "result": {"test_accuracy": acc}})
   m4 = [{"table": "table4", "profile": "cpu",
          "cells": [{k: c[k] for k in ("id", "method")} for c in t4]}]
   assert figs.table4_figure(m4, t4, tmp_path / "t4.png")
-  assert figs._axis_value("HINT beta=0.031", "β") == 8.0  # pylint: disable=protected-access
-  assert figs._axis_value("HINT r=0.25", "β") is None  # pylint: disable=protected-access
   m5 = [{"table": "table5", "profile": "cpu",
          "cells": [{k: c[k] for k in ("id", "method")} for c in cells]}]
   assert figs.table5_figure(m5, cells, tmp_path / "t5.png")
@@ -219,3 +220,17 @@ def test_every_figure_is_drawn(tmp_path):
   assert figs.training_curves(run, tmp_path / "curve.png")
   for name in ("grid", "t4", "t5", "curve"):
     assert (tmp_path / f"{name}.png").stat().st_size > 1000
+
+
+def test_table4_points_place_each_variant_on_its_panel():
+  points = figs._axis_points  # pylint: disable=protected-access
+  assert points("HINT") == [("HINT", "r", 0.5), ("HINT", "β", 16.0)]
+  assert points("HINT r=0.25") == [("HINT", "r", 0.25)]
+  assert points("HINT beta=0.031") == [("HINT", "β", 8.0)]
+  # The random-sign control: on the β panel only, its own series; the
+  # plain label is its β = 16/255 cell.
+  assert points("HINT random-sign") == [("random signs", "β", 16.0)]
+  assert points("HINT random-sign beta=0.251") == [
+      ("random signs", "β", 64.0)]
+  assert points("HINT random-sign gamma x100") == []
+  assert points("none") == []

@@ -101,15 +101,17 @@ def hit_grid_figure(manifests, cells, path, table="table3") -> bool:
 
 
 def table4_figure(manifests, cells, path) -> bool:
-  """Table IV as two lines per dataset: accuracy against r (at β = 16/255)
-  and against β (at r = 0.5), mean ± std over trials, the paper's beside;
-  False without results."""
+  """Table IV as two panels per dataset: accuracy against r (at β = 16/255)
+  and against β (at r = 0.5), mean ± std over trials, a line for HINT and
+  one for its random-sign control where run, the paper's beside; False
+  without results."""
   cells = [c for c in results.cells_of(manifests, "table4", cells)
            if c["result"]]
   if not cells:
     return False
   plt = _pyplot()
   datasets = results.ordered({c["dataset"] for c in cells})
+  methods = results.methods_of(manifests, "table4", cells)
   fig, axes = plt.subplots(len(datasets), 2, squeeze=False,
                            figsize=(8.4, 3.2 * len(datasets)))
   for row, d in zip(axes, datasets):
@@ -117,24 +119,26 @@ def table4_figure(manifests, cells, path) -> bool:
         {c["ratio"] for c in cells if c["dataset"] == d}))
     for ax, (kind, label) in zip(row, (("r", "r (β = 16/255)"),
                                        ("β", "β × 255 (r = 0.5)"))):
-      pts, paper = [], []
-      for m in results.methods_of(manifests, "table4", cells):
-        x = _axis_value(m, kind)
-        if x is None:
-          continue
-        accs = results.accs(cells, dataset=d, method=m)
-        if accs:
-          pts.append((x, *results.mean_std(accs)))
-        ref = configs.PAPER_TABLE4.get(d, {}).get(m)
-        if ref:
-          paper.append((x, ref[0]))
-      if pts:
+      lines, paper = {}, []
+      for m in methods:
+        for series, k, x in _axis_points(m):
+          if k != kind:
+            continue
+          accs = results.accs(cells, dataset=d, method=m)
+          if accs:
+            lines.setdefault(series, []).append(
+                (x, *results.mean_std(accs)))
+          ref = configs.PAPER_TABLE4.get(d, {}).get(m)
+          if ref:
+            paper.append((x, ref[0]))
+      for series, pts in lines.items():
         xs, means, stds = zip(*sorted(pts))
         ax.errorbar(xs, means, yerr=stds, marker="o", capsize=3,
-                    label=f"ours (p = {at})")
+                    ls="-" if series == "HINT" else "--",
+                    label=f"ours, {series} (p = {at})")
       if paper:
         ax.plot(*zip(*sorted(paper)), "r:", marker="x",
-                label="paper (p = 0.6)")
+                label="paper, HINT (p = 0.6)")
       ax.set_xlabel(label)
       ax.set_ylabel("test accuracy (%)")
       ax.set_title(d, fontsize=9)
@@ -145,16 +149,22 @@ def table4_figure(manifests, cells, path) -> bool:
   return True
 
 
-def _axis_value(label, kind):
-  """The r or β (in grey levels) a Table IV method varies, or None: the
-  default HINT variant sits on both lines (r = 0.5, β = 16)."""
-  if label == "HINT":
-    return 0.5 if kind == "r" else 16.0
-  if kind == "r" and label.startswith("HINT r="):
-    return float(label.split("=")[1])
-  if kind == "β" and label.startswith("HINT beta="):
-    return float(round(float(label.split("=")[1]) * 255))
-  return None
+def _axis_points(label):
+  """Where a Table IV method sits: ``[(series, "r" or "β", x)]``, β in
+  grey levels, series "HINT" or "random signs"; the default HINT sits on
+  both panels (r = 0.5, β = 16), its random-sign control (no β in its
+  label) at β = 16; [] for any other label."""
+  series, rest = "HINT", label
+  if label.startswith("HINT random-sign"):
+    series, rest = "random signs", "HINT" + label[len("HINT random-sign"):]
+  if rest == "HINT":
+    return ([(series, "r", 0.5)] if series == "HINT" else []) + [
+        (series, "β", 16.0)]
+  if rest.startswith("HINT r=") and series == "HINT":
+    return [(series, "r", float(rest.split("=")[1]))]
+  if rest.startswith("HINT beta="):
+    return [(series, "β", float(round(float(rest.split("=")[1]) * 255)))]
+  return []
 
 
 def table5_figure(manifests, cells, path) -> bool:
