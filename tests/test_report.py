@@ -234,3 +234,9 @@ def test_table4_points_place_each_variant_on_its_panel():
       ("random signs", "β", 64.0)]
   assert points("HINT random-sign gamma x100") == []
   assert points("none") == []
+  # The table's row names: what each variant sets.
+  name = rep._variant  # pylint: disable=protected-access
+  assert name("HINT") == "r = 0.5, β = 0.063"
+  assert name("HINT random-sign") == "random-sign, r = 0.5, β = 0.063"
+  assert name("HINT r=0.25") == "r = 0.25"
+  assert name("HINT random-sign beta=0.251") == "random-sign, β = 0.251"

@@ -347,8 +347,14 @@ def _span(lo_hi) -> str:
 
 
 def _variant(label):
-  return "r = 0.5, β = 0.063" if label == "HINT" else label.replace(
-      "HINT ", "").replace("=", " = ").replace("beta", "β")
+  """A Table IV row's name: what the variant sets, comma-separated (the
+  defaults spelled out for the default HINT and its random-sign control),
+  e.g. "random-sign, β = 0.251"."""
+  name = label.replace("HINT", "", 1).strip()
+  if name in ("", "random-sign"):
+    name = f"{name} r=0.5 beta=0.063".strip()
+  return ", ".join(part.replace("=", " = ").replace("beta", "β")
+                   for part in name.split())
 
 
 def compute(manifest, cells) -> str:
