@@ -170,6 +170,9 @@ def test_table4_gives_each_variants_reach_and_the_seed_spread(tmp_path):
             "method": "HINT", "trial": i, "dir": f"cells/h{i}",
             "result": {"test_accuracy": a}}
            for i, a in ((1, 0.90), (2, 0.92))]
+  none = [{"id": f"n{i}", "dataset": "mnist", "ratio": 1.0,
+           "method": "none", "trial": i, "dir": f"cells/n{i}",
+           "result": {"test_accuracy": a}} for i, a in ((0, 0.4), (1, 0.6))]
   targeted = {"id": "g", "dataset": "cifar10", "method": "HINT",
               "attack": "gm", "trial": 0, "dir": "cells/g",
               "result": {"test_accuracy": 0.6}}   # no ratio: left out
@@ -178,9 +181,13 @@ def test_table4_gives_each_variants_reach_and_the_seed_spread(tmp_path):
   row, = [l for l in text.splitlines() if l.startswith("| β = 0.031")]
   assert row.startswith("| β = 0.031 | 90.00 [") and row.endswith(
       "| 8.0, 1 of 32 |")
-  assert "over 3 seeds gives 90.00 ± 2.00%" in text
+  assert "over 3 seeds gives 90.00 ± 2.00%;" in text
   assert "differences under about 4.0 points" in text
   # Without the run folder: no reach column, the spread still given.
+  # With no defence's seeds beside (40, 60 -> 50.00 ± 14.14).
+  text_none = rep.table4(manifests, t4 + seeds + none + [targeted], tmp_path)
+  assert ("gives 90.00 ± 2.00% (no defence: 50.00 ± 14.14 (n=2));"
+          in text_none)
   # The default cell keeps no noise file: a dash in its reach column.
   row, = [l for l in text.splitlines() if l.startswith("| r = 0.5")]
   assert row.endswith("] | — |")
@@ -207,6 +214,14 @@ def test_every_figure_is_drawn(tmp_path):
   m4 = [{"table": "table4", "profile": "cpu",
          "cells": [{k: c[k] for k in ("id", "method")} for c in t4]}]
   assert figs.table4_figure(m4, t4, tmp_path / "t4.png")
+  # No defence at the same p from another table (a band), and a targeted
+  # cell without a ratio among the cells.
+  others = [{"id": "n", "dataset": "mnist", "method": "none", "ratio": 0.6,
+             "trial": 0, "dir": "cells/n", "result": {"test_accuracy": 0.5}},
+            {"id": "g", "dataset": "cifar10", "method": "none",
+             "attack": "gm", "trial": 0, "dir": "cells/g",
+             "result": {"test_accuracy": 0.6}}]
+  assert figs.table4_figure(m4, t4 + others, tmp_path / "t4_none.png")
   m5 = [{"table": "table5", "profile": "cpu",
          "cells": [{k: c[k] for k in ("id", "method")} for c in cells]}]
   assert figs.table5_figure(m5, cells, tmp_path / "t5.png")

@@ -105,6 +105,7 @@ def table4_figure(manifests, cells, path) -> bool:
   and against β (at r = 0.5), mean ± std over trials, a line for HINT and
   one for its random-sign control where run, the paper's beside; False
   without results."""
+  all_cells = cells
   cells = [c for c in results.cells_of(manifests, "table4", cells)
            if c["result"]]
   if not cells:
@@ -115,8 +116,11 @@ def table4_figure(manifests, cells, path) -> bool:
   fig, axes = plt.subplots(len(datasets), 2, squeeze=False,
                            figsize=(8.4, 3.2 * len(datasets)))
   for row, d in zip(axes, datasets):
-    at = ", ".join(f"{p:g}" for p in sorted(
-        {c["ratio"] for c in cells if c["dataset"] == d}))
+    ratios = sorted({c["ratio"] for c in cells if c["dataset"] == d})
+    at = ", ".join(f"{p:g}" for p in ratios)
+    # No defence at the same p, from any table's cells (table2's seeds).
+    none = results.accs(all_cells, dataset=d, ratio=ratios[0],
+                        method="none") if len(ratios) == 1 else []
     for ax, (kind, label) in zip(row, (("r", "r (β = 16/255)"),
                                        ("β", "β × 255 (r = 0.5)"))):
       lines, paper = {}, []
@@ -139,6 +143,11 @@ def table4_figure(manifests, cells, path) -> bool:
       if paper:
         ax.plot(*zip(*sorted(paper)), "r:", marker="x",
                 label="paper, HINT (p = 0.6)")
+      if none:
+        mean, std = results.mean_std(none)
+        ax.axhline(mean, color="grey", lw=1)
+        ax.axhspan(mean - std, mean + std, color="grey", alpha=0.15,
+                   label=f"ours, no defence (p = {at}, n = {len(none)})")
       ax.set_xlabel(label)
       ax.set_ylabel("test accuracy (%)")
       ax.set_title(d, fontsize=9)

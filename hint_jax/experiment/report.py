@@ -316,16 +316,17 @@ def table4(manifests, cells, out=None) -> str:
       # The default HINT's spread over seeds at this ratio, from any
       # table's cells (table2 runs three): the yardstick for the variants'
       # single-seed differences.
-      seeds = [100 * c["result"]["test_accuracy"] for c in all_cells
-               if c["result"] is not None and c["dataset"] == d
-               and c.get("ratio") == p and c["method"] == "HINT"]
+      seeds = results.accs(all_cells, dataset=d, ratio=p, method="HINT")
       if len(seeds) > 1:
         mean, std = results.mean_std(seeds)
+        none = results.accs(all_cells, dataset=d, ratio=p, method="none")
         parts += ["", (
             f"Seed noise ({d}, p = {p:g}): the default HINT over "
-            f"{len(seeds)} seeds gives {mean:.2f} ± {std:.2f}%; variants "
-            f"run with one seed, so differences under about {2 * std:.1f} "
-            "points between rows cannot be told from seed noise.")]
+            f"{len(seeds)} seeds gives {mean:.2f} ± {std:.2f}%"
+            + (f" (no defence: {fmt(none)})" if none else "") +
+            "; variants run with one seed, so differences under about "
+            f"{2 * std:.1f} points between rows cannot be told from seed "
+            "noise.")]
   for d in datasets:
     reach = beta_reach(out, all_cells, d, 0.6)
     if reach is None or 0.6 in ratios:

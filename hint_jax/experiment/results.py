@@ -57,9 +57,12 @@ def read_json(path, what):
 
 
 def accs(cells, **where):
+  """Test accuracies (%) of the finished cells whose fields equal
+  ``where`` (a cell without such a field, e.g. a targeted cell's ratio,
+  does not match)."""
   return [100 * c["result"]["test_accuracy"] for c in cells
           if c["result"] is not None
-          and all(c[k] == v for k, v in where.items())]
+          and all(k in c and c[k] == v for k, v in where.items())]
 
 
 def mean_std(values):
