@@ -70,6 +70,12 @@ def test_table2_cpu_grid_and_shared_cells():
   t4 = exp.get_profile("table4", "cpu")
   assert t4.ratios == (1.0,)
   assert sum(c.cell_id in ids2 for c in t4.cells()) == 1
+  # Its random-sign beta line shares the beta = 16/255 cell with controls
+  # (the default HINT cell is shared by all three).
+  ids_c = {c.cell_id for c in controls.cells()}
+  assert sorted(c.method.label for c in t4.cells() if c.cell_id in ids_c) \
+      == ["HINT", "HINT random-sign"]
+  assert len(t4.cells()) == 11
 
 
 def test_cells_are_distinct_and_shared_across_tables():
