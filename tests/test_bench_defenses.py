@@ -1,5 +1,6 @@
 """``hint-jax bench defenses`` on the embedded digits: one line per
-defence, ratios to the undefended run, bad lists refused."""
+defence, ratios to the undefended run, bad lists refused; ``hint-jax figure
+bench-defenses`` draws a saved record."""
 
 import json
 
@@ -9,13 +10,12 @@ from hint_jax.cli.main import main
 
 
 @pytest.mark.slow
-
-
 def test_bench_defenses_writes_ratios(tmp_path, capsys):
   out = tmp_path / "b.json"
   assert main(["bench", "defenses", "--dataset", "digits", "--epochs", "7",
                "--defenses", "none,friends,epic", "--no-progress",
-               "--json", str(out)]) == 0
+               "--json", str(out), "--plot", str(tmp_path / "b.png")]) == 0
+  assert (tmp_path / "b.png").stat().st_size > 1000
   fig = json.loads(out.read_text())
   d = fig["defenses"]
   assert set(d) == {"none", "friends", "epic"}
@@ -32,3 +32,18 @@ def test_bench_defenses_needs_none_first():
                "--defenses", "hint,none"]) == 2
   assert main(["bench", "defenses", "--dataset", "digits",
                "--defenses", "none,foo"]) == 2
+
+
+def test_figure_bench_defenses_draws_a_saved_record(tmp_path, capsys):
+  record = {"backend": "cpu", "paper_table_v": {"hint": 1.52},
+            "defenses": {"none": {"seconds": [10.0, 12.0]},
+                         "hint": {"seconds": [11.0, 12.0]}}}
+  src = tmp_path / "bench.json"
+  src.write_text(json.dumps(record))
+  assert main(["figure", "bench-defenses", "--json", str(src)]) == 0
+  assert (tmp_path / "bench.png").stat().st_size > 1000   # beside the JSON
+  assert "hint 1.05x" in capsys.readouterr().out          # 11.5 / 11
+  src.write_text(json.dumps({"defenses": {"hint": {"seconds": [1.0]}}}))
+  assert main(["figure", "bench-defenses", "--json", str(src),
+               "--out", str(tmp_path / "x.png")]) == 2
+  assert "needs 'defenses' with 'none'" in capsys.readouterr().err

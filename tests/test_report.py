@@ -6,6 +6,7 @@ import json
 import numpy as np
 import pytest
 
+from hint_jax.errors import DataError
 from hint_jax.experiment import figures as figs
 from hint_jax.experiment import report as rep
 from hint_jax.experiment import results
@@ -255,3 +256,38 @@ def test_table4_points_place_each_variant_on_its_panel():
   assert name("HINT random-sign") == "random-sign, r = 0.5, β = 0.063"
   assert name("HINT r=0.25") == "r = 0.25"
   assert name("HINT random-sign beta=0.251") == "random-sign, β = 0.251"
+
+
+def _bench_record():
+  # The shape `hint_jax.bench.defenses.defence_ratios` returns.
+  secs = {"none": [10.0, 14.0, 12.0], "hint": [13.0, 12.0, 12.6],
+          "atda": [80.0, 70.0, 90.0]}
+  return {"dataset": "mnist", "subset": 2000, "repeats": 3,
+          "backend": "cpu", "paper_table_v": {"hint": 1.52, "atda": 3.6},
+          "defenses": {m: {"seconds": s, "test_accuracy": [0.9] * 3,
+                           "median_seconds": float(np.median(s))}
+                       for m, s in secs.items()}}
+
+
+def test_defence_bench_figure_draws_median_ratios(tmp_path):
+  path = tmp_path / "bench.json"
+  path.write_text(json.dumps(_bench_record()))
+  ratios = figs.defence_bench_figure(str(path), tmp_path / "b.png")
+  # The paper's order, none first; medians over no defence's median (12 s).
+  assert list(ratios) == ["none", "hint", "atda"]
+  assert ratios == pytest.approx({"none": 1.0, "hint": 12.6 / 12.0,
+                                  "atda": 80.0 / 12.0}, rel=1e-12)
+  assert (tmp_path / "b.png").stat().st_size > 1000
+
+
+@pytest.mark.parametrize("bad", [
+    {"defenses": {}},                                       # no none
+    {"defenses": {"none": {"seconds": []}}},                # no runs
+    {"defenses": {"none": {"seconds": ["x"]}}},             # not numbers
+    [1, 2]])                                                # not an object
+def test_defence_bench_figure_refuses_other_records(tmp_path, bad):
+  path = tmp_path / "bench.json"
+  path.write_text(json.dumps(bad))
+  with pytest.raises(DataError):
+    figs.defence_bench_figure(path, tmp_path / "b.png")
+  assert not (tmp_path / "b.png").exists()

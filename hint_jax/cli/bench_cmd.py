@@ -290,6 +290,9 @@ def _register_defenses(bsub):
                  "'--atda-steps 7'")
   p.add_argument("--no-progress", action="store_true")
   p.add_argument("--json", default=None, help="write the figures here")
+  p.add_argument("--plot", default=None,
+                 help="PNG path: the ratios as bars, the paper's beside "
+                 "(`hint-jax figure bench-defenses` draws a saved --json)")
   p.set_defaults(func=bench_defenses)
 
 
@@ -323,4 +326,8 @@ def bench_defenses(args):
           f"{(f'{paper:.2f}x' if paper else '-'):>7s} "
           f"{100 * statistics.median(f['test_accuracy']):8.2f}%")
   _write(args.json, fig)
+  if args.plot:
+    from hint_jax.experiment.figures import defence_bench_figure  # pylint: disable=g-import-not-at-top
+    defence_bench_figure(fig, args.plot)
+    print(f"wrote {args.plot}")
   return 0

@@ -1,5 +1,8 @@
 """``hint-jax figure noise``: the paper's Fig. 1 for a HINT run
-(`hint_jax.pipeline.figures` draws it)."""
+(`hint_jax.pipeline.figures` draws it); ``hint-jax figure bench-defenses``:
+Table V's bars from a saved ``hint-jax bench defenses --json`` record."""
+
+import pathlib
 
 from hint_jax.cli.common import positive_int
 from hint_jax.pipeline import figures
@@ -22,10 +25,26 @@ def register(sub):
   n.add_argument("--out", default=None,
                  help="PNG path (default: RUN/fig_noise.png)")
   n.set_defaults(func=run_noise)
+  b = fsub.add_parser("bench-defenses", help="each defence's time over no "
+                      "defence's as bars, the paper's Table V beside")
+  b.add_argument("--json", required=True,
+                 help="the file `hint-jax bench defenses --json` wrote")
+  b.add_argument("--out", default=None,
+                 help="PNG path (default: the JSON's path with .png)")
+  b.set_defaults(func=run_bench_defenses)
 
 
 def run_noise(args):
   out, rows = figures.noise_figure(args.run, args.out, num=args.num,
                                    pick=args.pick, seed=args.seed)
   print(f"wrote {out} ({len(rows)} examples, pick={args.pick})")
+  return 0
+
+
+def run_bench_defenses(args):
+  from hint_jax.experiment.figures import defence_bench_figure  # pylint: disable=g-import-not-at-top
+  out = args.out or str(pathlib.Path(args.json).with_suffix(".png"))
+  ratios = defence_bench_figure(args.json, out)
+  print(f"wrote {out} (" + ", ".join(f"{m} {r:.2f}x"
+                                     for m, r in ratios.items()) + ")")
   return 0

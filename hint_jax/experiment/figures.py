@@ -10,6 +10,7 @@ import pathlib
 
 import numpy as np
 
+from hint_jax.errors import DataError
 from hint_jax.experiment import configs
 from hint_jax.experiment import results
 
@@ -203,6 +204,58 @@ def table5_figure(manifests, cells, path) -> bool:
   fig.tight_layout()
   _save(fig, plt, path)
   return True
+
+
+def defence_bench_figure(record, path):
+  """Table V as measured side by side: the record `hint_jax.bench.defenses.
+  defence_ratios` returns (or its JSON file, as `hint-jax bench defenses
+  --json` writes it) drawn as bars of each defence's median time over no
+  defence's, every repeat's own ratio (its seconds over no defence's
+  median) a dot on its bar, the paper's ratio beside. Returns the ratios
+  drawn, ``{defence: median ratio}``.
+
+  Raises:
+    DataError: if the record (or file) is not such a record.
+  """
+  if not isinstance(record, dict):
+    record = results.read_json(pathlib.Path(record), "defence benchmark")
+  d = record.get("defenses")
+  if (not isinstance(d, dict) or "none" not in d or not all(
+      isinstance(v, dict) and isinstance(v.get("seconds"), list)
+      and v["seconds"] for v in d.values())):
+    raise DataError("not a `hint-jax bench defenses` record: it needs "
+                    "'defenses' with 'none' and each defence's 'seconds'")
+  try:
+    base = float(np.median(np.asarray(d["none"]["seconds"], float)))
+    runs = {m: np.asarray(v["seconds"], float) / base for m, v in d.items()}
+  except (TypeError, ValueError) as e:
+    raise DataError(f"a defence benchmark's seconds are not numbers: {e}"
+                    ) from e
+  order = ("none", "hint", "friends", "atda", "epic")  # the paper's Table V
+  methods = sorted(d, key=lambda m: (order.index(m) if m in order
+                                     else len(order), m))
+  ours = [float(np.median(runs[m])) for m in methods]
+  paper_v = record.get("paper_table_v") or {}
+  paper = [1.0 if m == "none" else paper_v.get(m, np.nan) for m in methods]
+  plt = _pyplot()
+  x = np.arange(len(methods))
+  fig, ax = plt.subplots(figsize=(1.1 * len(methods) + 2.0, 3.2))
+  ax.bar(x - 0.2, ours, 0.4, label=f"ours ({record.get('backend', '?')}, "
+         f"median of {len(d['none']['seconds'])}; dots: each run)")
+  for i, m in enumerate(methods):
+    ax.plot(np.full(len(runs[m]), x[i] - 0.2), runs[m], "k.", ms=4)
+  ax.bar(x + 0.2, paper, 0.4, label="paper (CIFAR-10, V100)")
+  ax.set_xticks(x, methods, fontsize=8)
+  ax.set_ylabel("time / no defence")
+  what = record.get("dataset")
+  if what:
+    ax.set_title(f"{what}" + (f", {record['subset']} images"
+                              if record.get("subset") else ""), fontsize=9)
+  ax.grid(alpha=0.3, axis="y")
+  ax.legend(fontsize=7)
+  fig.tight_layout()
+  _save(fig, plt, path)
+  return dict(zip(methods, ours))
 
 
 def training_curves(result_dir, path) -> bool:
