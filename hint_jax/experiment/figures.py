@@ -185,25 +185,41 @@ def table5_figure(manifests, cells, path) -> bool:
   base = [results.cell_seconds(c) for c in cells if c["method"] == "none"]
   if not cells or not base:
     return False
-  plt = _pyplot()
   methods = [m for m in results.methods_of(manifests, "table5", cells)
              if any(c["method"] == m for c in cells)]
-  ours = [float(np.median([results.cell_seconds(c) for c in cells
-                           if c["method"] == m]) / np.median(base))
-          for m in methods]
+  runs = {m: np.array([results.cell_seconds(c) for c in cells
+                       if c["method"] == m]) / np.median(base)
+          for m in methods}
   p5 = configs.PAPER_TABLE5
-  paper = [p5[m] / p5["none"] if m in p5 else np.nan for m in methods]
+  _ratio_bars(runs, {m: p5[m] / p5["none"] for m in methods if m in p5},
+              path, "ours (this machine; dots: each trial)",
+              "paper (V100)")
+  return True
+
+
+def _ratio_bars(runs, paper, path, ours_label, paper_label, title=None):
+  """Bars of each method's median of ``runs[m]`` (ratios to no defence,
+  each run a dot on its bar) and ``paper[m]`` beside (none where missing),
+  in ``runs``' order; returns ``{method: median}``."""
+  methods = list(runs)
+  ours = [float(np.median(runs[m])) for m in methods]
+  plt = _pyplot()
   x = np.arange(len(methods))
   fig, ax = plt.subplots(figsize=(1.1 * len(methods) + 2.0, 3.2))
-  ax.bar(x - 0.2, ours, 0.4, label="ours (this machine)")
-  ax.bar(x + 0.2, paper, 0.4, label="paper (V100)")
+  ax.bar(x - 0.2, ours, 0.4, label=ours_label)
+  for i, m in enumerate(methods):
+    ax.plot(np.full(len(runs[m]), x[i] - 0.2), runs[m], "k.", ms=4)
+  ax.bar(x + 0.2, [paper.get(m, np.nan) for m in methods], 0.4,
+         label=paper_label)
   ax.set_xticks(x, methods, fontsize=8)
   ax.set_ylabel("time / no defence")
+  if title:
+    ax.set_title(title, fontsize=9)
   ax.grid(alpha=0.3, axis="y")
   ax.legend(fontsize=7)
   fig.tight_layout()
   _save(fig, plt, path)
-  return True
+  return dict(zip(methods, ours))
 
 
 def defence_bench_figure(record, path):
@@ -232,30 +248,16 @@ def defence_bench_figure(record, path):
     raise DataError(f"a defence benchmark's seconds are not numbers: {e}"
                     ) from e
   order = ("none", "hint", "friends", "atda", "epic")  # the paper's Table V
-  methods = sorted(d, key=lambda m: (order.index(m) if m in order
-                                     else len(order), m))
-  ours = [float(np.median(runs[m])) for m in methods]
-  paper_v = record.get("paper_table_v") or {}
-  paper = [1.0 if m == "none" else paper_v.get(m, np.nan) for m in methods]
-  plt = _pyplot()
-  x = np.arange(len(methods))
-  fig, ax = plt.subplots(figsize=(1.1 * len(methods) + 2.0, 3.2))
-  ax.bar(x - 0.2, ours, 0.4, label=f"ours ({record.get('backend', '?')}, "
-         f"median of {len(d['none']['seconds'])}; dots: each run)")
-  for i, m in enumerate(methods):
-    ax.plot(np.full(len(runs[m]), x[i] - 0.2), runs[m], "k.", ms=4)
-  ax.bar(x + 0.2, paper, 0.4, label="paper (CIFAR-10, V100)")
-  ax.set_xticks(x, methods, fontsize=8)
-  ax.set_ylabel("time / no defence")
-  what = record.get("dataset")
-  if what:
-    ax.set_title(f"{what}" + (f", {record['subset']} images"
-                              if record.get("subset") else ""), fontsize=9)
-  ax.grid(alpha=0.3, axis="y")
-  ax.legend(fontsize=7)
-  fig.tight_layout()
-  _save(fig, plt, path)
-  return dict(zip(methods, ours))
+  runs = dict(sorted(runs.items(), key=lambda kv: (
+      order.index(kv[0]) if kv[0] in order else len(order), kv[0])))
+  paper = {"none": 1.0, **(record.get("paper_table_v") or {})}
+  title = record.get("dataset") and (
+      f"{record['dataset']}" + (f", {record['subset']} images"
+                                if record.get("subset") else ""))
+  return _ratio_bars(runs, paper, path,
+                     f"ours ({record.get('backend', '?')}, median of "
+                     f"{len(d['none']['seconds'])}; dots: each run)",
+                     "paper (CIFAR-10, V100)", title)
 
 
 def training_curves(result_dir, path) -> bool:
