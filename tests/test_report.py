@@ -86,6 +86,8 @@ def test_clean_twins_decide_which_hits_count():
   summary = next(ln for ln in text.splitlines() if ln.startswith("| none |"))
   # bp: one hit of the poisons' doing out of 2 trials, one shared.
   assert "| 1/2 (60.00) +1 clean twin hits too" in summary
+  # The paper's figure (successes, clean accuracy) beside ours.
+  assert "+1 clean twin hits too [5/5 (91.41)]" in summary
   hint = next(ln for ln in text.splitlines() if ln.startswith("| HINT |"))
   assert "0/1 (60.00) +1 twin pending" in hint
   # Trial by trial, each hit shows its twin's verdict where it has run.
