@@ -97,6 +97,44 @@ def test_clean_twins_decide_which_hits_count():
   assert "hit: 2 (0.9); clean twin miss: 1 (0.1)" in row
 
 
+def test_pooled_counts_against_the_papers_rate():
+  manifests, cells = _with_twins()
+  text = rep.table3(manifests, cells)
+  # none: bp t0 the poisons' hit, bp t1 a hit its twin shares (not a
+  # success), fc t0 a miss: 1 of 3; the paper's 5/5 + 5/5 give rate 1, at
+  # which 1 or fewer of 3 has probability 0.
+  row = next(ln for ln in text.splitlines() if ln.startswith("| none | BP"))
+  assert row.startswith("| none | BP+FC | 1/3 | 0.01-0.91 | 10/10 (1.00) | "
+                        "0 (≤ 1) |")
+  # HINT: bp t1 unfinished and fc t0's twin pending are left out, leaving
+  # bp t0's miss: 0 of 1 against the paper's 2/10; P(X <= 0) = 0.8.
+  row = next(ln for ln in text.splitlines() if ln.startswith("| HINT | BP"))
+  assert row.startswith("| HINT | BP+FC | 0/1 | 0.00-0.97 | 2/10 (0.20) | "
+                        "0.8 (≤ 0) |")
+  # The controls table has no paper figures, so no pooled rows.
+  ctrl = [{**manifests[0], "table": "controls_targeted"}]
+  assert "Pooled" not in rep.table3(ctrl, cells, "controls_targeted")
+
+
+def test_binomial_interval_and_tail_match_scipy():
+  stats = pytest.importorskip("scipy.stats")
+  for k, n in [(0, 5), (1, 5), (3, 3), (7, 9), (2, 15), (14, 15)]:
+    lo, hi = results.clopper_pearson(k, n)
+    # Clopper-Pearson as beta quantiles; bisection stops at 1e-12.
+    ref_lo = stats.beta.ppf(0.025, k, n - k + 1) if k else 0.0
+    ref_hi = stats.beta.ppf(0.975, k + 1, n - k) if k < n else 1.0
+    assert lo == pytest.approx(ref_lo, abs=1e-9)
+    assert hi == pytest.approx(ref_hi, abs=1e-9)
+    for p in (0.0, 2 / 15, 0.5, 1.0):
+      # Sums of n + 1 float terms: agreement to rounding.
+      assert results.binomial_tail(k, n, p) == pytest.approx(
+          stats.binom.sf(k - 1, n, p), abs=1e-12)
+      assert results.binomial_tail(k, n, p, upper=False) == pytest.approx(
+          stats.binom.cdf(k, n, p), abs=1e-12)
+  with pytest.raises(ValueError):
+    results.clopper_pearson(4, 3)
+
+
 def test_compute_sums_the_cells_and_recorded_crafting():
   manifests, cells = _fake()
   m = dict(manifests[0], command_seconds=[

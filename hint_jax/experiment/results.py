@@ -6,6 +6,7 @@ prints.
 """
 
 import json
+import math
 import pathlib
 
 import numpy as np
@@ -71,6 +72,39 @@ def mean_std(values):
   values = np.asarray(values, np.float64)
   return (float(values.mean()),
           float(values.std(ddof=1)) if len(values) > 1 else 0.0)
+
+
+def binomial_tail(k, n, p, upper=True) -> float:
+  """Exact ``P(X >= k)`` (``upper``) or ``P(X <= k)`` for ``X ~
+  Binomial(n, p)``."""
+  ks = range(k, n + 1) if upper else range(0, k + 1)
+  return float(min(1.0, sum(math.comb(n, i) * p**i * (1 - p)**(n - i)
+                            for i in ks)))
+
+
+def clopper_pearson(k, n, level=0.95) -> tuple:
+  """The exact (Clopper-Pearson) two-sided ``level`` interval ``(lo, hi)``
+  for a success rate seen as ``k`` of ``n``: ``lo`` is the rate at which
+  ``k`` or more has probability ``(1 - level) / 2`` (0 for ``k = 0``),
+  ``hi`` the rate at which ``k`` or fewer has (1 for ``k = n``). Found by
+  bisection (both tails are monotone in the rate) to 1e-12."""
+  if not 0 <= k <= n or n < 1:
+    raise ValueError(f"need 0 <= k <= n and n >= 1, got k={k}, n={n}")
+  alpha = (1 - level) / 2
+
+  def rate_where(tail, target):  # ``tail`` rises with the rate
+    lo, hi = 0.0, 1.0
+    while hi - lo > 1e-12:
+      mid = (lo + hi) / 2
+      lo, hi = (mid, hi) if tail(mid) < target else (lo, mid)
+    return (lo + hi) / 2
+
+  lower = 0.0 if k == 0 else rate_where(
+      lambda p: binomial_tail(k, n, p), alpha)
+  # P(X <= k) = alpha  <=>  P(X >= k + 1) = 1 - alpha.
+  upper = 1.0 if k == n else rate_where(
+      lambda p: binomial_tail(k + 1, n, p), 1 - alpha)
+  return lower, upper
 
 
 def methods_of(manifests, table, cells):
