@@ -20,6 +20,23 @@ def test_mean_std_is_the_sample_std_in_tables_and_error_bars():
   assert mean == 91.0 and std == pytest.approx(np.sqrt(20 / 3), rel=1e-12)
 
 
+def test_versus_none_gives_the_difference_and_its_standard_error():
+  def cell(method, ratio, acc):
+    return {"dataset": "mnist", "method": method, "ratio": ratio,
+            "result": {"test_accuracy": acc / 100}}
+  cells = ([cell("none", 1.0, a) for a in (50.0, 60.0, 40.0)]
+           + [cell("HINT", 1.0, a) for a in (90.0, 92.0, 88.0)]
+           + [cell("EPIC", 1.0, 70.0)]                  # one seed: no SE
+           + [cell("none", 0.0, a) for a in (98.0, 99.0)]
+           + [cell("HINT", 0.0, 98.5)])
+  text = rep.versus_none(cells, "mnist", ["none", "HINT", "EPIC"])
+  # 90 - 50 = 40; SE = sqrt(2²/3 + 10²/3) = sqrt(104/3) = 5.888; 6.8 SE.
+  assert "| 1 | +40.00 ± 5.89 (+6.8 SE) | — |" in text
+  # p = 0 has one HINT seed: no row.
+  assert "| 0 |" not in text
+  assert rep.versus_none(cells[:3], "mnist", ["none"]) == ""
+
+
 def _cell(i, method, attack, trial, hit, acc=0.6):
   result = None if hit is None else {
       "test_accuracy": acc, "train_seconds": 10.0 * (1 + i % 3),

@@ -58,6 +58,9 @@ def table2(manifests, cells) -> str:
         row.append(ours + (f" [{ref:.2f}]" if ref is not None else ""))
       rows.append(row)
     parts += ["", f"### {dataset}", "", _md(["p"] + methods, rows)]
+    diff = versus_none(cells, dataset, methods)
+    if diff:
+      parts += ["", diff]
     rec = recovery(cells, dataset)
     if rec is not None:
       parts += ["", rec]
@@ -250,6 +253,40 @@ def trials_table3(cells, dataset, methods, twins=()) -> str:
       "in grey levels. For a hit, its clean twin's verdict where it has "
       "run.", "",
       _md(["attack", "trial", "target", "clean"] + methods, rows)])
+
+
+def versus_none(cells, dataset, methods) -> str:
+  """Each defence minus no defence at the same p, where both have two or
+  more seeds: the difference of the means ± its standard error
+  ``sqrt(s1²/n1 + s2²/n2)`` (sample stds) and the difference in standard
+  errors; "" where no p has that."""
+  ratios = sorted({c["ratio"] for c in cells if c["dataset"] == dataset})
+  others = [m for m in methods if m != "none"]
+  rows = []
+  for p in ratios:
+    base = results.accs(cells, dataset=dataset, ratio=p, method="none")
+    row, any_pair = [f"{p:g}"], False
+    for m in others:
+      mine = results.accs(cells, dataset=dataset, ratio=p, method=m)
+      if len(base) < 2 or len(mine) < 2:
+        row.append("—")
+        continue
+      (m1, s1), (m0, s0) = results.mean_std(mine), results.mean_std(base)
+      se = float(np.sqrt(s1**2 / len(mine) + s0**2 / len(base)))
+      d = m1 - m0
+      row.append(f"{d:+.2f} ± {se:.2f}" + (f" ({d / se:+.1f} SE)"
+                                           if se > 0 else ""))
+      any_pair = True
+    if any_pair:
+      rows.append(row)
+  if not rows:
+    return ""
+  return "\n".join([
+      "Each defence minus no defence at the same p (points; mean "
+      "difference ± its standard error over the seeds, where both have "
+      "two or more). With three seeds a side the standard error is itself "
+      "rough: a difference under about two of them is not told apart from "
+      "seed noise.", "", _md(["p"] + others, rows)])
 
 
 def recovery(cells, dataset):
