@@ -66,8 +66,16 @@ def test_hit_grid_from_a_fake_manifest():
                                                       cells).items()
   assert dataset == "cifar10" and methods == ["none", "HINT"]
   assert columns == [("bp", 0), ("bp", 1), ("fc", 0)]
-  # 1 hit, 0 miss, None unfinished.
-  assert grid == [[1, 1, 0], [0, None, 1]]
+  # 1 hit, 0 miss, PENDING listed but unfinished.
+  assert grid == [[1, 1, 0], [0, results.PENDING, 1]]
+  # A trial only one method runs: the other's box is None (no profile
+  # lists it), not PENDING.
+  extra = _cell(9, "none", "fc", 1, False)
+  listed = manifests[0]["cells"] + [{k: extra[k] for k in (
+      "id", "dataset", "method", "attack", "trial", "dir")}]
+  (_, (_, columns, grid)), = results.hit_grid(
+      [{**manifests[0], "cells": listed}], cells + [extra]).items()
+  assert columns[-1] == ("fc", 1) and [row[-1] for row in grid] == [0, None]
   # Another table's manifest contributes nothing.
   assert results.hit_grid([{**manifests[0], "table": "table2"}], cells) == {}
 
@@ -98,7 +106,7 @@ def test_clean_twins_decide_which_hits_count():
   # Twins are not rows of their own; a hit the twin shares is drawn 0.5.
   (_, (methods, columns, grid)), = results.hit_grid(manifests, cells).items()
   assert methods == ["none", "HINT"]
-  assert grid == [[1, 0.5, 0], [0, None, 1]]
+  assert grid == [[1, 0.5, 0], [0, results.PENDING, 1]]
   text = rep.table3(manifests, cells)
   summary = next(ln for ln in text.splitlines() if ln.startswith("| none |"))
   # bp: one hit of the poisons' doing out of 2 trials, one shared.

@@ -67,14 +67,19 @@ def _save(fig, plt, path):
 
 def hit_grid_figure(manifests, cells, path, table="table3") -> bool:
   """Draws `results.hit_grid` (one panel per dataset; red: the attack hit,
-  orange: a hit the clean twin shares, green: it missed, grey: not run);
-  False (nothing written) without results."""
+  orange: a hit the clean twin shares, green: it missed, grey: listed but
+  not finished, blank: in no profile); False (nothing written) without
+  finished cells."""
   grids = {d: g for d, g in results.hit_grid(manifests, cells, table).items()
-           if any(v is not None for row in g[2] for v in row)}
+           if any(v not in (None, results.PENDING)
+                  for row in g[2] for v in row)}
   if not grids:
     return False
   plt = _pyplot()
-  from matplotlib.colors import ListedColormap  # pylint: disable=g-import-not-at-top
+  from matplotlib.colors import BoundaryNorm, ListedColormap  # pylint: disable=g-import-not-at-top
+  colours = ListedColormap(["#bdbdbd", "#4caf50", "#ffa726", "#e53935"])
+  # PENDING (-1), miss (0), the twin's hit too (0.5), hit (1).
+  bins = BoundaryNorm([-1.5, -0.5, 0.25, 0.75, 1.5], colours.N)
   fig, axes = plt.subplots(len(grids), 1, squeeze=False, figsize=(
       max(4.0, 0.5 * max(len(g[1]) for g in grids.values()) + 2.5),
       sum(0.45 * len(g[0]) + 1.2 for g in grids.values())))
@@ -82,10 +87,10 @@ def hit_grid_figure(manifests, cells, path, table="table3") -> bool:
                                                      grids.items()):
     values = np.array([[np.nan if v is None else v for v in row]
                        for row in grid], float)
-    ax.imshow(np.ma.masked_invalid(values), vmin=0, vmax=1, aspect="auto",
-              cmap=ListedColormap(["#4caf50", "#ffa726", "#e53935"]))
-    ax.set_facecolor("#dddddd")
-    # White lines between the cells, so every trial reads as its own box.
+    ax.imshow(np.ma.masked_invalid(values), aspect="auto", cmap=colours,
+              norm=bins)
+    ax.set_facecolor("white")
+    # Lines between the cells, so every trial reads as its own box.
     ax.set_xticks(np.arange(len(columns) + 1) - 0.5, minor=True)
     ax.set_yticks(np.arange(len(methods) + 1) - 0.5, minor=True)
     ax.grid(which="minor", color="white", linewidth=2)
@@ -95,7 +100,8 @@ def hit_grid_figure(manifests, cells, path, table="table3") -> bool:
                   [f"{a.upper()} {t}" for a, t in columns], fontsize=7,
                   rotation=90)
     ax.set_title(f"{dataset}: red = the attack hit, orange = its clean "
-                 "twin hits too, green = missed, grey = not run", fontsize=8)
+                 "twin hits too, green = missed, grey = not finished, "
+                 "blank = not in the profile", fontsize=8)
   fig.tight_layout()
   _save(fig, plt, path)
   return True

@@ -166,12 +166,16 @@ def ordered(datasets):
   return sorted(datasets, key=lambda d: (order.get(d, 9), d))
 
 
+PENDING = -1  # `hit_grid`: a listed cell that has not finished
+
+
 def hit_grid(manifests, cells, table="table3") -> dict:
   """Per dataset, the targeted attacks' outcome for every method (rows)
   and (attack, trial) (columns): ``{dataset: (methods, columns, grid)}``,
   ``grid[i][j]`` 1 for a hit (its clean twin missing or not yet run), 0.5
-  for a hit its clean twin shares, 0 for a miss, None where the cell has
-  not finished or does not exist."""
+  for a hit its clean twin shares, 0 for a miss, `PENDING` where the cell
+  is listed but has not finished, None where no profile lists it (e.g.
+  the baselines' later trials)."""
   verdicts = twin_verdicts(manifests, cells, table)
   cells = cells_of(manifests, table, cells)
   out = {}
@@ -187,7 +191,7 @@ def hit_grid(manifests, cells, table="table3") -> dict:
                (0 if not c["result"]["target"]["success"] else
                 0.5 if verdicts.get((dataset, c["attack"], c["method"],
                                      c["trial"])) == "clean" else 1)
-               for c in mine if c["result"] is not None}
+               if c["result"] is not None else PENDING for c in mine}
     grid = [[outcome.get((m, a, t)) for a, t in columns] for m in methods]
     out[dataset] = (methods, columns, grid)
   return out
