@@ -117,7 +117,8 @@ def table3(manifests, cells, table="table3") -> str:
           if extra:
             cell += " " + ", ".join(extra)
         ref = paper.get(m, {}).get(a)
-        row.append(cell + (f" [{ref}]" if ref else ""))
+        row.append(cell + (f" [{ref[0]}/{ref[1]} ({ref[2]:.2f})]" if ref
+                           else ""))
       rows.append(row)
     parts += ["", f"### {dataset}", "",
               _md(["method"] + [a.upper() for a in attacks], rows)]
@@ -153,8 +154,7 @@ def against_paper(cells, dataset, methods, attacks, verdicts,
       continue
     k = kinds.count("poisons")
     used = sorted({a for a, _ in done}, key=attacks.index)
-    hits, trials = (sum(int(ref[a].split()[0].split("/")[i]) for a in used)
-                    for i in (0, 1))
+    hits, trials = (sum(ref[a][i] for a in used) for i in (0, 1))
     rate = hits / trials
     above = k / n > rate
     prob = results.binomial_tail(k, n, rate, upper=above)
