@@ -136,6 +136,14 @@ def test_pooled_counts_against_the_papers_rate():
   row = next(ln for ln in text.splitlines() if ln.startswith("| HINT | BP"))
   assert row.startswith("| HINT | BP+FC | 0/1 | 0.00-0.97 | 2/10 (0.20) | "
                         "0.8 (≤ 0) |")
+  # The paper's Table III is CIFAR-10 only: another dataset gets neither
+  # brackets nor pooled rows.
+  other = [{**c, "dataset": "digits"} for c in cells]
+  olist = [{**manifests[0], "cells": [{**r, "dataset": "digits"}
+                                      for r in manifests[0]["cells"]]}]
+  text = rep.table3(olist, other)
+  assert "### digits" in text and "Pooled" not in text
+  assert "[5/5" not in text and "the paper's in brackets" not in text
   # The controls table has no paper figures, so no pooled rows.
   ctrl = [{**manifests[0], "table": "controls_targeted"}]
   assert "Pooled" not in rep.table3(ctrl, cells, "controls_targeted")

@@ -81,7 +81,8 @@ def table3(manifests, cells, table="table3") -> str:
   methods = results.methods_of(manifests, table, cells)
   attacks = [a for a in configs.TABLE3_ATTACKS
              if any(c["attack"] == a for c in cells)]
-  paper = configs.PAPER_TABLE3 if table == "table3" else {}
+  papers = configs.PAPER_TABLE3 if table == "table3" else {}
+  datasets = results.ordered({c["dataset"] for c in cells})
   title = ("Table III: targeted attacks" if table == "table3" else
            "Controls against targeted attacks")
   parts = [f"## {title}, successes / trials (mean clean test accuracy %)",
@@ -91,10 +92,11 @@ def table3(manifests, cells, table="table3") -> str:
            "with every poison replaced by its clean image) does not; a hit "
            "the twin shares is listed apart (\"clean twin hits too\": not "
            "the poisons' doing), as is a hit whose twin has not run yet" +
-           ("; ours first, the paper's (CIFAR-10) in brackets"
-            if paper else "") +
+           ("; ours first, the paper's in brackets"
+            if any(d in papers for d in datasets) else "") +
            "; \"n/a\": not run for that scenario."]
-  for dataset in results.ordered({c["dataset"] for c in cells}):
+  for dataset in datasets:
+    paper = papers.get(dataset, {})
     rows = []
     for m in methods:
       row = [m]
