@@ -14,17 +14,36 @@ its own jitted functions only (``jit`` below), never through the process-wide
 
 Contract of ``compiler_options()``:
   * on backends other than the CPU: ``None`` (nothing is changed);
-  * on the CPU, when the installed jaxlib is one the option was measured
-    on (``MEASURED_JAXLIB``) and accepts it: the options dict;
+  * on the CPU with more than one device in the computation's world
+    (``jax.device_count() > 1``: forced host devices,
+    ``jax_num_cpu_devices``, or several processes): ``None``, for every
+    computation of the process, sharded or not (the rule below);
+  * on the CPU with one device, when the installed jaxlib is one the option
+    was measured on (``MEASURED_JAXLIB``) and accepts it: the options dict;
   * otherwise ``None``, and ``status()`` says why (the benchmarks print it);
   * ``HINT_JAX_XLA_DEFAULTS=0`` in the environment turns the options off
-    (for comparisons, or to rule them out when something looks wrong).
-The choice only moves work between kernel libraries: results agree to
-float32 rounding (tests compare both settings).
+    (for comparisons, or to rule them out when something looks wrong);
+    ``HINT_JAX_XLA_DEFAULTS=force`` applies them even with several devices
+    (diagnosis only: ``experiments/check_sharded_xla_options.py``).
+
+Where the option applies, and why only there: on one CPU device it only
+moves work between kernel libraries, and results agree with XLA's defaults
+to float32 rounding (tests compare both settings). Under several host
+devices it changes what the sharded computations run (XLA's own
+convolution and matrix kernels on per-device shapes inside ``shard_map``
+bodies, instead of YNNPACK's), and on some processors (an Intel Xeon with
+AVX-512 and AMX) the sharded HINT update then disagreed with the
+one-device update far beyond rounding; the measurements are in
+``experiments/results/bench/README.md``. So the option is applied only in
+a process that sees exactly one device: no computation split over devices
+is compiled with it, and a one-device and a sharded result in the same
+process come from the same compiler settings.
 """
 
 import functools
 import os
+import pathlib
+import platform
 from typing import Optional
 
 import jax
@@ -37,6 +56,8 @@ CPU_OPTIONS = {"xla_cpu_experimental_ynn_fusion_type":
 # resnet_tiny).
 MEASURED_JAXLIB = ((0, 10), (0, 13))
 ENV_VAR = "HINT_JAX_XLA_DEFAULTS"
+# ENV_VAR=FORCE: the options even with several devices (diagnosis only).
+FORCE = "force"
 
 
 def _jaxlib_version():
@@ -64,10 +85,15 @@ def _probe() -> Optional[str]:
 def _reason() -> Optional[str]:
   """None when the CPU options apply to a computation compiled now, else
   why they do not (the one place that decides)."""
-  if os.environ.get(ENV_VAR) == "0":
+  setting = os.environ.get(ENV_VAR)
+  if setting == "0":
     return f"{ENV_VAR}=0"
   if jax.default_backend() != "cpu":
     return f"backend {jax.default_backend()}"
+  devices = jax.device_count()
+  if devices > 1 and setting != FORCE:
+    return (f"{devices} devices: the option is applied with one device "
+            f"only, where it was checked exact")
   return _probe()
 
 
@@ -77,6 +103,24 @@ def status() -> str:
   if reason is not None:
     return f"XLA defaults ({reason})"
   return "CPU options " + ", ".join(f"{k}={v}" for k, v in CPU_OPTIONS.items())
+
+
+def processor_summary(cpuinfo="/proc/cpuinfo") -> str:
+  """The host processor's model name and its AVX-512 / AMX flags, from
+  ``cpuinfo`` (Linux; where it cannot be read, ``platform.processor()``):
+  which kernels XLA and its libraries pick depends on them, so results and
+  failure messages that compare kernel choices record it."""
+  try:
+    text = pathlib.Path(cpuinfo).read_text()
+  except OSError:
+    return platform.processor() or "unknown processor"
+  lines = text.splitlines()
+  name = next((ln.split(":", 1)[1].strip() for ln in lines
+               if ln.startswith("model name")), "unknown model")
+  flags = next((ln.split(":", 1)[1].split() for ln in lines
+                if ln.startswith("flags")), [])
+  wide = sorted(f for f in set(flags) if f.startswith(("avx512", "amx")))
+  return f"{name}; {' '.join(wide) or 'no AVX-512/AMX'}"
 
 
 def compiler_options() -> Optional[dict]:

@@ -25,8 +25,9 @@ import numpy as np
 import pytest
 from jax.sharding import PartitionSpec as P
 
-from hint_jax import hint, influence, parallel
+from hint_jax import hint, influence, parallel, xla_options
 from hint_jax.errors import ConfigError
+from hint_jax.hint.passes import passes_for
 from hint_jax.models import get_model
 from hint_jax.parallel import distributed
 from hint_jax.parallel import influence as sharded
@@ -225,6 +226,21 @@ else:
       assert pe8.sharding.spec == P("data")
 
   # ------------------------------------------------------------------ HINT
+  def _where(a, b, tol):
+    """Which rows of two (k, ...) arrays differ by more than ``tol``."""
+    bad = np.abs(a - b).reshape(len(a), -1).max(axis=1) > tol
+    rows_bad = np.flatnonzero(bad)
+    return f"{len(rows_bad)} of {len(a)} rows (first: {rows_bad[:12].tolist()})"
+
+  def test_compiler_options_off_with_several_devices():
+    # xla_options' rule: with several devices no hint_jax computation is
+    # compiled with the CPU options, so the sharded and the one-device
+    # HINT updates below come from the same compiler settings.
+    if os.environ.get(xla_options.ENV_VAR) == xla_options.FORCE:
+      pytest.skip(f"{xla_options.ENV_VAR}={xla_options.FORCE} set")
+    assert xla_options.compiler_options() is None
+    assert f"{DEVICES} devices" in xla_options.status()
+
   def test_hint_update_matches_one_device(mesh, digits, digits_convnet):
     model, state = digits_convnet
     cfg = hint.HintConfig(schedule=(0, 1), ratio=0.3, chunk_size=64)
@@ -232,25 +248,106 @@ else:
     for m in (None, mesh):
       h = hint.Hint(model, cfg, digits.x_train, digits.y_train, digits.x_val,
                     digits.y_val, mesh=m)
-      x = digits.x_train
+      x, deltas = digits.x_train, []
       for epoch in (0, 1):
         x, rec = h.update(epoch, state.params, state.model_state, x)
-      runs.append((h, x, rec))
-    (h1, x1, r1), (h8, x8, r8) = runs
-    np.testing.assert_array_equal(h8.selected, h1.selected)
+        deltas.append(np.asarray(h.delta))
+      runs.append((h, x, rec, deltas))
+    (h1, x1, r1, dl1), (h8, x8, r8, dl8) = runs
+    context = (f"one device vs {DEVICES} forced host devices, the HINT "
+               f"update of the trained digits ConvNet (r = 0.3, updates "
+               f"before epochs 0 and 1); compiler: {xla_options.status()}; "
+               f"processor: {xla_options.processor_summary()}")
+    np.testing.assert_array_equal(h8.selected, h1.selected, err_msg=context)
     # float32, and s_test comes from CG stopped at a relative residual of
     # 1e-6: the two s_test differ at that level, so the scores agree to a
     # few 1e-6 of their largest magnitude (measured 6.6e-7 of it).
     scale = float(np.max(np.abs(h1.scores)))
     np.testing.assert_allclose(h8.scores, h1.scores, rtol=0,
-                               atol=5e-6 * scale)
-    d1, d8 = np.asarray(h1.delta), np.asarray(h8.delta)
-    np.testing.assert_allclose(d8, d1, rtol=0,
-                               atol=5e-6 * float(np.max(np.abs(d1))))
+                               atol=5e-6 * scale,
+                               err_msg=f"I_up scores; {context}")
+    # The noise after each update (the same 5e-6 of its largest value; 1e-6
+    # measured on an AMD EPYC); the rows say which examples disagree.
+    for epoch, d1, d8 in zip((0, 1), dl1, dl8):
+      tol = 5e-6 * float(np.max(np.abs(d1)))
+      np.testing.assert_allclose(
+          d8, d1, rtol=0, atol=tol,
+          err_msg=(f"delta after the update before epoch {epoch}: "
+                   f"{_where(d8, d1, tol)} differ; {context}"))
     assert r8.num_selected == r1.num_selected
     # uint8 rounding can flip a pixel whose noised value sits on a .5
     # boundary; none did here, and at most a handful may.
     assert np.mean(x8 != x1) < 1e-4
+
+  def test_sharded_hint_passes_match_float64(mesh, digits, digits_convnet):
+    # Each pass of a sharded HINT update, in float32 on DEVICES devices as
+    # the library compiles it here, against the same maths in float64 on
+    # one device (x64, XLA's float64 kernels): catches a wrong kernel in
+    # the sharded path whatever it agrees with on one device.
+    model, state = digits_convnet
+    top = state.params["head"]
+    passes = passes_for(mesh)
+    phi8 = passes.features(model, state.params, state.model_state,
+                           digits.x_train, 64)
+    phiv8 = passes.features(model, state.params, state.model_state,
+                            digits.x_val, 64)
+    y_val = jnp.asarray(digits.y_val)
+    s8, info = passes.s_test(top, phi8, phiv8, y_val, method="cg",
+                             damping=0.5, tol=1e-6)
+    assert bool(info.converged)
+    up8 = np.asarray(passes.up_scores(top, phi8, jnp.asarray(digits.y_train),
+                                      s8))
+    sel = np.sort(np.argsort(-np.abs(up8))[:96])
+    xs = digits.x_train[sel].astype(np.float32) / 255.0
+    pert8 = np.asarray(passes.pert(model.features_fn(state.params,
+                                                     state.model_state),
+                                   top, jnp.asarray(xs),
+                                   jnp.asarray(digits.y_train[sel]), s8, 64))
+
+    jax.config.update("jax_enable_x64", True)
+    try:
+      f64 = lambda t: jax.tree.map(  # pylint: disable=g-long-lambda
+          lambda a: jnp.asarray(np.asarray(a, np.float64)), t)
+      params, mstate, top64 = (f64(state.params), f64(state.model_state),
+                               f64(top))
+      feats = model.features_fn(params, mstate)
+      phi = np.asarray(feats(jnp.asarray(digits.x_train / 255.0)))
+      phiv = feats(jnp.asarray(digits.x_val / 255.0))
+      op = influence.top_layer_hessian(top64, jnp.asarray(phi))
+      g = influence.mean_grad(influence.top_loss_one, top64, phiv, y_val)
+      s64, _ = influence.solve(op, g, method="direct", damping=0.5)
+      up64 = np.asarray(influence.top_layer_up_scores(
+          top64, jnp.asarray(phi), jnp.asarray(digits.y_train), s64))
+      pert64 = np.asarray(influence.top_layer_pert(
+          feats, top64, jnp.asarray(np.asarray(xs, np.float64)),
+          jnp.asarray(digits.y_train[sel]), f64(s8), chunk_size=96))
+    finally:
+      jax.config.update("jax_enable_x64", False)
+    context = (f"{DEVICES} devices in float32 against one device in float64; "
+               f"compiler: {xla_options.status()}; processor: "
+               f"{xla_options.processor_summary()}")
+    # Tolerances, relative to each quantity's largest magnitude, measured on
+    # an AMD EPYC (with XLA's defaults and with the options forced): float32
+    # features agree with float64 to 2.4e-7-2.9e-7 (asserted 1e-5); s_test,
+    # which also carries CG's 1e-6 residual, to 1.3e-6-1.6e-6 (asserted
+    # 1e-4); I_up to 1.0e-6-1.3e-6 and I_pert to 4.4e-7-1.0e-6 (asserted
+    # 2e-5). The fault this guards against was 7e-3.
+    np.testing.assert_allclose(np.asarray(phi8), phi, rtol=0,
+                               atol=1e-5 * np.max(np.abs(phi)),
+                               err_msg=f"features; {context}")
+    s8_flat, s64_flat = (np.concatenate([np.ravel(v) for v in
+                                         jax.tree.leaves(t)])
+                         for t in (s8, s64))
+    assert s64_flat.dtype == pert64.dtype == np.float64
+    s_err = np.max(np.abs(s8_flat - s64_flat)) / np.max(np.abs(s64_flat))
+    assert s_err < 1e-4, f"s_test off by {s_err:.2e} of its max; {context}"
+    np.testing.assert_allclose(up8, up64, rtol=0,
+                               atol=2e-5 * np.max(np.abs(up64)),
+                               err_msg=f"I_up; {context}")
+    tol = 2e-5 * float(np.max(np.abs(pert64)))
+    np.testing.assert_allclose(
+        pert8, pert64, rtol=0, atol=tol,
+        err_msg=f"I_pert: {_where(pert8, pert64, tol)} differ; {context}")
 
   def test_train_command_on_devices(tmp_path):
     from hint_jax.cli.main import main  # pylint: disable=g-import-not-at-top

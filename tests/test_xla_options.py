@@ -19,7 +19,10 @@ def test_options_on_this_cpu_and_switch(monkeypatch):
     pytest.skip("the options are for the CPU backend")
   version = xla_options._jaxlib_version()  # pylint: disable=protected-access
   lo, hi = xla_options.MEASURED_JAXLIB
-  if lo <= version < hi:
+  if jax.device_count() > 1:
+    assert xla_options.compiler_options() is None
+    assert "devices" in xla_options.status()
+  elif lo <= version < hi:
     assert xla_options.compiler_options() == xla_options.CPU_OPTIONS
     assert xla_options.status().startswith("CPU options")
   else:
@@ -28,6 +31,55 @@ def test_options_on_this_cpu_and_switch(monkeypatch):
   monkeypatch.setenv(xla_options.ENV_VAR, "0")
   assert xla_options.compiler_options() is None
   assert xla_options.ENV_VAR in xla_options.status()
+
+
+def test_options_only_with_one_device(monkeypatch):
+  # The rule of xla_options: with several devices (forced host devices,
+  # several processes) no hint_jax computation gets the CPU options, so a
+  # sharded result and a one-device result in the same process come from
+  # the same compiler settings. Fails on any processor if the rule goes.
+  if jax.default_backend() != "cpu":
+    pytest.skip("the options are for the CPU backend")
+  monkeypatch.delenv(xla_options.ENV_VAR, raising=False)
+  monkeypatch.setattr(xla_options.jax, "device_count", lambda: 8)
+  assert xla_options.compiler_options() is None
+  assert "8 devices" in xla_options.status()
+  probe = xla_options._probe()  # pylint: disable=protected-access
+  monkeypatch.setenv(xla_options.ENV_VAR, xla_options.FORCE)
+  # Forced (diagnosis): as with one device.
+  assert (xla_options.compiler_options() is None) == (probe is not None)
+  monkeypatch.setenv(xla_options.ENV_VAR, "0")
+  assert xla_options.compiler_options() is None
+  monkeypatch.setattr(xla_options.jax, "device_count", lambda: 1)
+  monkeypatch.delenv(xla_options.ENV_VAR)
+  assert (xla_options.compiler_options() is None) == (probe is not None)
+
+  # The wrapper reads the rule when it first compiles.
+  monkeypatch.setattr(xla_options.jax, "device_count", lambda: 2)
+  seen = []
+  real_jit = jax.jit
+
+  def recording_jit(fun, **kwargs):
+    seen.append(kwargs.get("compiler_options"))
+    return real_jit(fun, **kwargs)
+
+  monkeypatch.setattr(xla_options.jax, "jit", recording_jit)
+  f = xla_options.jit(lambda x: x + 1)
+  np.testing.assert_array_equal(f(jnp.zeros(2)), [1.0, 1.0])
+  assert seen == [None]
+
+
+def test_processor_summary_names_the_wide_vector_flags(tmp_path):
+  info = tmp_path / "cpuinfo"
+  core = ("processor\t: {i}\nmodel name\t: Intel(R) Xeon(R) Platinum\n"
+          "flags\t\t: fpu sse2 avx2 avx512f amx_tile avx512_bf16 "
+          "amx_bf16\n\n")
+  info.write_text(core.format(i=0) + core.format(i=1))
+  assert xla_options.processor_summary(info) == (
+      "Intel(R) Xeon(R) Platinum; amx_bf16 amx_tile avx512_bf16 avx512f")
+  info.write_text("model name\t: AMD EPYC\nflags\t: fpu avx2 fma\n")
+  assert xla_options.processor_summary(info) == "AMD EPYC; no AVX-512/AMX"
+  assert xla_options.processor_summary(tmp_path / "missing")  # no raise
 
 
 def test_jit_wrapper_behaves_like_jax_jit():

@@ -10,7 +10,10 @@ median of ``repeats`` timed calls after a warm-up.
 On a machine without enough accelerators, the devices are simulated CPU
 devices (``jax_num_cpu_devices``): they share the host's cores, so the
 figures check that the sharded paths run and scale in structure, not that
-they get faster.
+they get faster. In such a process every row, the "no mesh" one included,
+runs with XLA's defaults (`hint_jax.xla_options` applies its CPU option
+with one device only), so the "no mesh" row is slower than a one-device
+process's (`hint-jax bench train`).
 """
 
 import jax
