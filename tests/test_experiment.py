@@ -118,6 +118,43 @@ def test_every_profile_is_complete():
       assert "hint-jax experiment" in prof.description or name == "paper"
 
 
+def test_robustness_draws_and_shared_cells():
+  cpu = exp.get_profile("robustness", "cpu")
+  controls = exp.get_profile("controls", "cpu")
+  table2 = exp.get_profile("table2", "cpu")
+  ids = {c.cell_id: c for c in cpu.cells()}
+  shared = ids.keys() & {c.cell_id for c in controls.cells() + table2.cells()}
+  # Draw 0 is table2/controls cpu's set: their none/HINT/random-sign cells at
+  # p = 1 and none/HINT at p = 0 are reused, 3 seeds each.
+  assert sorted((ids[i].ratio, ids[i].method.label) for i in shared) == sorted(
+      [(1.0, m) for m in ("none", "HINT", "HINT random-sign")] * 3
+      + [(0.0, m) for m in ("none", "HINT")] * 3)
+  # The structured controls and momentum arms run at p = 1 only.
+  for c in cpu.cells():
+    if "momentum" in c.method.label or c.method in exp_configs.STRUCTURED_CONTROLS:
+      assert c.ratio == 1.0
+  keys = {}
+  for d in (1, 2):
+    prof = exp.get_profile("robustness", exp_configs.draw_profile("cpu", d))
+    cells = prof.cells()
+    assert len(cells) == 9 and {c.ratio for c in cells} == {1.0}
+    key = prof.poison_key("mnist")
+    assert key["seed"] == d and key["split"] == ["--split-seed", str(d)]
+    for c in cells:
+      flags = c.train_flags()
+      assert flags[flags.index("--split-seed") + 1] == str(d)
+    keys[d] = key
+    assert not {c.cell_id for c in cells} & set(ids)
+  assert keys[1] != keys[2] != cpu.poison_key("mnist")
+  # The controls name their direction; momentum arms their momentum.
+  flags = {c.method.label: c.train_flags() for c in cpu.cells()}
+  assert flags["HINT negative"][flags["HINT negative"].index(
+      "--hint-direction") + 1] == "negative"
+  assert "0.9" in flags["none momentum"]
+  with pytest.raises(ConfigError, match="cpu-draw1"):
+    exp.get_profile("robustness", "cpu-draw7")
+
+
 @pytest.fixture(scope="module")
 def quick_dir(tmp_path_factory):
   out = tmp_path_factory.mktemp("exp")

@@ -8,6 +8,7 @@ import math
 import jax
 import jax.numpy as jnp
 import numpy as np
+import optax
 import pytest
 
 from hint_jax import data as data_lib
@@ -371,6 +372,98 @@ def test_random_sign_control_keeps_the_magnitude_and_changes_the_direction(
             direction="random_sign", seed=3)
   c.update(0, st.params, st.model_state, digits.x_train)
   np.testing.assert_array_equal(np.asarray(c.delta), db)
+
+
+def test_with_signs_of_and_random_like_norm():
+  mag = jnp.array([0.5, -2.0, 3.0, -0.0, 1.0])
+  d = jnp.array([-1e-9, 4.0, -7.0, -1.0, 0.0])
+  np.testing.assert_array_equal(hint.with_signs_of(d, mag),
+                                [-0.5, 2.0, -3.0, -0.0, 1.0])
+  tree = {"kernel": jnp.ones((6, 4)), "bias": jnp.ones((4,))}
+  a = hint.random_like_norm(jax.random.key(1), tree, 2.5)
+  b = hint.random_like_norm(jax.random.key(1), tree, 2.5)
+  c = hint.random_like_norm(jax.random.key(2), tree, 2.5)
+  norm = np.sqrt(sum(float(jnp.sum(v ** 2)) for v in jax.tree.leaves(a)))
+  assert norm == pytest.approx(2.5, rel=1e-6)
+  assert jax.tree.structure(a) == jax.tree.structure(tree)
+  for u, v, w in zip(jax.tree.leaves(a), jax.tree.leaves(b),
+                     jax.tree.leaves(c)):
+    np.testing.assert_array_equal(u, v)     # from the key
+    assert not np.allclose(u, w)
+
+
+def _one_step(model, st, digits, direction, seed=3):
+  h = _hint(model, digits, ratio=0.3, gamma=5.0, beta=1.0,
+            direction=direction, seed=seed)
+  h.update(0, st.params, st.model_state, digits.x_train)
+  return h
+
+
+def test_structured_controls_keep_the_magnitude_and_take_their_direction(
+    digits, trained):
+  model, _, st = trained
+  base = _one_step(model, st, digits, "influence")
+  d0 = np.asarray(base.delta)
+  assert base.updates[0].step_cosine == 1.0
+  deltas = {}
+  for direction in ("negative", "random_stest", "train_loss"):
+    h = _one_step(model, st, digits, direction)
+    np.testing.assert_array_equal(h.selected, base.selected)  # HINT's rows
+    d = np.asarray(h.delta)
+    # One step from 0 with a symmetric clip: the same |delta| per pixel,
+    # bit for bit, as HINT's.
+    np.testing.assert_array_equal(np.abs(d), np.abs(d0))
+    deltas[direction] = (h, d)
+  h, d = deltas["negative"]
+  np.testing.assert_array_equal(d, -d0)
+  assert h.updates[0].step_cosine == pytest.approx(-1.0, abs=1e-12)
+
+  # random_stest: the signs of I_pert under a random s of s_test's norm,
+  # from the HINT seed. Not HINT's direction, though not unrelated to it:
+  # input gradients share the image's structure whatever s is (cosine with
+  # HINT's step measured 0.70 here; random signs give ~0).
+  h, d = deltas["random_stest"]
+  assert 0.0 < h.updates[0].step_cosine < 0.95
+  again = _one_step(model, st, digits, "random_stest")
+  np.testing.assert_array_equal(np.asarray(again.delta), d)
+  other = _one_step(model, st, digits, "random_stest", seed=4)
+  assert not np.array_equal(np.asarray(other.delta), d)
+  # Its signs are those of an I_pert (spatially structured): recompute it
+  # from the same draw and compare every nonzero pixel's sign.
+  top = st.params["head"]
+  x_sel = digits.x_train[base.selected]
+  s, _ = base._s_test(top, st.params, st.model_state,  # pylint: disable=protected-access
+                      model.features_of_images(st.params, st.model_state,
+                                               digits.x_train),
+                      jax.random.fold_in(jax.random.key(3), 0))
+  norm = jnp.sqrt(sum(jnp.sum(v ** 2) for v in jax.tree.leaves(s)))
+  s_rand = hint.random_like_norm(jax.random.fold_in(
+      jax.random.fold_in(jax.random.key(3), 0), 1_000_003), s, norm)
+  pert = np.asarray(influence.top_layer_pert(
+      model.features_fn(st.params, st.model_state), top,
+      jnp.asarray(x_sel, jnp.float32) / 255.0,
+      jnp.asarray(digits.y_train[base.selected]), s_rand))
+  nz = d != 0
+  assert np.mean(np.sign(d[nz]) == np.where(pert[nz] < 0, -1, 1)) > 0.999
+
+  # train_loss: the stored image moves against its own loss gradient
+  # (x - delta with delta along +grad), so the selected examples' training
+  # loss falls; HINT's own step raises it here.
+  h, d = deltas["train_loss"]
+  logits = model.logits_fn(st.params, st.model_state)
+  x0 = jnp.asarray(x_sel, jnp.float32) / 255.0
+  y0 = jnp.asarray(digits.y_train[base.selected])
+
+  def loss(x):
+    return float(jnp.mean(optax.softmax_cross_entropy_with_integer_labels(
+        logits(x), y0)))
+
+  g = np.asarray(jax.grad(lambda x: jnp.sum(
+      optax.softmax_cross_entropy_with_integer_labels(logits(x), y0)))(x0))
+  nz = (d != 0) & (g != 0)
+  assert np.all(np.sign(d[nz]) == np.sign(g[nz]))
+  small = 0.01 / np.max(np.abs(d))   # a small step along each direction
+  assert loss(x0 - small * d) < loss(x0) < loss(x0 - small * d0)
 
 
 def test_random_subset_control_draws_the_same_size_from_its_seed(digits,

@@ -194,3 +194,19 @@ def test_short_runs_keep_the_presets_shape():
   assert part.epochs == 4 and part.optim.lr_milestones == (6, 9, 13)
   with pytest.raises(ConfigError):
     preset("cifar10", epoch_schedule="relative")
+
+
+def test_optimizer_overrides_of_the_preset():
+  from hint_jax.pipeline import specs  # pylint: disable=g-import-not-at-top
+  base = preset("mnist")
+  assert base.optim.momentum == 0.0 and base.optim.lr == 0.01
+  moved = preset("mnist", momentum=0.9, lr=0.02)
+  assert (moved.optim.momentum, moved.optim.lr) == (0.9, 0.02)
+  assert moved.optim.lr_milestones == base.optim.lr_milestones
+  # None keeps the preset's (a spec's unset field).
+  assert preset("cifar10", momentum=None).optim.momentum == 0.9
+  assert specs.TrainSpec(momentum=0.9).config("mnist").optim.momentum == 0.9
+  with pytest.raises(ConfigError, match="momentum"):
+    preset("mnist", momentum=1.0)
+  with pytest.raises(ConfigError, match="nesterov"):
+    preset("cifar10", momentum=0.0)

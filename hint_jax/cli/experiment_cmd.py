@@ -14,9 +14,11 @@ def register(sub):
       "experiment", help="run a paper table (every cell a resumable train "
       "run; finished cells are skipped)")
   p.add_argument("table", choices=exp.TABLES)
-  p.add_argument("--profile", choices=exp.PROFILE_NAMES, required=True,
+  p.add_argument("--profile", choices=exp.ALL_PROFILE_NAMES, required=True,
                  help="quick: embedded digits, minutes; cpu: real MNIST on a "
-                 "CPU, hours; paper: the paper's settings (accelerator)")
+                 "CPU, hours; paper: the paper's settings (accelerator); "
+                 "robustness also has quick-draw1, cpu-draw1, cpu-draw2 "
+                 "(other poison draws and splits)")
   p.add_argument("--out", required=True, help="experiment directory")
   p.add_argument("--data-dir", default=None,
                  help="directory with the dataset files (default: "

@@ -52,6 +52,9 @@ def add_train_args(p):
                  "untrained model (said on stderr)")
   p.add_argument("--batch-size", type=positive_int, default=None)
   p.add_argument("--lr", type=positive_float, default=None)
+  p.add_argument("--momentum", type=finite_float, default=None,
+                 help="SGD momentum in [0, 1) (default: the preset's; "
+                 "mnist 0, cifar10 0.9 Nesterov, your own data 0.9)")
   p.add_argument("--seed", type=nonneg_int, default=0,
                  help="seed of initialisation, data order and augmentation")
   p.add_argument("--eval-every", type=nonneg_int, default=None,
@@ -277,7 +280,8 @@ def data_spec(args) -> specs.DataSpec:
 def train_spec(args) -> specs.TrainSpec:
   return specs.TrainSpec(
       model=args.model, epochs=args.epochs, batch_size=args.batch_size,
-      lr=args.lr, seed=args.seed, eval_every=args.eval_every,
+      lr=args.lr, momentum=args.momentum, seed=args.seed,
+      eval_every=args.eval_every,
       augment=False if args.no_augment else None,
       epoch_schedule=args.epoch_schedule)
 

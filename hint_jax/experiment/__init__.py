@@ -3,6 +3,7 @@ runner (`runner`), their results read back (`results`), and the report
 built from them: tables (`report`) and figures (`figures`). The command
 line runs them: ``hint-jax experiment`` and ``hint-jax report``."""
 
+from hint_jax.experiment.configs import ALL_PROFILE_NAMES
 from hint_jax.experiment.configs import Cell
 from hint_jax.experiment.configs import Method
 from hint_jax.experiment.configs import PROFILE_NAMES
@@ -12,5 +13,5 @@ from hint_jax.experiment.configs import TargetedCell
 from hint_jax.experiment.configs import TargetedProfile
 from hint_jax.experiment.configs import get_profile
 
-__all__ = ["Cell", "Method", "PROFILE_NAMES", "Profile", "TABLES",
+__all__ = ["ALL_PROFILE_NAMES", "Cell", "Method", "PROFILE_NAMES", "Profile", "TABLES",
            "TargetedCell", "TargetedProfile", "get_profile"]

@@ -658,16 +658,112 @@ _add(TargetedProfile(
         "CIFAR-10 settings, five trials. For an accelerator; not yet "
         "run.")))
 
+# ------------------------------------------------------------- robustness
+# Does the MNIST result survive other poison draws, structured directions
+# that carry no validation information, and the recipe most users train
+# with? Every control keeps HINT's selection and per-pixel step magnitude
+# (`hint_jax.hint.HintConfig.direction`).
+HINT_NEGATIVE = Method("HINT negative", "hint",
+                       ("--hint-direction", "negative"))
+HINT_RANDOM_STEST = Method("HINT random s_test", "hint",
+                           ("--hint-direction", "random_stest"))
+HINT_TRAIN_LOSS = Method("HINT train-loss", "hint",
+                         ("--hint-direction", "train_loss"))
+STRUCTURED_CONTROLS = (HINT_NEGATIVE, HINT_RANDOM_STEST, HINT_TRAIN_LOSS)
+# SGD momentum 0.9, the generic recipe (`presets.PRESETS["generic"]`).
+MOMENTUM = ("--momentum", "0.9")
+NONE_MOMENTUM = Method("none momentum", "none", MOMENTUM)
+HINT_MOMENTUM = Method("HINT momentum", "hint", MOMENTUM)
+HINT_RANDOM_SIGN_MOMENTUM = Method(
+    "HINT random-sign momentum", "hint",
+    ("--hint-direction", "random_sign") + MOMENTUM)
+ROBUSTNESS_METHODS = ((NONE, HINT, HINT_RANDOM_SIGN) + STRUCTURED_CONTROLS
+                      + (NONE_MOMENTUM, HINT_MOMENTUM,
+                         HINT_RANDOM_SIGN_MOMENTUM))
+_P1_ONLY = tuple((m.label, (1.0,)) for m in STRUCTURED_CONTROLS
+                 + (NONE_MOMENTUM, HINT_MOMENTUM, HINT_RANDOM_SIGN_MOMENTUM))
+_PRIMARY = (NONE, HINT, HINT_RANDOM_SIGN)
+# The further draws: (poison seed, split seed). Draw 0 is the profile
+# "cpu" (seed 0, split 0: the set and cells of table2/controls cpu).
+ROBUSTNESS_DRAWS = ((1, 1), (2, 2))
+
+
+def draw_profile(base: str, draw: int) -> str:
+  """The profile name of draw ``draw`` > 0 of profile ``base`` (its own
+  crafted set and split)."""
+  return f"{base}-draw{draw}"
+
+
+_add(Profile(
+    "robustness", "quick", ("digits",), (1.0,),
+    (NONE, HINT, HINT_RANDOM_SIGN) + STRUCTURED_CONTROLS, 1,
+    poison_flags=_QUICK_POISON, description=(
+        "The robustness grid's machinery on the embedded digits at p = 1, "
+        "one trial: HINT, its random-sign twin and the three structured "
+        "controls; quick-draw1 repeats none and HINT on another poison "
+        "draw and split. A smoke test, not a result. Command: hint-jax "
+        "experiment robustness --profile quick --out runs/exp (and "
+        "--profile quick-draw1).")))
+_add(Profile(
+    "robustness", draw_profile("quick", 1), ("digits",), (1.0,),
+    (NONE, HINT), 1, poison_flags=_QUICK_POISON, poison_seed=1,
+    train_flags=("--split-seed", "1"), description=(
+        "robustness quick on a second draw: poison seed 1, split seed 1. "
+        "Command: hint-jax experiment robustness --profile quick-draw1 "
+        "--out runs/exp.")))
+_add(Profile(
+    "robustness", "cpu", ("mnist",), (0.0, 0.9, 0.95, 1.0),
+    ROBUSTNESS_METHODS, 3,
+    only_at=_P1_ONLY + ((HINT_RANDOM_SIGN.label, (0.0, 1.0)),),
+    description=(
+        "Real MNIST at the table2 cpu settings (ConvNet, 10 epochs of SGD "
+        "0.01, batch 128; HINT r = 0.5, gamma 0.1, beta 16/255 before epoch "
+        "10), poison draw 0 (seed 0, split 0: table2/controls cpu's set and "
+        "p = 1 and p = 0 cells), 3 training seeds: at p = 1 no defence, "
+        "HINT, random signs, and the structured controls (-I_pert; I_pert "
+        "with a random s_test of the same norm; the training-loss input "
+        "gradient, error-minimising), each at HINT's per-pixel magnitude; "
+        "none, HINT and random signs again with SGD momentum 0.9 (the "
+        "generic recipe); none and HINT at p = 0.9 and 0.95; random signs "
+        "at p = 0 beside table2's none and HINT there. The plan, the "
+        "comparison and its rule: experiments/results/robustness_cpu/"
+        "README.md. Command: hint-jax experiment robustness --profile cpu "
+        "--data-dir DATA --out runs/exp (then cpu-draw1, cpu-draw2).")))
+for _draw, (_pseed, _sseed) in enumerate(ROBUSTNESS_DRAWS, start=1):
+  _add(Profile(
+      "robustness", draw_profile("cpu", _draw), ("mnist",), (1.0,),
+      _PRIMARY, 3, poison_seed=_pseed,
+      train_flags=("--split-seed", str(_sseed)), description=(
+          f"robustness cpu's primary comparison on poison draw {_draw}: "
+          f"the mix crafted again with seed {_pseed} (victim, attack "
+          f"assignment, PGD starts, DURP signs) on the train/validation "
+          f"split of seed {_sseed}; p = 1, no defence, HINT and random "
+          f"signs, 3 training seeds. Command: hint-jax experiment "
+          f"robustness --profile cpu-draw{_draw} --data-dir DATA --out "
+          f"runs/exp.")))
+_add(Profile(
+    "robustness", "paper", ("mnist", "cifar10"), (1.0,),
+    (NONE, HINT, HINT_RANDOM_SIGN) + STRUCTURED_CONTROLS, 5,
+    description=(
+        "The robustness controls at the paper's settings, MNIST and "
+        "CIFAR-10, p = 1, five trials (draws: run with --poison-file sets "
+        "crafted with other seeds). For an accelerator; not yet run.")))
+
 TABLES = ("table2", "table3", "table4", "table5", "controls",
-          "controls_targeted")
+          "controls_targeted", "robustness")
 PROFILE_NAMES = ("quick", "cpu", "paper")
+# Every profile name of any table (the standard three and a table's extra
+# ones, e.g. robustness's cpu-draw1).
+ALL_PROFILE_NAMES = tuple(sorted({name for _, name in PROFILES}))
 
 
 def get_profile(table: str, name: str):
   if (table, name) not in PROFILES:
+    have = sorted(n for t, n in PROFILES if t == table)
     raise ConfigError(f"no profile {name!r} for {table!r}; tables: "
-                      f"{', '.join(TABLES)}; profiles: "
-                      f"{', '.join(PROFILE_NAMES)}")
+                      f"{', '.join(TABLES)}"
+                      + (f"; {table}'s profiles: {', '.join(have)}"
+                         if have else ""))
   return PROFILES[(table, name)]
 
 

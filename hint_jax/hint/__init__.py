@@ -18,8 +18,11 @@ from hint_jax.hint.defense import HintUpdate
 from hint_jax.hint.noise import noise_step
 from hint_jax.hint.noise import noise_write
 from hint_jax.hint.noise import noised_images
+from hint_jax.hint.noise import random_like_norm
 from hint_jax.hint.noise import select_top
+from hint_jax.hint.noise import with_signs_of
 
 __all__ = ["DEFAULT_SCHEDULES", "Hint", "HintConfig", "HintUpdate",
            "noise_step", "noise_write", "noised_images", "num_selected",
-           "paper_config", "select_top"]
+           "paper_config", "random_like_norm", "select_top",
+           "with_signs_of"]

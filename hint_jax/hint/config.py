@@ -11,8 +11,11 @@ SOLVERS = ("cg", "lissa", "direct")
 ROUNDINGS = ("truncate", "round")
 HESSIAN_FROM = ("selected", "all")
 GRAD_SPACES = ("normalized", "pixel")
-# Controls that keep one part of HINT and replace the other by chance.
-DIRECTIONS = ("influence", "random_sign")
+# Controls that keep one part of HINT and replace the other: by chance
+# (random_sign, random selection) or by a structured direction that carries
+# no validation information (negative, random_stest, train_loss).
+DIRECTIONS = ("influence", "random_sign", "negative", "random_stest",
+              "train_loss")
 SELECTIONS = ("influence", "random")
 
 # The schedule (0-based epochs before which the noise is updated) the
@@ -68,10 +71,20 @@ class HintConfig:
     seed: seed of HINT's own randomness (LiSSA's batches, the controls'
       draws); independent of the training seed, so HINT never changes the
       training data order.
-    direction: "influence" (HINT) or "random_sign", a control: every
-      update's step keeps its per-pixel magnitude |gamma * I_pert| (or
-      gamma with ``sign``) but takes a random sign per pixel, drawn anew
-      at each update. Does the influence direction matter?
+    direction: "influence" (HINT) or a control. Every control keeps each
+      update's per-pixel step magnitude |gamma * I_pert| (gamma with
+      ``sign``) and HINT's selection, and takes each pixel's sign from
+      elsewhere:
+      "random_sign": a fair random sign, drawn anew at each update from
+      ``seed``. Does the influence direction matter?
+      "negative": the opposite of HINT's (the step along -I_pert).
+      "random_stest": the sign of I_pert computed with s_test replaced by
+      a Gaussian vector of the same L2 norm (drawn anew at each update from
+      ``seed``): the structure of an influence direction without the
+      validation set's information.
+      "train_loss": the sign of the input gradient of the image's own
+      training loss, so the stored image moves against it
+      (error-minimising noise): a loss-lowering structured direction.
     selection: "influence" (HINT: the top ceil(r n) by |I_up|) or
       "random", a control: a uniformly random subset of the same size,
       drawn once from ``seed``, then HINT's own noise. Does the selection

@@ -30,13 +30,14 @@ from typing import Any, Callable, List, Optional
 import jax
 import jax.numpy as jnp
 import numpy as np
+import optax
 
 from hint_jax import xla_options
 from hint_jax.hint.passes import passes_for
 from hint_jax.errors import ConfigError, DataError
 from hint_jax.hint.config import HintConfig, num_selected
-from hint_jax.hint.noise import (noise_write, noised_images, random_signs,
-                                 select_top)
+from hint_jax.hint.noise import (noise_write, noised_images, random_like_norm,
+                                 random_signs, select_top, with_signs_of)
 from hint_jax.models import TOP_LAYER
 
 _noised_jit = xla_options.jit(noised_images, static_argnames=("rounding",))
@@ -46,6 +47,17 @@ _REPORT_EVERY = 10
 # fold_in streams of the controls' draws (apart from LiSSA's per-epoch key).
 _SELECTION_STREAM = 1_000_001
 _DIRECTION_STREAM = 1_000_002
+_RANDOM_STEST_STREAM = 1_000_003
+
+
+@xla_options.jit
+def _loss_input_grad(logits_fn, x, y):
+  """grad_x of each example's cross-entropy in inference mode (examples are
+  independent there, so the gradient of the sum is per example)."""
+  def total(xx):
+    return jnp.sum(optax.softmax_cross_entropy_with_integer_labels(
+        logits_fn(xx), y))
+  return jax.grad(total)(x)
 
 
 def _cosine(a: np.ndarray, b: np.ndarray) -> float:
@@ -80,6 +92,10 @@ class HintUpdate:
   ``restore_cosine`` with the images as stored (uint8),
   ``restore_cosine_float`` with the float noise ``-delta``. 1 is straight
   back, 0 unrelated, -1 further away.
+
+  ``step_cosine``: the cosine of the step this update took with HINT's own
+  step gamma * I_pert over all selected pixels (1 for HINT; for a
+  ``direction`` control, how far its direction is from HINT's).
   """
   epoch: int
   step_size: float
@@ -98,6 +114,7 @@ class HintUpdate:
   poisons_selected: int = 0
   restore_cosine: float = float("nan")
   restore_cosine_float: float = float("nan")
+  step_cosine: float = float("nan")
 
   @property
   def seconds(self) -> float:
@@ -305,10 +322,11 @@ class Hint:
 
     # 3. I_pert at the current (noised) images of the selected examples.
     t0 = time.perf_counter()
-    infl = self._pert(params, model_state, top, s, x_train[self.selected])
-    if cfg.direction == "random_sign":   # control: |step| kept, sign random
-      infl = random_signs(jax.random.fold_in(jax.random.fold_in(
-          jax.random.key(cfg.seed), _DIRECTION_STREAM), epoch), infl)
+    x_cur = x_train[self.selected]
+    infl = self._pert(params, model_state, top, s, x_cur)
+    hint_step = infl
+    infl = self._control_direction(epoch, params, model_state, top, s, x_cur,
+                                   infl)
     jax.block_until_ready(infl)
     record.pert_seconds = time.perf_counter() - t0
 
@@ -325,6 +343,8 @@ class Hint:
     record.write_seconds = time.perf_counter() - t0
 
     if len(self.selected):
+      record.step_cosine = (1.0 if infl is hint_step else _cosine(
+          np.asarray(infl), np.asarray(hint_step)))
       record.pert_abs_mean = float(jnp.mean(jnp.abs(infl)))
       record.delta_abs_mean = float(jnp.mean(jnp.abs(self.delta)))
       record.at_bound_fraction = float(jnp.mean(
@@ -350,6 +370,52 @@ class Hint:
         toward_clean)
     record.restore_cosine_float = _cosine(
         -np.asarray(self.delta)[poison] * 255.0, toward_clean)
+
+  def _control_direction(self, epoch, params, model_state, top, s, x_cur,
+                         infl):
+    """The step's direction field: ``infl`` (I_pert) for HINT, else the
+    ``direction`` control's (see `HintConfig`), with infl's per-pixel
+    magnitudes."""
+    cfg = self.config
+    if cfg.direction == "influence":
+      return infl
+    key = jax.random.fold_in(jax.random.key(cfg.seed), epoch)
+    if cfg.direction == "random_sign":
+      return random_signs(jax.random.fold_in(jax.random.fold_in(
+          jax.random.key(cfg.seed), _DIRECTION_STREAM), epoch), infl)
+    if cfg.direction == "negative":
+      return -infl
+    if cfg.direction == "random_stest":
+      norm = jnp.sqrt(sum(jnp.sum(v.astype(jnp.float32) ** 2)
+                          for v in jax.tree.leaves(s)))
+      s_rand = random_like_norm(
+          jax.random.fold_in(key, _RANDOM_STEST_STREAM), s, norm)
+      return with_signs_of(self._pert(params, model_state, top, s_rand,
+                                      x_cur), infl)
+    if cfg.direction == "train_loss":
+      return with_signs_of(self._loss_grad(params, model_state, x_cur), infl)
+    raise ConfigError(f"unknown HINT direction {cfg.direction!r}")
+
+  def _loss_grad(self, params, model_state, x_cur):
+    """grad_x of the selected examples' own training loss at their current
+    images (inference mode), in padded chunks of ``chunk_size``."""
+    cfg = self.config
+    logits_fn = self.model.logits_fn(params, model_state)
+    y_sel = self.y_train[self.selected]
+    k, chunk = len(x_cur), cfg.chunk_size
+    out = []
+    for start in range(0, k, chunk):
+      xb = np.asarray(x_cur[start:start + chunk], np.float32) / 255.0
+      yb = np.asarray(y_sel[start:start + chunk])
+      m = len(xb)
+      if m < chunk:
+        xb = np.concatenate([xb, np.zeros((chunk - m,) + xb.shape[1:],
+                                          xb.dtype)])
+        yb = np.concatenate([yb, np.zeros((chunk - m,), yb.dtype)])
+      out.append(_loss_input_grad(logits_fn, jnp.asarray(xb),
+                                  jnp.asarray(yb))[:m])
+    return (jnp.concatenate(out) if out
+            else jnp.zeros((0,) + self.x_orig.shape[1:], jnp.float32))
 
   def _pert(self, params, model_state, top, s, x_cur):
     """I_pert for the selected examples at their current images ``x_cur``

@@ -43,6 +43,25 @@ def random_signs(key: jax.Array, infl: jax.Array) -> jax.Array:
   return jnp.where(flip, -1.0, 1.0).astype(infl.dtype) * jnp.abs(infl)
 
 
+def with_signs_of(direction: jax.Array, magnitude: jax.Array) -> jax.Array:
+  """``|magnitude|`` with the sign of ``direction`` per entry (+ where
+  ``direction`` is 0), so the magnitudes are kept bit for bit."""
+  return jnp.where(direction < 0, -1.0, 1.0).astype(magnitude.dtype) * (
+      jnp.abs(magnitude))
+
+
+def random_like_norm(key: jax.Array, tree, norm) -> object:
+  """A standard Gaussian pytree shaped like ``tree`` (one independent draw
+  per leaf from ``key``), scaled to L2 norm ``norm`` over all leaves."""
+  leaves, treedef = jax.tree.flatten(tree)
+  keys = jax.random.split(key, len(leaves))
+  draws = [jax.random.normal(k, jnp.shape(a), jnp.asarray(a).dtype)
+           for k, a in zip(keys, leaves)]
+  total = jnp.sqrt(sum(jnp.sum(d.astype(jnp.float32) ** 2) for d in draws))
+  return jax.tree.unflatten(treedef, [
+      (d * (norm / total)).astype(d.dtype) for d in draws])
+
+
 def noise_step(delta: jax.Array, infl: jax.Array, step: float | jax.Array,
                beta: float | jax.Array, sign: bool = False) -> jax.Array:
   """One healthy-noise step: ``clip(delta + step * infl, -beta, beta)``.

@@ -44,6 +44,8 @@ class TrainSpec:
   Attributes:
     model: a name of `hint_jax.models.MODEL_NAMES`.
     epochs, batch_size, lr, eval_every: overrides of the preset.
+    momentum: the SGD momentum (None: the preset's; MNIST's is 0, the
+      generic recipe's 0.9).
     seed: seed of initialisation, data order and augmentation.
     augment: None for the preset's augmentation, else on/off.
     epoch_schedule: "scaled" places the preset's learning-rate milestones
@@ -58,11 +60,13 @@ class TrainSpec:
   eval_every: Optional[int] = None
   augment: Optional[bool] = None
   epoch_schedule: str = "scaled"
+  momentum: Optional[float] = None
 
   def config(self, dataset: str):
     """The `TrainConfig` of this spec on ``dataset``."""
     return preset(dataset, epochs=self.epochs, batch_size=self.batch_size,
-                  lr=self.lr, eval_every=self.eval_every,
+                  lr=self.lr, momentum=self.momentum,
+                  eval_every=self.eval_every,
                   augment=self.augment, epoch_schedule=self.epoch_schedule)
 
 

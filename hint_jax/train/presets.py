@@ -52,7 +52,7 @@ def scale_epoch(epoch: int, run_epochs: int, preset_epochs: int) -> int:
 def preset(dataset: Optional[str] = None, *, epoch_schedule: str = "scaled",
            shape_epochs: Optional[int] = None, **overrides) -> TrainConfig:
   """The preset for ``dataset`` with the non-None ``overrides`` applied
-  (``lr`` overrides the optimizer's learning rate).
+  (``lr`` and ``momentum`` override the optimizer's).
 
   Args:
     dataset: a key of ``PRESETS``, a user dataset name (``folder:PATH``,
@@ -64,16 +64,20 @@ def preset(dataset: Optional[str] = None, *, epoch_schedule: str = "scaled",
     shape_epochs: the run length the milestones are scaled to, when it is
       not the run's own epochs (a model trained for part of a longer run,
       e.g. MetaPoison's staggered surrogates).
-    **overrides: TrainConfig fields (and ``lr``).
+    **overrides: TrainConfig fields (and ``lr``, ``momentum``).
   """
   dataset = preset_key(dataset)
   if epoch_schedule not in EPOCH_SCHEDULES:
     raise ConfigError(f"epoch_schedule must be one of {EPOCH_SCHEDULES}, "
                       f"got {epoch_schedule!r}")
   cfg = PRESETS[dataset]
-  lr = overrides.pop("lr", None)
-  if lr is not None:
-    cfg = dataclasses.replace(cfg, optim=dataclasses.replace(cfg.optim, lr=lr))
+  optim = {k: overrides.pop(k) for k in ("lr", "momentum")
+           if overrides.get(k) is not None}
+  overrides.pop("lr", None)
+  overrides.pop("momentum", None)
+  if optim:
+    cfg = dataclasses.replace(cfg, optim=dataclasses.replace(cfg.optim,
+                                                             **optim))
   overrides = {k: v for k, v in overrides.items() if v is not None}
   cfg = dataclasses.replace(cfg, **overrides)
   run = cfg.epochs if shape_epochs is None else shape_epochs
