@@ -53,6 +53,9 @@ class Estimator:
     expand: optional ``(state) -> extras``, large arrays rebuilt from the
       state once per scoring call instead of stored (TRAK's projections).
     multi_member: whether several members make sense (TracIn, TRAK).
+    host_test_features: optional un-jitted version of ``test_features``
+      for `scores`, whose iterations run from Python (`_host`); it must
+      compute the same values.
   """
   name: str
   summary: str
@@ -64,6 +67,7 @@ class Estimator:
   train_weights: Optional[Callable] = None
   expand: Optional[Callable] = None
   multi_member: bool = False
+  host_test_features: Optional[Callable] = None
 
 
 ESTIMATORS: dict = {}
@@ -234,10 +238,12 @@ def scores(state: AttributionState, apply: Callable, train, test, *,
   tb = test_blocks[0][1] - test_blocks[0][0]
   bb = train_blocks[0][1] - train_blocks[0][0]
   total, done = len(test_blocks) * len(train_blocks), 0
+  host = get(state.estimator).host_test_features
   for t0, t1 in test_blocks:
-    u = _test_features_jit(state, extras, apply,
-                           _pad(jnp.asarray(x_te[t0:t1]), tb),
-                           _pad(jnp.asarray(y_te[t0:t1]), tb))
+    xb, yb = (_pad(jnp.asarray(x_te[t0:t1]), tb),
+              _pad(jnp.asarray(y_te[t0:t1]), tb))
+    u = (_test_features_jit(state, extras, apply, xb, yb) if host is None
+         else host(state, extras, apply, xb, yb))
     for b0, b1 in train_blocks:
       block = _scores_jit(state, extras, apply, u,
                           _pad(jnp.asarray(x_tr[b0:b1]), bb),

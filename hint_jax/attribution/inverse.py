@@ -31,7 +31,8 @@ import jax
 import jax.numpy as jnp
 from jax.flatten_util import ravel_pytree
 
-from hint_jax.attribution import functions
+from hint_jax import xla_options
+from hint_jax.attribution import _host, functions
 from hint_jax.attribution.core import Estimator, num_parameters, register
 from hint_jax.errors import ConfigError, NumericalError
 from hint_jax.influence.cg import cg_solve
@@ -98,19 +99,20 @@ def _explicit_prepare(apply, members, train, key, settings):
   return dict(arrays, cholesky=_cholesky(apply, params, arrays, settings))
 
 
-def _dense_curvature_impl(apply, params, x, y, curvature, chunk_size,
-                          column_chunk):
-  flat, _ = ravel_pytree(params)
-  curv = functions.curvature_matvec(curvature)
-  col = lambda e: functions.chunked_matvec(curv, apply, params, x, y, e,
-                                           chunk_size)
-  basis = jnp.eye(flat.size, dtype=flat.dtype)
-  cols = jax.lax.map(col, basis, batch_size=column_chunk)
-  return 0.5 * (cols + cols.T)
-
-
-_dense_curvature = jax.jit(_dense_curvature_impl, static_argnames=(
-    "curvature", "chunk_size", "column_chunk"))
+def _dense_curvature(apply, params, x, y, curvature, chunk_size,
+                     column_chunk):
+  """C as a dense (P, P) matrix: its columns C e_j, a block of
+  ``column_chunk`` basis vectors per host-driven product, symmetrised."""
+  p = num_parameters(params)
+  dtype = jnp.result_type(*jax.tree.leaves(params))
+  cols = []
+  for start in range(0, p, column_chunk):
+    basis = jax.nn.one_hot(jnp.arange(start, min(p, start + column_chunk)),
+                           p, dtype=dtype)
+    cols.append(_host.matvec_rows(apply, params, x, y, basis, curvature,
+                                  chunk_size))
+  c = jnp.concatenate(cols)
+  return 0.5 * (c + c.T)
 
 
 def _cholesky(apply, params, arrays, settings):
@@ -163,11 +165,32 @@ def _cg_test(state, extras, apply, x, y):
   return jax.vmap(one)(g)[None]
 
 
+_grads_jit = xla_options.jit(functions.flat_grads,
+                             static_argnames=("function",))
+
+
+def _host_matvec(state, apply):
+  opts = state.options
+  return lambda v: _host.matvec_rows(
+      apply, state.members[0], state.arrays["curvature_x"],
+      state.arrays["curvature_y"], v, opts["curvature"],
+      int(opts["chunk_size"]))
+
+
+def _cg_test_host(state, extras, apply, x, y):
+  del extras
+  opts = state.options
+  g = _grads_jit(apply, state.members[0], x, y,
+                 function=opts["test_function"])
+  return _host.cg_rows(_host_matvec(state, apply), g, opts["damping"],
+                       opts["tol"], opts["maxiter"])[None]
+
+
 register(Estimator(
     name="cg", summary="∇f(z)ᵀ(C+λI)⁻¹∇ℓ(z_i) by conjugate gradients",
     defaults=dict(_CURVATURE_DEFAULTS, tol=1e-5, maxiter=100),
     prepare=_solver_prepare, test_features=_cg_test,
-    train_features=_train_grads))
+    train_features=_train_grads, host_test_features=_cg_test_host))
 
 
 # --------------------------------------------------------------------- LiSSA
@@ -191,6 +214,24 @@ def _lissa_test(state, extras, apply, x, y):
   return jax.vmap(one)(g)[None]
 
 
+def _lissa_test_host(state, extras, apply, x, y):
+  del extras
+  opts = state.options
+  params = state.members[0]
+  g = _grads_jit(apply, params, x, y, function=opts["test_function"])
+  data = (state.arrays["curvature_x"], state.arrays["curvature_y"])
+  scale = float(opts["scale"])
+  batch = opts["batch_size"]
+  batch_matvec = lambda b, v: _host.matvec_rows(
+      apply, params, b[0], b[1], v, opts["curvature"], b[0].shape[0])
+  return _host.lissa_rows(batch_matvec, g, data,
+                          jax.random.wrap_key_data(state.arrays["key"]),
+                          batch_size=None if batch is None else int(batch),
+                          depth=int(opts["depth"]),
+                          damping=float(opts["damping"]) / scale,
+                          scale=scale)[None]
+
+
 def _lissa_prepare(apply, members, train, key, settings):
   if not settings["damping"] > 0 or not settings["scale"] >= settings[
       "damping"]:
@@ -203,7 +244,7 @@ register(Estimator(
     defaults=dict(_CURVATURE_DEFAULTS, depth=500, batch_size=64,
                   scale=10.0),
     prepare=_lissa_prepare, test_features=_lissa_test,
-    train_features=_train_grads))
+    train_features=_train_grads, host_test_features=_lissa_test_host))
 
 
 # ------------------------------------------------------------------- Arnoldi
@@ -257,26 +298,14 @@ def _arnoldi_prepare(apply, members, train, key, settings):
     raise ConfigError(f"arnoldi: top_k must be in [1, iterations = {iters}]")
   key_data, key_start = jax.random.split(key)
   arrays = _curvature_data(train, key_data, settings)
-  values, vectors = _arnoldi_eigs(apply, params, arrays["curvature_x"],
-                                  arrays["curvature_y"], key_start,
-                                  settings["curvature"],
-                                  int(settings["chunk_size"]), iters, top_k)
-  return {"eigenvalues": values, "eigenvectors": vectors}
-
-
-def _arnoldi_eigs_impl(apply, params, x, y, key, curvature, chunk_size,
-                       iterations, top_k):
-  flat, _ = ravel_pytree(params)
-  curv = functions.curvature_matvec(curvature)
-  mv = lambda v: functions.chunked_matvec(curv, apply, params, x, y, v,
-                                          chunk_size)
-  theta, u = lanczos(mv, flat.size, iterations, key, flat.dtype)
+  x, y = arrays["curvature_x"], arrays["curvature_y"]
+  mv = lambda v: _host.matvec_rows(apply, params, x, y, v,
+                                   settings["curvature"],
+                                   int(settings["chunk_size"]))
+  dtype = jnp.result_type(*jax.tree.leaves(params))
+  theta, u = _host.lanczos_host(mv, p, iters, key_start, dtype)
   order = jnp.argsort(-jnp.abs(theta))[:top_k]
-  return theta[order], u[order]
-
-
-_arnoldi_eigs = jax.jit(_arnoldi_eigs_impl, static_argnames=(
-    "curvature", "chunk_size", "iterations", "top_k"))
+  return {"eigenvalues": theta[order], "eigenvectors": u[order]}
 
 
 def _arnoldi_project(state, apply, x, y, function):

@@ -3,10 +3,12 @@
 `run_train` trains (optionally on a poisoned set, optionally defended)
 resumably into a folder and writes the same ``result.json`` and
 ``metrics.jsonl`` as ``hint-jax train``; every defence sits behind
-`JobDefence`. Nothing here prints: pass a `Reporter` to hear progress.
+`JobDefence`; `run_attribute` scores training examples for test examples
+with one of `hint_jax.attribution`'s estimators. Nothing here prints: pass a `Reporter` to hear progress.
 """
 
 from hint_jax.pipeline import checkpoint, files
+from hint_jax.pipeline.attribution import AttributeJob, run_attribute
 from hint_jax.pipeline.defences import (NOISE_FILE, JobDefence,
                                         hint_poison_record, make_defence)
 from hint_jax.pipeline.specs import (DataSpec, DefenceSpec, EpicSpec,
