@@ -438,3 +438,43 @@ def test_every_estimator_on_linen_and_nnx_models(kind):
     # Each test point is training point t: with positive semi-definite
     # curvature (the GGN) every estimator scores it as helping itself.
     assert np.all(np.diag(s[:, :4]) > 0), (name, np.diag(s[:, :4]))
+
+
+# ----------------------------------------------------- the command line
+def test_attribute_command_writes_scores_and_its_record(tmp_path, capsys):
+  from hint_jax.cli.main import main  # pylint: disable=g-import-not-at-top
+  import json  # pylint: disable=g-import-not-at-top
+  jax.config.update("jax_enable_x64", False)   # as a user runs it
+  try:
+    out = tmp_path / "a"
+    assert main(["attribute", "--dataset", "digits", "--estimator",
+                 "grad_dot", "--epochs", "1", "--num-train", "100",
+                 "--num-test", "7", "--train-block", "32", "--out", str(out),
+                 "--no-progress"]) == 0
+    s = np.load(out / "scores.npy")
+    assert s.shape == (7, 100) and s.dtype == np.float32
+    rec = json.loads((out / "attribution.json").read_text())
+    assert rec["estimator"] == "grad_dot" and rec["scores"]["shape"] == [7,
+                                                                        100]
+    assert "helps" in rec["scores"]["sign"] and rec["peak_memory_mb"] > 0
+    assert not list(out.glob("*.partial"))
+    # The same model again from its folder, another estimator: a run folder
+    # is any folder with a final checkpoint.
+    again = tmp_path / "b"
+    assert main(["attribute", "--dataset", "digits", "--estimator", "trak",
+                 "--run", str(out / "model"), "--num-train", "100",
+                 "--num-test", "7", "--set", "proj_dim=32", "--out",
+                 str(again), "--no-progress"]) == 0
+    state = attribution.load_state(again / "state.npz")
+    assert state.estimator == "trak" and state.options["proj_dim"] == 32
+    capsys.readouterr()
+    assert main(["attribute", "--dataset", "digits", "--estimator", "cg",
+                 "--set", "proj_dim=3", "--out", str(tmp_path / "c")]) == 2
+    assert "cg has no setting proj_dim" in capsys.readouterr().err
+    assert main(["attribute", "--dataset", "digits", "--estimator", "cg",
+                 "--set", "damping", "--out", str(tmp_path / "c")]) == 2
+    assert main(["attribute", "--dataset", "digits", "--estimator", "cg",
+                 "--run", str(tmp_path / "nothing"), "--out",
+                 str(tmp_path / "c")]) == 2
+  finally:
+    jax.config.update("jax_enable_x64", True)

@@ -55,3 +55,17 @@ def test_influence_accuracy_study_example(tmp_path):
   assert loo > 0.9, lines
   assert lines[1].startswith("input perturbation: Pearson ")
   assert (tmp_path / "study" / "influence_accuracy.json").is_file()
+
+
+@pytest.mark.slow
+def test_attribution_example_scores_with_three_estimators(tmp_path):
+  proc = subprocess.run([sys.executable,
+                         str(EXAMPLES / "attribution_three_estimators.py"),
+                         str(tmp_path / "agree.png")], capture_output=True,
+                        text=True, timeout=900, check=False)
+  assert proc.returncode == 0, proc.stderr[-3000:]
+  out = proc.stdout
+  for name in ("cg", "trak", "grad_dot"):
+    assert f"{name}: scores (40, 1297)" in out
+  assert out.count("Spearman ") == 3
+  assert (tmp_path / "agree.png").stat().st_size > 1000
