@@ -16,8 +16,10 @@ streams over blocks of training and test examples::
 function of its parameters (`hint_jax.models.adapt` makes one of any linen
 or nnx model: ``lambda p, x: model.apply_eval(p, model_state, x)``).
 Estimators (``ESTIMATORS``): ``explicit``, ``cg``, ``lissa`` (influence
-functions with Hessian or Gauss-Newton curvature), ``arnoldi``, ``trak``,
-``tracin``, ``grad_dot``, ``grad_cos``.
+functions with Hessian or Gauss-Newton curvature), ``arnoldi``, ``kfac``
+and ``ekfac`` (over the Dense and convolution layers; ``apply`` from
+`hint_jax.models.capture.tapped_apply`), ``trak``, ``tracin``,
+``grad_dot``, ``grad_cos``.
 
 **Sign and scale, the same for all**: a positive score means the training
 example helps the test example (see `core`): for the influence functions
@@ -31,6 +33,7 @@ gradients, curvature products), `core` (interface, registry, streaming),
 
 from hint_jax.attribution import gradient as _gradient  # registers
 from hint_jax.attribution import inverse as _inverse  # registers
+from hint_jax.attribution import kfac as _kfac  # registers
 from hint_jax.attribution import trak as _trak  # registers
 from hint_jax.attribution.core import ESTIMATORS
 from hint_jax.attribution.core import Estimator

@@ -28,7 +28,7 @@ import numpy as np
 
 from hint_jax import attribution
 from hint_jax.errors import ConfigError
-from hint_jax.models import get_model, num_params
+from hint_jax.models import capture, get_model, num_params
 from hint_jax.pipeline import checkpoint, files
 from hint_jax.pipeline.specs import DataSpec
 from hint_jax.pipeline.training import Reporter, load_splits, train_clean
@@ -131,10 +131,9 @@ def run_attribute(job: AttributeJob, out, *, reporter: Reporter = None
     model, name, params, model_state, source = _model_and_params(
         job, dataset, splits, out, reporter)
 
-    def apply(p, x):
-      if not jnp.issubdtype(x.dtype, jnp.floating):   # uint8 -> [0, 1]
-        x = x.astype(jnp.float32) / 255.0
-      return model.apply_eval(p, model_state, x)
+    # The model in inference mode, uint8 images scaled to [0, 1], with the
+    # layer taps K-FAC needs (any estimator takes it as a plain apply).
+    apply = capture.tapped_apply(model, model_state)
 
     n_tr = _slice(len(splits.x_train), job.num_train, "num_train")
     n_te = _slice(len(splits.x_test), job.num_test, "num_test")
