@@ -13,7 +13,7 @@ import numpy as np
 from hint_jax.errors import DataError
 from hint_jax.experiment import configs
 from hint_jax.experiment import figures as figures_lib
-from hint_jax.experiment import results
+from hint_jax.experiment import results, robustness
 from hint_jax.pipeline import files
 
 
@@ -610,7 +610,8 @@ def write_report(out, data_dir=None, num_images=5, tables=None):
   for text in (table2(manifests, cells), table3(manifests, cells),
                table4(manifests, cells, out),
                table5(manifests, cells), controls(manifests, cells),
-               table3(manifests, cells, "controls_targeted")):
+               table3(manifests, cells, "controls_targeted"),
+               robustness.section(out, manifests, cells)):
     if text:
       parts += ["", text]
   figures = figures_lib.write_figures(out, manifests, cells, data_dir,
