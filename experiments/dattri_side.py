@@ -49,7 +49,7 @@ def main(problem, out_dir, names):
   def loss_func(params, batch):
     x, y = batch
     logits = torch.func.functional_call(model, params, x)
-    return nn.CrossEntropyLoss()(logits, y)
+    return nn.CrossEntropyLoss()(logits, y.long())   # LiSSA's batches: float
 
   def correct_probability(params, batch):
     x, y = batch

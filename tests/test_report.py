@@ -109,12 +109,13 @@ def test_clean_twins_decide_which_hits_count():
   assert grid == [[1, 0.5, 0], [0, results.PENDING, 1]]
   text = rep.table3(manifests, cells)
   summary = next(ln for ln in text.splitlines() if ln.startswith("| none |"))
-  # bp: one hit of the poisons' doing out of 2 trials, one shared.
-  assert "| 1/2 (60.00) +1 clean twin hits too" in summary
+  # bp: one hit of the poisons' doing; the other trial's hit is shared
+  # by its twin, so that trial cannot test anything: 1/1, listed apart.
+  assert "| 1/1 (60.00) +1 clean twin hits too" in summary
   # The paper's figure (successes, clean accuracy) beside ours.
   assert "+1 clean twin hits too [5/5 (91.41)]" in summary
   hint = next(ln for ln in text.splitlines() if ln.startswith("| HINT |"))
-  assert "0/1 (60.00) +1 twin pending" in hint
+  assert "0/0 (60.00) +1 twin pending" in hint
   # Trial by trial, each hit shows its twin's verdict where it has run.
   row = next(ln for ln in text.splitlines() if ln.startswith("| BP | 1 |"))
   assert "hit: 2 (0.9); clean twin hit: 2 (0.9)" in row
@@ -125,11 +126,12 @@ def test_clean_twins_decide_which_hits_count():
 def test_pooled_counts_against_the_papers_rate():
   manifests, cells = _with_twins()
   text = rep.table3(manifests, cells)
-  # none: bp t0 the poisons' hit, bp t1 a hit its twin shares (not a
-  # success), fc t0 a miss: 1 of 3; the paper's 5/5 + 5/5 give rate 1, at
-  # which 1 or fewer of 3 has probability 0.
+  # none: bp t0 the poisons' hit, bp t1 a hit its twin shares (left out
+  # of both counts: that trial cannot test the defence), fc t0 a miss: 1 of
+  # 2; the paper's 5/5 + 5/5 give rate 1, at which 1 or fewer of 2 has
+  # probability 0.
   row = next(ln for ln in text.splitlines() if ln.startswith("| none | BP"))
-  assert row.startswith("| none | BP+FC | 1/3 | 0.01-0.91 | 10/10 (1.00) | "
+  assert row.startswith("| none | BP+FC | 1/2 | 0.01-0.99 | 10/10 (1.00) | "
                         "0 (≤ 1) |")
   # HINT: bp t1 unfinished and fc t0's twin pending are left out, leaving
   # bp t0's miss: 0 of 1 against the paper's 2/10; P(X <= 0) = 0.8.

@@ -91,7 +91,9 @@ def table3(manifests, cells, table="table3") -> str:
            "class and its clean twin (the same training, flags and seed, "
            "with every poison replaced by its clean image) does not; a hit "
            "the twin shares is listed apart (\"clean twin hits too\": not "
-           "the poisons' doing), as is a hit whose twin has not run yet" +
+           "the poisons' doing), as is a hit whose twin has not run yet, "
+           "and neither counts in successes / trials (such a trial cannot "
+           "test the defence)" +
            ("; ours first, the paper's in brackets"
             if any(d in papers for d in datasets) else "") +
            "; \"n/a\": not run for that scenario."]
@@ -112,7 +114,11 @@ def table3(manifests, cells, table="table3") -> str:
           kinds = [verdicts.get((dataset, a, m, c["trial"]))
                    for c in mine if c["result"] is not None]
           acc = np.mean([100 * r["test_accuracy"] for r in fin])
-          cell = f"{kinds.count('poisons')}/{len(fin)} ({acc:.2f})"
+          # A trial whose clean twin hits too (or has not run) cannot
+          # test the defence: left out of the count's numerator and
+          # denominator alike, and listed beside it.
+          tested = len(fin) - kinds.count("clean") - kinds.count("unchecked")
+          cell = f"{kinds.count('poisons')}/{tested} ({acc:.2f})"
           extra = [f"+{kinds.count(k)} {what}" for k, what in (
               ("clean", "clean twin hits too"),
               ("unchecked", "twin pending")) if kinds.count(k)]
@@ -151,7 +157,9 @@ def against_paper(cells, dataset, methods, attacks, verdicts,
             if c["dataset"] == dataset and c["method"] == m
             and c["attack"] == a and c["result"] is not None]
     kinds = [verdicts.get((dataset, a, m, t)) for a, t in done]
-    n = len(done) - kinds.count("unchecked")
+    # The convention of the table's cells: trials whose clean twin hits
+    # too, or has not run, are left out of both counts.
+    n = len(done) - kinds.count("unchecked") - kinds.count("clean")
     if n == 0:
       continue
     k = kinds.count("poisons")
