@@ -37,6 +37,20 @@ def test_versus_none_gives_the_difference_and_its_standard_error():
   assert rep.versus_none(cells[:3], "mnist", ["none"]) == ""
 
 
+def test_paired_versus_none_pairs_by_seed():
+  def cell(method, trial, acc, ratio=1.0):
+    return {"dataset": "mnist", "method": method, "ratio": ratio,
+            "trial": trial, "result": {"test_accuracy": acc / 100}}
+  cells = ([cell("none", t, a) for t, a in enumerate((50.0, 60.0, 40.0))]
+           + [cell("HINT", t, a) for t, a in enumerate((90.0, 92.0, 88.0))]
+           + [cell("none", 0, 98.0, 0.6), cell("HINT", 0, 98.1, 0.6)])
+  text = rep.paired_versus_none(cells, "mnist", ["none", "HINT"])
+  # Differences 40, 32, 48: mean 40, t(2) 4.303 x 8 / sqrt(3) = 19.8747.
+  assert "| 1 | +40.00 [+20.13, +59.87] (+40.00, +32.00, +48.00) |" in text
+  assert "| 0.6 |" not in text          # one pair only
+  assert rep.paired_versus_none(cells[:3], "mnist", ["none", "HINT"]) == ""
+
+
 def _cell(i, method, attack, trial, hit, acc=0.6):
   result = None if hit is None else {
       "test_accuracy": acc, "train_seconds": 10.0 * (1 + i % 3),

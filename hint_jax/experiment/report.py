@@ -58,7 +58,9 @@ def table2(manifests, cells) -> str:
         row.append(ours + (f" [{ref:.2f}]" if ref is not None else ""))
       rows.append(row)
     parts += ["", f"### {dataset}", "", _md(["p"] + methods, rows)]
-    diff = versus_none(cells, dataset, methods)
+    diff = "\n\n".join(t for t in (
+        versus_none(cells, dataset, methods),
+        paired_versus_none(cells, dataset, methods)) if t)
     if diff:
       parts += ["", diff]
     rec = recovery(cells, dataset)
@@ -297,6 +299,43 @@ def versus_none(cells, dataset, methods) -> str:
       "two or more). With three seeds a side the standard error is itself "
       "rough: a difference under about two of them is not told apart from "
       "seed noise.", "", _md(["p"] + others, rows)])
+
+
+def paired_versus_none(cells, dataset, methods) -> str:
+  """Each defence minus no defence paired by training seed (the same
+  seed trains both on the same batches): per p, every seed's difference,
+  their mean and its 95% t interval; "" without two pairs anywhere."""
+  def by_trial(p, m):
+    return {c["trial"]: 100 * c["result"]["test_accuracy"] for c in cells
+            if c["dataset"] == dataset and c.get("ratio") == p
+            and c["method"] == m and c["result"] is not None
+            and "trial" in c}
+  ratios = sorted({c["ratio"] for c in cells if c["dataset"] == dataset
+                   and "ratio" in c})
+  others = [m for m in methods if m != "none"]
+  rows = []
+  for p in ratios:
+    base = by_trial(p, "none")
+    row, any_pair = [f"{p:g}"], False
+    for m in others:
+      mine = by_trial(p, m)
+      diffs = [mine[t] - base[t] for t in sorted(set(mine) & set(base))]
+      if len(diffs) < 2:
+        row.append("—")
+        continue
+      mean, lo, hi, _ = robustness.interval(diffs)
+      row.append(f"{mean:+.2f} [{lo:+.2f}, {hi:+.2f}] ("
+                 + ", ".join(f"{d:+.2f}" for d in diffs) + ")")
+      any_pair = True
+    if any_pair:
+      rows.append(row)
+  if not rows:
+    return ""
+  return "\n".join([
+      "Paired by seed (each seed trains both arms on the same batches): "
+      "each defence minus no defence, the mean with its 95% t interval "
+      "and every seed's difference (points).", "",
+      _md(["p"] + others, rows)])
 
 
 def recovery(cells, dataset):
