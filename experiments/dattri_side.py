@@ -68,11 +68,15 @@ def main(problem, out_dir, names):
   lam = settings["damping"]
   out_dir = pathlib.Path(out_dir)
   for name in names:
+    run, name = name, name.split("_depth")[0]
+    if run != name:                      # lissa_depth100: depth 100
+      settings["lissa"]["depth"] = int(run.split("_depth")[1])
     if name == "explicit":
       att = IFAttributorExplicit(task, regularization=lam)
     elif name == "cg":
       att = IFAttributorCG(task, max_iter=settings["cg_maxiter"],
-                           tol=settings["cg_tol"], regularization=lam)
+                           tol=settings["cg_tol"], regularization=lam,
+                           mode=settings.get("cg_mode", "rev-rev"))
     elif name == "lissa":
       s = settings["lissa"]
       att = IFAttributorLiSSA(task, batch_size=s["batch_size"],
@@ -89,8 +93,10 @@ def main(problem, out_dir, names):
       att.projector_kwargs = None      # exact gradients, as the other side
     elif name == "trak":
       att = TRAKAttributor(task, correct_probability_func=correct_probability,
-                           regularization=settings["trak_ridge"])
-      att.projector_kwargs = None      # no projection, as the other side
+                           projector_kwargs={
+                               "proj_dim": settings["trak_proj_dim"],
+                               "proj_seed": 0, "device": "cpu",
+                               "proj_max_batch_size": 32})
     else:
       raise SystemExit(f"unknown estimator {name}")
     t0 = time.perf_counter()
@@ -100,16 +106,19 @@ def main(problem, out_dir, names):
       att.cache(full_loader)
     cache_s = time.perf_counter() - t0
     t0 = time.perf_counter()
-    scores = att.attribute(train_loader, test_loader)
+    if name == "trak":     # its signature: (test loader, train loader)
+      scores = att.attribute(test_loader)
+    else:
+      scores = att.attribute(train_loader, test_loader)
     attribute_s = time.perf_counter() - t0
-    np.savez(out_dir / f"dattri_{name}.npz",
+    np.savez(out_dir / f"dattri_{run}.npz",
              scores=scores.detach().numpy().T.astype(np.float32))
-    (out_dir / f"dattri_{name}.json").write_text(json.dumps({
+    (out_dir / f"dattri_{run}.json").write_text(json.dumps({
         "cache_seconds": cache_s, "attribute_seconds": attribute_s,
         "peak_memory_mb": resource.getrusage(
             resource.RUSAGE_SELF).ru_maxrss / 1024.0,
         "torch": torch.__version__}))
-    print(f"dattri {name}: {cache_s + attribute_s:.1f} s", flush=True)
+    print(f"dattri {run}: {cache_s + attribute_s:.1f} s", flush=True)
 
 
 if __name__ == "__main__":
