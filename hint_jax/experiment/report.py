@@ -267,38 +267,45 @@ def trials_table3(cells, dataset, methods, twins=()) -> str:
       _md(["attack", "trial", "target", "clean"] + methods, rows)])
 
 
+def _against_none(cells, dataset, methods, entry, intro) -> str:
+  """A table of each defence against no defence at every p of
+  ``dataset``: ``entry(p, method)`` is the cell's text or None (shown as
+  "—"); rows without any entry are left out, and "" without any row."""
+  ratios = sorted({c["ratio"] for c in cells if c["dataset"] == dataset
+                   and "ratio" in c})
+  others = [m for m in methods if m != "none"]
+  rows = []
+  for p in ratios:
+    row = [entry(p, m) for m in others]
+    if any(r is not None for r in row):
+      rows.append([f"{p:g}"] + [r or "—" for r in row])
+  if not rows:
+    return ""
+  return "\n".join([intro, "", _md(["p"] + others, rows)])
+
+
 def versus_none(cells, dataset, methods) -> str:
   """Each defence minus no defence at the same p, where both have two or
   more seeds: the difference of the means ± its standard error
   ``sqrt(s1²/n1 + s2²/n2)`` (sample stds) and the difference in standard
   errors; "" where no p has that."""
-  ratios = sorted({c["ratio"] for c in cells if c["dataset"] == dataset})
-  others = [m for m in methods if m != "none"]
-  rows = []
-  for p in ratios:
+  def entry(p, m):
     base = results.accs(cells, dataset=dataset, ratio=p, method="none")
-    row, any_pair = [f"{p:g}"], False
-    for m in others:
-      mine = results.accs(cells, dataset=dataset, ratio=p, method=m)
-      if len(base) < 2 or len(mine) < 2:
-        row.append("—")
-        continue
-      (m1, s1), (m0, s0) = results.mean_std(mine), results.mean_std(base)
-      se = float(np.sqrt(s1**2 / len(mine) + s0**2 / len(base)))
-      d = m1 - m0
-      row.append(f"{d:+.2f} ± {se:.2f}" + (f" ({d / se:+.1f} SE)"
-                                           if se > 0 else ""))
-      any_pair = True
-    if any_pair:
-      rows.append(row)
-  if not rows:
-    return ""
-  return "\n".join([
+    mine = results.accs(cells, dataset=dataset, ratio=p, method=m)
+    if len(base) < 2 or len(mine) < 2:
+      return None
+    (m1, s1), (m0, s0) = results.mean_std(mine), results.mean_std(base)
+    se = float(np.sqrt(s1**2 / len(mine) + s0**2 / len(base)))
+    d = m1 - m0
+    return f"{d:+.2f} ± {se:.2f}" + (f" ({d / se:+.1f} SE)" if se > 0
+                                     else "")
+  return _against_none(
+      cells, dataset, methods, entry,
       "Each defence minus no defence at the same p (points; mean "
       "difference ± its standard error over the seeds, where both have "
       "two or more). With three seeds a side the standard error is itself "
       "rough: a difference under about two of them is not told apart from "
-      "seed noise.", "", _md(["p"] + others, rows)])
+      "seed noise.")
 
 
 def paired_versus_none(cells, dataset, methods) -> str:
@@ -310,32 +317,20 @@ def paired_versus_none(cells, dataset, methods) -> str:
             if c["dataset"] == dataset and c.get("ratio") == p
             and c["method"] == m and c["result"] is not None
             and "trial" in c}
-  ratios = sorted({c["ratio"] for c in cells if c["dataset"] == dataset
-                   and "ratio" in c})
-  others = [m for m in methods if m != "none"]
-  rows = []
-  for p in ratios:
-    base = by_trial(p, "none")
-    row, any_pair = [f"{p:g}"], False
-    for m in others:
-      mine = by_trial(p, m)
-      diffs = [mine[t] - base[t] for t in sorted(set(mine) & set(base))]
-      if len(diffs) < 2:
-        row.append("—")
-        continue
-      mean, lo, hi, _ = robustness.interval(diffs)
-      row.append(f"{mean:+.2f} [{lo:+.2f}, {hi:+.2f}] ("
-                 + ", ".join(f"{d:+.2f}" for d in diffs) + ")")
-      any_pair = True
-    if any_pair:
-      rows.append(row)
-  if not rows:
-    return ""
-  return "\n".join([
+
+  def entry(p, m):
+    base, mine = by_trial(p, "none"), by_trial(p, m)
+    diffs = [mine[t] - base[t] for t in sorted(set(mine) & set(base))]
+    if len(diffs) < 2:
+      return None
+    mean, lo, hi, _ = robustness.interval(diffs)
+    return (f"{mean:+.2f} [{lo:+.2f}, {hi:+.2f}] ("
+            + ", ".join(f"{d:+.2f}" for d in diffs) + ")")
+  return _against_none(
+      cells, dataset, methods, entry,
       "Paired by seed (each seed trains both arms on the same batches): "
       "each defence minus no defence, the mean with its 95% t interval "
-      "and every seed's difference (points).", "",
-      _md(["p"] + others, rows)])
+      "and every seed's difference (points).")
 
 
 def recovery(cells, dataset):

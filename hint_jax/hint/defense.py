@@ -343,18 +343,21 @@ class Hint:
     record.write_seconds = time.perf_counter() - t0
 
     if len(self.selected):
-      record.step_cosine = (1.0 if infl is hint_step else _cosine(
-          np.asarray(infl), np.asarray(hint_step)))
-      record.pert_abs_mean = float(jnp.mean(jnp.abs(infl)))
-      record.delta_abs_mean = float(jnp.mean(jnp.abs(self.delta)))
-      record.at_bound_fraction = float(jnp.mean(
-          jnp.abs(self.delta) >= cfg.beta))
-      record.pixels_changed_fraction = float(np.mean(
-          x_sel != x_orig_sel))
-    if self.x_clean is not None and len(self.selected):
-      self._record_restoration(record, x_sel, x_orig_sel)
+      self._record_noise(record, infl, hint_step, x_sel, x_orig_sel)
     self.updates.append(record)
     return x_out, record
+
+  def _record_noise(self, record, infl, hint_step, x_sel, x_orig_sel):
+    """Fills the record's noise diagnostics (see `HintUpdate`)."""
+    record.step_cosine = (1.0 if infl is hint_step else _cosine(
+        np.asarray(infl), np.asarray(hint_step)))
+    record.pert_abs_mean = float(jnp.mean(jnp.abs(infl)))
+    record.delta_abs_mean = float(jnp.mean(jnp.abs(self.delta)))
+    record.at_bound_fraction = float(jnp.mean(
+        jnp.abs(self.delta) >= self.config.beta))
+    record.pixels_changed_fraction = float(np.mean(x_sel != x_orig_sel))
+    if self.x_clean is not None:
+      self._record_restoration(record, x_sel, x_orig_sel)
 
   def _record_restoration(self, record, x_sel, x_orig_sel):
     """Fills the record's poison fields (see `HintUpdate`)."""
