@@ -214,6 +214,12 @@ def test_grad_dot_cos_and_tracin(problem):
   np.testing.assert_allclose(attribution.scores(two, mlp_apply, train, test),
                              0.3 * gs @ gt.T + 0.1 * go, rtol=1e-12,
                              atol=1e-14)
+  # One number is the rate of every checkpoint (the command line's --set).
+  same = attribution.prepare("tracin", mlp_apply, params, train,
+                             members=[params, other], learning_rates=0.2)
+  np.testing.assert_allclose(attribution.scores(same, mlp_apply, train,
+                                                test),
+                             0.2 * (gs @ gt.T + go), rtol=1e-12, atol=1e-14)
   with pytest.raises(ConfigError, match="learning rates"):
     attribution.prepare("tracin", mlp_apply, params, train,
                         members=[params], learning_rates=[0.1, 0.2])

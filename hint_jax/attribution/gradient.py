@@ -3,7 +3,8 @@
 - ``grad_dot``: ∇f(z)ᵀ ∇ℓ(z_i).
 - ``grad_cos``: the same over the product of the two norms.
 - ``tracin``: Σ_t η_t ∇f(z; θ_t)ᵀ ∇ℓ(z_i; θ_t) over saved checkpoints θ_t
-  with their learning rates η_t (Pruthi et al., "Estimating training data
+  with their learning rates η_t (``learning_rates``: one per checkpoint,
+  one number for all, or None for 1) (Pruthi et al., "Estimating training data
   influence by tracing gradient descent", NeurIPS 2020). With one
   checkpoint it is η · Grad-Dot.
 
@@ -65,6 +66,8 @@ register(Estimator(
 def _tracin_prepare(apply, members, train, key, settings):
   del apply, train, key
   lrs = settings["learning_rates"]
+  if isinstance(lrs, (int, float)):     # one rate for every checkpoint
+    return {}
   if lrs is not None and len(lrs) != len(members):
     raise ConfigError(f"tracin: {len(lrs)} learning rates for "
                       f"{len(members)} checkpoints")
