@@ -77,8 +77,8 @@ def _tracin_prepare(apply, members, train, key, settings):
 def _tracin_test(state, extras, apply, x, y):
   g = _test_grads(state, extras, apply, x, y)
   lrs = state.options["learning_rates"]
-  eta = jnp.ones(len(state.members), g.dtype) if lrs is None else jnp.asarray(
-      lrs, g.dtype)
+  eta = jnp.broadcast_to(jnp.asarray(1.0 if lrs is None else lrs, g.dtype),
+                         (len(state.members),))
   return g * eta[:, None, None]
 
 
