@@ -387,6 +387,13 @@ def test_bad_input_is_one_clear_error(problem):
                         members=[params, params])
   with pytest.raises(ConfigError, match="curvature"):
     attribution.prepare("cg", mlp_apply, params, train, curvature="fisher")
+  with pytest.raises(ConfigError, match="damping must be a number"):
+    attribution.prepare("cg", mlp_apply, params, train, damping="high")
+  with pytest.raises(ConfigError, match="curvature_examples"):
+    attribution.prepare("cg", mlp_apply, params, train,
+                        curvature_examples="half")
+  with pytest.raises(ConfigError, match="curvature must be a word"):
+    attribution.prepare("cg", mlp_apply, params, train, curvature=3)
   with pytest.raises(ConfigError, match="max_parameters"):
     attribution.prepare("explicit", mlp_apply, params, train,
                         max_parameters=10)

@@ -53,6 +53,8 @@ class Estimator:
     expand: optional ``(state) -> extras``, large arrays rebuilt from the
       state once per scoring call instead of stored (TRAK's projections).
     multi_member: whether several members make sense (TracIn, TRAK).
+    nullable: settings with a numeric default that also take None (TRAK's
+      ``proj_dim``: no projection; LiSSA's ``batch_size``: full batch).
     host_test_features: optional un-jitted version of ``test_features``
       for `scores`, whose iterations run from Python (`_host`); it must
       compute the same values.
@@ -68,6 +70,7 @@ class Estimator:
   expand: Optional[Callable] = None
   multi_member: bool = False
   host_test_features: Optional[Callable] = None
+  nullable: frozenset = frozenset()
 
 
 ESTIMATORS: dict = {}
@@ -91,8 +94,19 @@ def _settings(est: Estimator, settings: dict) -> dict:
     raise ConfigError(f"{est.name} has no setting {', '.join(unknown)}; its "
                       f"settings: {', '.join(sorted(est.defaults)) or 'none'}")
   out = dict(est.defaults)
-  out.update({k: (tuple(v) if isinstance(v, list) else v)
-              for k, v in settings.items()})
+  for k, v in settings.items():
+    default = est.defaults[k]
+    numeric = isinstance(default, (int, float)) and not isinstance(
+        default, bool)
+    if v is None and k in est.nullable:
+      out[k] = None
+      continue
+    if numeric and not (isinstance(v, (int, float))
+                        and not isinstance(v, bool)):
+      raise ConfigError(f"{est.name}: {k} must be a number, got {v!r}")
+    if isinstance(default, str) and not isinstance(v, str):
+      raise ConfigError(f"{est.name}: {k} must be a word, got {v!r}")
+    out[k] = tuple(v) if isinstance(v, list) else v
   return out
 
 

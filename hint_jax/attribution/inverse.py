@@ -48,8 +48,9 @@ def _curvature_data(train, key, settings):
   n = x.shape[0]
   m = settings["curvature_examples"]
   if m is not None:
-    if not 0 < int(m):
-      raise ConfigError(f"curvature_examples must be > 0, got {m}")
+    if isinstance(m, bool) or not isinstance(m, int) or m <= 0:
+      raise ConfigError(f"curvature_examples must be a count > 0 or None, "
+                        f"got {m!r}")
     if int(m) < n:
       idx = jnp.sort(jax.random.choice(key, n, (int(m),), replace=False))
       x, y = x[idx], y[idx]
@@ -244,7 +245,8 @@ register(Estimator(
     defaults=dict(_CURVATURE_DEFAULTS, depth=500, batch_size=64,
                   scale=10.0),
     prepare=_lissa_prepare, test_features=_lissa_test,
-    train_features=_train_grads, host_test_features=_lissa_test_host))
+    train_features=_train_grads, host_test_features=_lissa_test_host,
+    nullable=frozenset({"batch_size"})))
 
 
 # ------------------------------------------------------------------- Arnoldi

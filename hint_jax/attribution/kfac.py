@@ -134,6 +134,10 @@ def _prepare(ekfac):
     x, y = train
     key_sub, key_labels = jax.random.split(key)
     m = settings["curvature_examples"]
+    if m is not None and (isinstance(m, bool) or not isinstance(m, int)
+                          or m <= 0):
+      raise ConfigError(f"curvature_examples must be a count > 0 or None, "
+                        f"got {m!r}")
     if m is not None and int(m) < x.shape[0]:
       idx = jnp.sort(jax.random.choice(key_sub, x.shape[0], (int(m),),
                                        replace=False))

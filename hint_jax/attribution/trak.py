@@ -104,4 +104,4 @@ register(Estimator(
     defaults={"proj_dim": 512, "ridge": 0.0, "block_size": 256},
     prepare=_prepare, test_features=_test, train_features=_train,
     reduce="mean", train_weights=_weights, expand=_projections,
-    multi_member=True))
+    multi_member=True, nullable=frozenset({"proj_dim"})))
