@@ -14,12 +14,13 @@ def build_parser():
                               parser_class=common.OneLineParser)
   sub.required = True
   # Imported here so `hint-jax --help` stays fast.
-  from hint_jax.cli import attribute_cmd, bench_cmd, demo_cmd, experiment_cmd, figure_cmd, influence_cmd, poison_cmd, report_cmd, target_poison_cmd, train_cmd  # pylint: disable=g-import-not-at-top
+  from hint_jax.cli import attribute_cmd, bench_cmd, demo_cmd, experiment_cmd, figure_cmd, groundtruth_cmd, influence_cmd, poison_cmd, report_cmd, target_poison_cmd, train_cmd  # pylint: disable=g-import-not-at-top
   train_cmd.register(sub)
   demo_cmd.register(sub)
   bench_cmd.register(sub)
   influence_cmd.register(sub)
   attribute_cmd.register(sub)
+  groundtruth_cmd.register(sub)
   figure_cmd.register(sub)
   poison_cmd.register(sub)
   target_poison_cmd.register(sub)

@@ -26,17 +26,21 @@ class LogReg(nn.Module):
 
 
 class MLP(nn.Module):
-  """Flatten - [Dense - ReLU] x len(hidden) - Dense head."""
+  """Flatten - [Dense - ReLU (- Dropout)] x len(hidden) - Dense head;
+  dropout (rate ``dropout``, only when ``train``; rng stream "dropout")
+  after each hidden layer when ``dropout`` > 0."""
   num_classes: int = 10
   hidden: Sequence[int] = (64,)
+  dropout: float = 0.0
 
   @nn.compact
   def __call__(self, x, train: bool = False, return_features: bool = False):
-    del train
     h = x.reshape((x.shape[0], -1))
     for i, width in enumerate(self.hidden):
       h = nn.relu(nn.Dense(width, kernel_init=torch_kernel_init,
                            bias_init=torch_bias_init(h.shape[-1]),
                            name=f"dense{i + 1}")(h))
+      if self.dropout > 0:
+        h = nn.Dropout(self.dropout, deterministic=not train)(h)
     logits = _head(self.num_classes, h)
     return (logits, h) if return_features else logits
