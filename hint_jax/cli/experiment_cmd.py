@@ -2,10 +2,12 @@
 (`hint_jax.experiment.runner` does the work; its docstring describes DIR)."""
 
 import argparse
+import pathlib
 
 from hint_jax import experiment as exp
 from hint_jax.cli import poison_cmd, target_poison_cmd, train_cmd
 from hint_jax.cli.common import CliReporter, command_parser, positive_int
+from hint_jax.errors import ConfigError
 from hint_jax.experiment import runner
 
 
@@ -13,12 +15,16 @@ def register(sub):
   p = sub.add_parser(
       "experiment", help="run a paper table (every cell a resumable train "
       "run; finished cells are skipped)")
-  p.add_argument("table", choices=exp.TABLES)
-  p.add_argument("--profile", choices=exp.ALL_PROFILE_NAMES, required=True,
+  p.add_argument("table", choices=exp.TABLES + (BENCH,))
+  p.add_argument("--profile", choices=sorted(set(exp.ALL_PROFILE_NAMES)
+                                             | set(_bench_profiles())),
+                 required=True,
                  help="quick: embedded digits, minutes; cpu: real MNIST on a "
                  "CPU, hours; paper: the paper's settings (accelerator); "
                  "robustness also has quick-draw1, cpu-draw1, cpu-draw2 "
-                 "(other poison draws and splits)")
+                 "(other poison draws and splits); influence_bench has "
+                 "quick, cpu-lr and cpu-mlp (dattri's MNIST-10 logistic "
+                 "regression and MLP)")
   p.add_argument("--out", required=True, help="experiment directory")
   p.add_argument("--data-dir", default=None,
                  help="directory with the dataset files (default: "
@@ -45,6 +51,42 @@ def register(sub):
                  help="list the cells and which are finished; run nothing")
   p.add_argument("--no-progress", action="store_true")
   p.set_defaults(func=run)
+
+
+BENCH = "influence_bench"
+
+
+def _bench_profiles():
+  from hint_jax.studies import attribution_bench  # pylint: disable=g-import-not-at-top
+  return tuple(attribution_bench.PROFILES)
+
+
+def _run_bench(args):
+  """``influence_bench``: every estimator's LDS and LOO on a ground-truth
+  protocol (`hint_jax.studies.attribution_bench`); writes OUT/bench.json
+  and OUT/report.md."""
+  from hint_jax.pipeline import files  # pylint: disable=g-import-not-at-top
+  from hint_jax.studies import attribution_bench as ab  # pylint: disable=g-import-not-at-top
+  if args.profile not in ab.PROFILES:
+    raise ConfigError(f"{BENCH} has the profiles {', '.join(ab.PROFILES)}, "
+                      f"not {args.profile}")
+  if args.dry_run:
+    job = ab.PROFILES[args.profile]
+    for arm in job.arms:
+      print(f"{arm.label}: {arm.estimator} {dict(arm.settings)} "
+            f"{arm.grid_name or ''} {list(arm.grid) or ''}")
+    return 0
+  record = ab.run_bench(ab.PROFILES[args.profile], args.out,
+                        data_dir=args.data_dir,
+                        reporter=CliReporter(False if args.no_progress
+                                             else None, desc=BENCH))
+  text = (f"# {BENCH} --profile {args.profile}\n\n"
+          f"Command: `{' '.join(invocation_argv(args))}`\n\n"
+          + ab.table(record) + "\n")
+  files.write_bytes_atomic(pathlib.Path(args.out) / "report.md",
+                           text.encode())
+  print(ab.table(record))
+  return 0
 
 
 def _floats(text):
@@ -124,6 +166,8 @@ def invocation_argv(args) -> list:
 
 
 def run(args):
+  if args.table == BENCH:
+    return _run_bench(args)
   outcome = runner.run(options(args), flags(),
                        CliReporter(False if args.no_progress else None))
   if args.dry_run:

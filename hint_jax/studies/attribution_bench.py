@@ -1,0 +1,384 @@
+"""How accurate is each attribution estimator? LDS and LOO on a protocol.
+
+For a ground-truth protocol (`hint_jax.pipeline.groundtruth`: dattri's
+MNIST-10 logistic regression or MLP, or the quick digits ones) the study
+
+1. retrains the ground truth: LDS (m subsets of half the training slice,
+   one model each, seeds 0 .. m−1), optionally a second LDS ground truth on
+   the same subsets with seeds m .. 2m−1, and LOO (the full model and one
+   model per removed example, seed 0). From the two LDS ground truths, per
+   test example: the *retest* correlation r (Spearman over subsets of the
+   two measurements of the same subsets) and the *noise ceiling* √r: by
+   the classical attenuation argument (measurement = signal + independent
+   noise), a prediction that knew each subset's expected value exactly
+   would correlate with one measurement at about √r (exact for Pearson,
+   approximate for Spearman). An estimator above √r is fitting the noise
+   of this particular ground truth, or the argument's assumptions fail;
+2. trains the models the estimators attribute: the full-data model (seed
+   0, the LOO ground truth's own reference model), ``tracin_models``
+   independently seeded full-data models for TracIn (dattri's variant:
+   seeds 1 ..), and for TRAK-k k models on random halves;
+3. scores every test example against every training example with each
+   estimator and each value of its hyper-parameter grid;
+4. reports per test example LDS (Spearman over subsets, `metrics.lds`) and
+   LOO correlation (Pearson over the removed examples,
+   `metrics.loo_correlation`).
+
+Hyper-parameters are **cross-fitted**, never chosen on the reported
+points: the test examples are split into two folds (even and odd
+positions); each fold's values use the grid value with the best mean of
+the same metric on the other fold. Every test example is reported, each
+with a choice it did not influence. Beside it, the "best on the reported
+points" value (how dattri picks its influence-function damping) shows how
+optimistic that choice is.
+
+Everything is resumable: the ground truths and member models are cached
+in ``out`` by their settings, each score matrix is written once (under a
+temporary name, renamed when complete) and skipped when present.
+"""
+
+import dataclasses
+import io
+import json
+import pathlib
+import platform
+import resource
+import time
+from typing import Dict, Optional, Tuple
+
+import jax
+import jax.numpy as jnp
+import numpy as np
+
+from hint_jax import attribution
+from hint_jax.attribution import groundtruth as gt
+from hint_jax.attribution import metrics
+from hint_jax.errors import ConfigError
+from hint_jax.pipeline import files
+from hint_jax.pipeline import groundtruth as pgt
+from hint_jax.pipeline.training import Reporter
+
+RECORD_FILE = "bench.json"
+
+# dattri's published MNIST-10 values (ATTRIBUTION.md; read off its bar
+# charts, about ± 0.02); None where it publishes none.
+PUBLISHED = {
+    "mnist_lr": {
+        "explicit": (0.875, 0.80), "cg": (0.88, 0.80),
+        "lissa": (0.865, 0.79), "arnoldi": (0.27, 0.31),
+        "tracin": (0.28, 0.33), "grad_dot": (0.28, 0.33),
+        "grad_cos": (0.165, 0.19), "trak-1": (0.48, 0.415),
+        "trak-10": (0.735, 0.645), "trak-50": (0.78, 0.68)},
+    "mnist_mlp": {
+        "cg": (None, 0.26), "lissa": (None, 0.14), "arnoldi": (None, 0.09),
+        "tracin": (None, 0.145), "grad_dot": (None, 0.10),
+        "grad_cos": (None, 0.12), "trak-1": (None, 0.11),
+        "trak-10": (None, 0.33), "trak-50": (None, 0.45)},
+}
+
+DAMPING = (1e-4, 1e-3, 1e-2, 1e-1)
+
+
+@dataclasses.dataclass(frozen=True)
+class Arm:
+  """One estimator as benchmarked: its registry name, fixed settings, the
+  grid of one hyper-parameter (empty: none), and the member models."""
+  label: str
+  estimator: str
+  settings: Tuple[Tuple[str, object], ...] = ()
+  grid_name: Optional[str] = None
+  grid: Tuple = ()
+  members: str = "full"          # "full", "tracin" or "trak-<k>"
+
+  def grid_values(self):
+    return self.grid if self.grid_name else (None,)
+
+
+def default_arms(trak_models=(1, 10, 50), proj_dim=512,
+                 explicit=True) -> Tuple[Arm, ...]:
+  arms = []
+  if explicit:
+    arms.append(Arm("explicit", "explicit", (), "damping", DAMPING))
+  arms += [
+      Arm("cg", "cg", (("maxiter", 100),), "damping", DAMPING),
+      Arm("lissa", "lissa", (("depth", 500), ("scale", 10.0)), "damping",
+          DAMPING),
+      Arm("arnoldi", "arnoldi", (("iterations", 100),), "top_k",
+          (10, 50, 100)),
+      Arm("kfac", "kfac", (), "damping", DAMPING),
+      Arm("ekfac", "ekfac", (), "damping", DAMPING),
+      Arm("grad_dot", "grad_dot"),
+      Arm("grad_cos", "grad_cos"),
+      Arm("tracin", "tracin", members="tracin"),
+  ]
+  arms += [Arm(f"trak-{k}", "trak", (("proj_dim", proj_dim),),
+               members=f"trak-{k}") for k in trak_models]
+  return tuple(arms)
+
+
+@dataclasses.dataclass(frozen=True)
+class BenchJob:
+  """What to benchmark (see the module docstring).
+
+  Attributes:
+    protocol: a name of `hint_jax.pipeline.groundtruth.PROTOCOLS`.
+    arms: the estimators (``default_arms()``).
+    num_subsets: LDS subsets m.
+    num_removed: LOO examples left out (None: every training example;
+      0: no LOO ground truth).
+    noise_ceiling: train the second LDS ground truth.
+    tracin_models: full-data models TracIn sums over.
+    chunk: models trained at once.
+  """
+  protocol: str = "mnist_lr"
+  arms: Tuple[Arm, ...] = default_arms()
+  num_subsets: int = 50
+  num_removed: Optional[int] = None
+  noise_ceiling: bool = True
+  tracin_models: int = 10
+  chunk: int = 50
+
+
+PROFILES = {
+    "quick": BenchJob(
+        protocol="digits_lr", num_subsets=20, num_removed=40,
+        tracin_models=3, chunk=64,
+        arms=(Arm("explicit", "explicit", (), "damping", (1e-3, 1e-1)),
+              Arm("cg", "cg", (("maxiter", 50),), "damping", (1e-3, 1e-1)),
+              Arm("grad_dot", "grad_dot"),
+              Arm("tracin", "tracin", members="tracin"),
+              Arm("trak-4", "trak", (("proj_dim", 128),),
+                  members="trak-4"))),
+    "cpu-lr": BenchJob(protocol="mnist_lr"),
+    "cpu-mlp": BenchJob(protocol="mnist_mlp", num_removed=0,
+                        arms=default_arms(explicit=False)),
+}
+
+
+def _peak_mb() -> float:
+  peak = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
+  return peak / (1024.0 ** 2 if platform.system() == "Darwin" else 1024.0)
+
+
+def _stack_save(path, params):
+  buf = io.BytesIO()
+  leaves, _ = jax.tree.flatten(params)
+  np.savez(buf, *[np.asarray(a) for a in leaves])
+  files.write_bytes_atomic(path, buf.getvalue())
+
+
+def _members(job, name, data, protocol, out, reporter):
+  """The stacked parameters of a member set, trained once and cached."""
+  n = len(data.x_train)
+  if name == "full":
+    masks, seeds = np.ones((1, n), bool), np.array([0])
+  elif name == "tracin":
+    masks = np.ones((job.tracin_models, n), bool)
+    seeds = 1 + np.arange(job.tracin_models)
+  elif name.startswith("trak-"):
+    k = int(name.split("-")[1])
+    masks = gt.subset_masks(jax.random.key(1000 + k), n, k, 0.5)
+    seeds = 1000 + np.arange(k)
+  else:
+    raise ConfigError(f"unknown member set {name!r}")
+  path = out / "members" / f"{name}.npz"
+  template = jax.eval_shape(data.init, jax.random.key(0))
+  treedef = jax.tree.structure(template)
+  if path.exists():
+    with np.load(path) as z:
+      leaves = [jnp.asarray(z[f"arr_{i}"]) for i in range(len(z.files))]
+    return jax.tree.unflatten(treedef, leaves)
+  reporter.note(f"training the {name} member models ({len(masks)})")
+  parts = []
+  for i in range(0, len(masks), job.chunk):
+    parts.append(gt.train_models(
+        data.init, data.train_loss, data.x_train, data.y_train,
+        masks[i:i + job.chunk], seeds[i:i + job.chunk], protocol.spec,
+        jax.random.key(0)))
+  params = jax.tree.map(lambda *a: jnp.concatenate(a), *parts)
+  path.parent.mkdir(exist_ok=True)
+  _stack_save(path, params)
+  return params
+
+
+def _score_file(out, arm, value):
+  tag = arm.label if value is None else f"{arm.label}_{arm.grid_name}={value}"
+  return out / "scores" / f"{tag}.npy"
+
+
+def _scores(job, arm, value, data, members, out, reporter):
+  """The (n_test, n_train) scores of one arm at one grid value, with the
+  seconds spent (cached)."""
+  path = _score_file(out, arm, value)
+  meta = path.with_suffix(".json")
+  if path.exists() and meta.exists():
+    return np.load(path), json.loads(meta.read_text())
+  settings = dict(arm.settings)
+  if arm.grid_name:
+    settings[arm.grid_name] = value
+  stack = members[arm.members]
+  count = jax.tree.leaves(stack)[0].shape[0]
+  member_list = [gt.unstack(stack, i) for i in range(count)]
+  train = (jnp.asarray(data.x_train), jnp.asarray(data.y_train))
+  reporter.note(f"{arm.label}: scoring ({', '.join(f'{k}={v}' for k, v in settings.items()) or 'no settings'})")
+  t0 = time.perf_counter()
+  state = attribution.prepare(
+      arm.estimator, data.apply, member_list[0], train,
+      key=jax.random.key(0),
+      members=member_list if len(member_list) > 1 else None, **settings)
+  jax.block_until_ready(state)
+  t1 = time.perf_counter()
+  s = np.asarray(attribution.scores(
+      state, data.apply, (data.x_train, data.y_train),
+      (data.x_test, data.y_test),
+      on_progress=lambda d, t: reporter.stage(arm.label, d, t)),
+                 np.float32)
+  t2 = time.perf_counter()
+  reporter.pause()
+  path.parent.mkdir(exist_ok=True)
+  buf = io.BytesIO()
+  np.save(buf, s)
+  files.write_bytes_atomic(path, buf.getvalue())
+  info = {"settings": settings, "seconds_prepare": t1 - t0,
+          "seconds_scores": t2 - t1, "peak_memory_mb_so_far": _peak_mb()}
+  files.write_json_atomic(meta, info)
+  return s, info
+
+
+def cross_fit(per_value: Dict[object, np.ndarray]) -> dict:
+  """Cross-fitted choice over a grid: per test example, the metric at the
+  grid value that is best (highest mean) on the other fold (folds: even
+  and odd positions). ``per_value`` maps each grid value to the metric
+  per test example."""
+  values = list(per_value)
+  n = len(next(iter(per_value.values())))
+  folds = (np.arange(n) % 2 == 0, np.arange(n) % 2 == 1)
+  out = np.full(n, np.nan)
+  chosen = []
+  for this, other in (folds, folds[::-1]):
+    best = max(values, key=lambda v: np.nanmean(per_value[v][other])
+               if np.isfinite(per_value[v][other]).any() else -np.inf)
+    out[this] = per_value[best][this]
+    chosen.append(best)
+  oracle = max(values, key=lambda v: np.nanmean(per_value[v])
+               if np.isfinite(per_value[v]).any() else -np.inf)
+  return {"per_point": out, "chosen": chosen, "oracle_value": oracle,
+          "oracle": metrics.summary(per_value[oracle]),
+          "by_value": {str(v): metrics.summary(per_value[v])
+                       for v in values}}
+
+
+def _groundtruths(job, out, data_dir, reporter):
+  lds_job = pgt.GroundTruthJob(protocol=job.protocol, kind="lds",
+                               num_subsets=job.num_subsets, chunk=job.chunk)
+  pgt.run_groundtruth(lds_job, out / "gt_lds", data_dir=data_dir,
+                      reporter=reporter)
+  found = {"lds": pgt.load_groundtruth(out / "gt_lds")}
+  if job.noise_ceiling:
+    ceiling = dataclasses.replace(lds_job, first_seed=job.num_subsets)
+    pgt.run_groundtruth(ceiling, out / "gt_lds_ceiling", data_dir=data_dir,
+                        reporter=reporter)
+    found["ceiling"] = pgt.load_groundtruth(out / "gt_lds_ceiling")
+  if job.num_removed != 0:
+    loo = pgt.GroundTruthJob(protocol=job.protocol, kind="loo",
+                             num_removed=job.num_removed, chunk=job.chunk)
+    pgt.run_groundtruth(loo, out / "gt_loo", data_dir=data_dir,
+                        reporter=reporter)
+    found["loo"] = pgt.load_groundtruth(out / "gt_loo")
+  return found
+
+
+def run_bench(job: BenchJob, out, *, data_dir=None,
+              reporter: Reporter = None) -> dict:
+  """Runs the study into ``out``; returns the record (also
+  ``out/bench.json``)."""
+  reporter = reporter or Reporter()
+  protocol = pgt.get_protocol(job.protocol)
+  labels = [a.label for a in job.arms]
+  if len(set(labels)) != len(labels):
+    raise ConfigError(f"arm labels must be unique: {labels}")
+  out = files.make_out(files.check_out(out))
+  truth = _groundtruths(job, out, data_dir, reporter)
+  data = pgt.load_protocol(protocol, data_dir)
+  members = {name: _members(job, name, data, protocol, out, reporter)
+             for name in sorted({a.members for a in job.arms} | {"full"})}
+  record = {"protocol": protocol.describe(), "num_subsets": job.num_subsets,
+            "num_removed": (None if "loo" not in truth
+                            else int(len(truth["loo"]["removed"]))),
+            "num_test": len(data.x_test), "arms": {},
+            "published": PUBLISHED.get(job.protocol, {}),
+            "hyperparameters": "cross-fitted over two folds of test "
+                               "points (even / odd positions)"}
+  if "ceiling" in truth:
+    retest = metrics.spearman_columns(-truth["lds"]["test_loss"],
+                                      -truth["ceiling"]["test_loss"])
+    record["retest_lds"] = metrics.summary(retest)
+    record["noise_ceiling_lds"] = metrics.summary(
+        np.sqrt(np.clip(retest, 0, None)))
+  full_acc = float(np.mean(np.argmax(np.asarray(data.apply(
+      gt.unstack(members["full"], 0), jnp.asarray(data.x_test))), -1)
+                           == data.y_test))
+  record["full_model_test_accuracy"] = full_acc
+  for arm in job.arms:
+    lds_by, loo_by, infos = {}, {}, {}
+    for value in arm.grid_values():
+      s, info = _scores(job, arm, value, data, members, out, reporter)
+      lds_by[value] = metrics.lds(s, truth["lds"]["masks"],
+                                  truth["lds"]["test_loss"])
+      if "loo" in truth:
+        loo_by[value] = metrics.loo_correlation(
+            s[:, truth["loo"]["removed"]], truth["loo"]["loo_change"])
+      infos[str(value)] = info
+    entry = {"estimator": arm.estimator, "settings": dict(arm.settings),
+             "grid": {arm.grid_name: list(arm.grid)} if arm.grid_name
+             else None, "members": arm.members, "runs": infos}
+    lds_fit = cross_fit(lds_by)
+    entry["lds"] = metrics.summary(lds_fit.pop("per_point"))
+    entry["lds_choice"] = lds_fit
+    if loo_by:
+      loo_fit = cross_fit(loo_by)
+      entry["loo"] = metrics.summary(loo_fit.pop("per_point"))
+      entry["loo_choice"] = loo_fit
+    record["arms"][arm.label] = entry
+    np.save(out / "scores" / f"{arm.label}.lds_per_point.npy",
+            np.asarray([lds_by[v] for v in arm.grid_values()]))
+    files.write_json_atomic(out / RECORD_FILE, _jsonable(record))
+  record["peak_memory_mb"] = _peak_mb()
+  files.write_json_atomic(out / RECORD_FILE, _jsonable(record))
+  return _jsonable(record)
+
+
+def _jsonable(obj):
+  if isinstance(obj, dict):
+    return {str(k): _jsonable(v) for k, v in obj.items()}
+  if isinstance(obj, (list, tuple)):
+    return [_jsonable(v) for v in obj]
+  if isinstance(obj, (np.floating, np.integer)):
+    return obj.item()
+  return obj
+
+
+def table(record: dict) -> str:
+  """The study's Markdown table: per arm, LDS and LOO (mean ± std over
+  test examples, cross-fitted), the best-on-reported value, dattri's
+  published value, and the time."""
+  pub = record.get("published", {})
+  rows = ["| estimator | LDS | LDS best-on-reported | dattri LDS | LOO | "
+          "dattri LOO | seconds |", "|---|---|---|---|---|---|---|"]
+
+  def fmt(s):
+    return "-" if s is None else f"{s['mean']:.3f} ± {s['std']:.3f}"
+
+  for label, e in record["arms"].items():
+    p_loo, p_lds = pub.get(label, (None, None))
+    secs = sum(r["seconds_prepare"] + r["seconds_scores"]
+               for r in e["runs"].values())
+    rows.append(
+        f"| {label} | {fmt(e['lds'])} | {e['lds_choice']['oracle']['mean']:.3f}"
+        f" | {'-' if p_lds is None else p_lds} | {fmt(e.get('loo'))} | "
+        f"{'-' if p_loo is None else p_loo} | {secs:.0f} |")
+  if "noise_ceiling_lds" in record:
+    rows.append(f"| (retest r) | {fmt(record['retest_lds'])} | | | | | |")
+    rows.append(f"| (noise ceiling √r) | {fmt(record['noise_ceiling_lds'])}"
+                " | | | | | |")
+  return "\n".join(rows)
