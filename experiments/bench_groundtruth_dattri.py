@@ -91,8 +91,10 @@ def main():
             f"{rec['mean_test_accuracy']:.4f}", flush=True)
   med = {s: statistics.median(r["seconds"] for r in v)
          for s, v in runs.items()}
+  from hint_jax import xla_options  # pylint: disable=import-outside-toplevel
   record = {"protocol": "dattri MNIST-10 LR, LDS ground truth: 50 models "
                         "on random halves of 5000 images, 20 epochs",
+            "processor": xla_options.processor_summary(),
             "runs": runs, "median_seconds": med,
             "speedup_median": med["dattri"] / med["hint_jax"]}
   print(f"median: hint_jax {med['hint_jax']:.1f} s, dattri "
