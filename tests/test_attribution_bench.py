@@ -49,6 +49,15 @@ def test_quick_profile_end_to_end(quick_bench):
   assert rec["arms"]["explicit"]["loo"]["mean"] > 0.3
   assert 0 < rec["noise_ceiling_lds"]["mean"] <= 1
   assert "| explicit |" in (quick_bench / "report.md").read_text()
+  with np.load(quick_bench / ab.PER_POINT_FILE) as z:
+    assert z["lds/explicit"].shape == (100,)
+    assert z["loo/cg"].shape == (100,)
+    assert "noise ceiling" in " ".join(z.files)
+    # The file holds what the record summarises.
+    assert float(np.nanmean(z["lds/cg"])) == pytest.approx(
+        rec["arms"]["cg"]["lds"]["mean"])
+  assert rec["figure"] == ab.FIGURE_FILE
+  assert (quick_bench / ab.FIGURE_FILE).stat().st_size > 0
 
 
 def test_quick_profile_resumes_from_its_files(quick_bench):

@@ -59,6 +59,8 @@ from hint_jax.pipeline import groundtruth as pgt
 from hint_jax.pipeline.training import Reporter
 
 RECORD_FILE = "bench.json"
+PER_POINT_FILE = "per_point.npz"   # cross-fitted LDS / LOO per test example
+FIGURE_FILE = "per_point.png"
 
 # dattri's published MNIST-10 values (ATTRIBUTION.md; read off its bar
 # charts, about ± 0.02); None where it publishes none.
@@ -309,16 +311,19 @@ def run_bench(job: BenchJob, out, *, data_dir=None,
             "published": PUBLISHED.get(job.protocol, {}),
             "hyperparameters": "cross-fitted over two folds of test "
                                "points (even / odd positions)"}
+  ceiling_pp = None
   if "ceiling" in truth:
     retest = metrics.spearman_columns(-truth["lds"]["test_loss"],
                                       -truth["ceiling"]["test_loss"])
     record["retest_lds"] = metrics.summary(retest)
     record["noise_ceiling_lds"] = metrics.summary(
         np.sqrt(np.clip(retest, 0, None)))
+    ceiling_pp = np.sqrt(np.clip(retest, 0, None))
   full_acc = float(np.mean(np.argmax(np.asarray(data.apply(
       gt.unstack(members["full"], 0), jnp.asarray(data.x_test))), -1)
                            == data.y_test))
   record["full_model_test_accuracy"] = full_acc
+  per_point = {}
   for arm in job.arms:
     lds_by, loo_by, infos = {}, {}, {}
     for value in arm.grid_values():
@@ -333,19 +338,78 @@ def run_bench(job: BenchJob, out, *, data_dir=None,
              "grid": {arm.grid_name: list(arm.grid)} if arm.grid_name
              else None, "members": arm.members, "runs": infos}
     lds_fit = cross_fit(lds_by)
-    entry["lds"] = metrics.summary(lds_fit.pop("per_point"))
+    lds_fit_point = lds_fit.pop("per_point")
+    entry["lds"] = metrics.summary(lds_fit_point)
     entry["lds_choice"] = lds_fit
+    loo_fit_point = None
     if loo_by:
       loo_fit = cross_fit(loo_by)
-      entry["loo"] = metrics.summary(loo_fit.pop("per_point"))
+      loo_fit_point = loo_fit.pop("per_point")
+      entry["loo"] = metrics.summary(loo_fit_point)
       entry["loo_choice"] = loo_fit
     record["arms"][arm.label] = entry
     np.save(out / "scores" / f"{arm.label}.lds_per_point.npy",
             np.asarray([lds_by[v] for v in arm.grid_values()]))
+    per_point[arm.label] = (lds_fit_point, loo_fit_point)
     files.write_json_atomic(out / RECORD_FILE, _jsonable(record))
   record["peak_memory_mb"] = _peak_mb()
+  if ceiling_pp is not None:
+    per_point["noise ceiling"] = (ceiling_pp, None)
+  _save_per_point(out / PER_POINT_FILE, per_point)
+  ceiling_only = per_point.pop("noise ceiling", (None,))[0]
+  record["figure"] = (FIGURE_FILE if per_point_figure(
+      per_point, ceiling_only, out / FIGURE_FILE) else None)
   files.write_json_atomic(out / RECORD_FILE, _jsonable(record))
   return _jsonable(record)
+
+
+def _save_per_point(path, per_point):
+  arrays = {}
+  for label, (lds_pp, loo_pp) in per_point.items():
+    arrays[f"lds/{label}"] = lds_pp
+    if loo_pp is not None:
+      arrays[f"loo/{label}"] = loo_pp
+  buf = io.BytesIO()
+  np.savez(buf, **arrays)
+  files.write_bytes_atomic(path, buf.getvalue())
+
+
+def per_point_figure(per_point, ceiling, path) -> bool:
+  """Box plots of the cross-fitted LDS (and LOO) per test example for
+  each arm, the noise ceiling's beside the LDS; False without
+  matplotlib."""
+  try:
+    import matplotlib  # pylint: disable=import-outside-toplevel
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt  # pylint: disable=import-outside-toplevel
+  except ImportError:
+    return False
+  labels = list(per_point)
+  has_loo = any(v[1] is not None for v in per_point.values())
+  fig, axes = plt.subplots(1, 2 if has_loo else 1, squeeze=False,
+                           figsize=(11 if has_loo else 6, 4))
+  lds_sets = [v[0][np.isfinite(v[0])] for v in per_point.values()]
+  names = labels
+  if ceiling is not None:
+    lds_sets.append(ceiling[np.isfinite(ceiling)])
+    names = labels + ["noise ceiling"]
+  axes[0, 0].boxplot(lds_sets)
+  axes[0, 0].set_xticks(range(1, len(names) + 1), names, rotation=45,
+                        ha="right")
+  axes[0, 0].set_ylabel("LDS per test example (Spearman)")
+  axes[0, 0].axhline(0, color="grey", lw=0.5)
+  if has_loo:
+    loo_labels = [k for k, v in per_point.items() if v[1] is not None]
+    axes[0, 1].boxplot([per_point[k][1][np.isfinite(per_point[k][1])]
+                        for k in loo_labels])
+    axes[0, 1].set_xticks(range(1, len(loo_labels) + 1), loo_labels,
+                          rotation=45, ha="right")
+    axes[0, 1].set_ylabel("LOO correlation per test example (Pearson)")
+    axes[0, 1].axhline(0, color="grey", lw=0.5)
+  fig.tight_layout()
+  fig.savefig(path, dpi=120)
+  plt.close(fig)
+  return True
 
 
 def _jsonable(obj):
