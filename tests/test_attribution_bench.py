@@ -33,8 +33,8 @@ def quick_bench(tmp_path_factory):
 
 def test_quick_profile_end_to_end(quick_bench):
   rec = json.loads((quick_bench / ab.RECORD_FILE).read_text())
-  assert set(rec["arms"]) == {"explicit", "cg", "grad_dot", "tracin",
-                              "trak-4"}
+  assert set(rec["arms"]) == {"explicit", "cg", "ekfac", "grad_dot",
+                              "tracin", "trak-4"}
   for label, arm in rec["arms"].items():
     assert arm["lds"]["defined"] > 90, label       # of 100 test points
     assert -1 <= arm["lds"]["mean"] <= 1
@@ -44,6 +44,11 @@ def test_quick_profile_end_to_end(quick_bench):
   for metric in ("lds", "loo"):
     assert rec["arms"]["explicit"][metric]["mean"] == pytest.approx(
         rec["arms"]["cg"][metric]["mean"], abs=0.01)
+  # EK-FAC runs on the protocol's model (its layer taps reach the study)
+  # and carries the signal: its LDS is of the explicit solve's order (a
+  # loose check; even on one layer its Kronecker eigenbasis is not exact).
+  assert rec["arms"]["ekfac"]["lds"]["mean"] > 0.5 * rec["arms"][
+      "explicit"]["lds"]["mean"]
   # The sign conventions of scores and metrics agree: leaving out a
   # helpful example raises the loss, so LOO correlations are positive.
   assert rec["arms"]["explicit"]["loo"]["mean"] > 0.3

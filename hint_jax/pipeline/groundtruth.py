@@ -43,6 +43,7 @@ import optax
 from hint_jax import data as data_lib
 from hint_jax.attribution import groundtruth as gt
 from hint_jax.errors import ConfigError, DataError
+from hint_jax.models import capture
 from hint_jax.models.simple import MLP, LogReg
 from hint_jax.pipeline import files
 from hint_jax.pipeline.training import Reporter
@@ -113,7 +114,7 @@ class ProtocolData:
   init: object        # key -> params
   train_loss: object  # (params, x, y, key) -> (b,)
   eval_loss: object   # (params, x, y) -> (b,)
-  apply: object       # (params, x) -> logits, inference mode
+  apply: object       # (params, x) -> logits, inference mode, with taps
 
 
 def load_protocol(protocol: Protocol, data_dir=None) -> ProtocolData:
@@ -141,8 +142,8 @@ def load_protocol(protocol: Protocol, data_dir=None) -> ProtocolData:
                           rngs={"dropout": key})
     return optax.softmax_cross_entropy_with_integer_labels(logits, y)
 
-  def apply(params, x):
-    return module.apply({"params": params}, x)
+  # Inference-mode logits with K-FAC's layer taps (a plain apply too).
+  apply = capture.tapped_apply(_Eval(module), {})
 
   def eval_loss(params, x, y):
     return optax.softmax_cross_entropy_with_integer_labels(apply(params, x),
@@ -151,6 +152,17 @@ def load_protocol(protocol: Protocol, data_dir=None) -> ProtocolData:
   return ProtocolData(x_tr, ds.y_train[:protocol.num_train].astype(np.int32),
                       x_te, ds.y_test[:protocol.num_test].astype(np.int32),
                       init, train_loss, eval_loss, apply)
+
+
+@dataclasses.dataclass(frozen=True)
+class _Eval:
+  """A linen module as `hint_jax.models.capture.tapped_apply` takes a
+  model: ``apply_eval(params, model_state, x)``, no model state."""
+  module: object
+
+  def apply_eval(self, params, model_state, x):
+    del model_state
+    return self.module.apply({"params": params}, x)
 
 
 @dataclasses.dataclass(frozen=True)

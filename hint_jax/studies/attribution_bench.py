@@ -147,6 +147,7 @@ PROFILES = {
         tracin_models=3, chunk=64,
         arms=(Arm("explicit", "explicit", (), "damping", (1e-3, 1e-1)),
               Arm("cg", "cg", (("maxiter", 50),), "damping", (1e-3, 1e-1)),
+              Arm("ekfac", "ekfac", (), "damping", (1e-3, 1e-1)),
               Arm("grad_dot", "grad_dot"),
               Arm("tracin", "tracin", members="tracin"),
               Arm("trak-4", "trak", (("proj_dim", 128),),
