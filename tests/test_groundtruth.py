@@ -230,6 +230,21 @@ def test_job_resumes_to_the_same_arrays(tmp_path, monkeypatch):
                                          num_subsets=5), tmp_path / "whole")
 
 
+def test_resume_with_a_fixed_normalisation(tmp_path, monkeypatch):
+  # A protocol whose description holds tuples (MNIST's mean and std)
+  # resumes: its settings are compared as JSON reads them back.
+  import dataclasses  # pylint: disable=import-outside-toplevel
+  fixed = dataclasses.replace(pg.PROTOCOLS["digits_lr"],
+                              mean_std=(0.5, 0.25))
+  monkeypatch.setitem(pg.PROTOCOLS, "digits_lr", fixed)
+  job = pg.GroundTruthJob(protocol="digits_lr", kind="lds", num_subsets=2,
+                          chunk=2)
+  first = pg.run_groundtruth(job, tmp_path / "gt")
+  again = pg.run_groundtruth(job, tmp_path / "gt")
+  assert again["seconds_this_call"] == 0.0
+  assert again["mean_test_accuracy"] == first["mean_test_accuracy"]
+
+
 def test_loo_job_rows_and_change(tmp_path):
   job = pg.GroundTruthJob(protocol="digits_lr", kind="loo", num_removed=3,
                           chunk=8)

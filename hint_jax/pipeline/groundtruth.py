@@ -249,8 +249,11 @@ def _chunks(masks, size):
 
 def _open(job, out, masks_info, seeds):
   """Checks or writes the folder's settings and index arrays."""
-  settings = {"job": job.settings(),
-              "protocol": get_protocol(job.protocol).describe()}
+  # As read back from JSON (tuples become lists), so a resumed run's
+  # settings compare equal to the ones written.
+  settings = json.loads(json.dumps(
+      {"job": job.settings(),
+       "protocol": get_protocol(job.protocol).describe()}))
   path = out / "settings.json"
   if path.exists():
     if json.loads(path.read_text()) != settings:
