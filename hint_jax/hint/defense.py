@@ -249,6 +249,23 @@ class Hint:
     return self.passes.s_test(top, phi_hessian, phi_val,
                               jnp.asarray(self.y_val), **options)
 
+  def _select(self, top, phi, s) -> np.ndarray:
+    """The rows HINT noises (sorted int32): every row at r = 1 (no
+    scoring pass), else the top-k by I_up (or k at random for the
+    "random" selection control); sets ``self.scores`` when it scores."""
+    cfg = self.config
+    n = len(self.x_orig)
+    k = num_selected(n, cfg.ratio)
+    if k == n:
+      return np.arange(n, dtype=np.int32)
+    scores = self.passes.up_scores(top, phi, jnp.asarray(self.y_train), s)
+    self.scores = np.asarray(scores)
+    if cfg.selection == "random":   # control: same size, by chance
+      return np.sort(np.asarray(jax.random.choice(
+          jax.random.fold_in(jax.random.key(cfg.seed), _SELECTION_STREAM),
+          n, (k,), replace=False))).astype(np.int32)
+    return np.asarray(select_top(scores, k))
+
   def update(self, epoch: int, params: Any, model_state: Any,
              x_train: np.ndarray):
     """Runs one scheduled update at the given parameters.
@@ -282,24 +299,9 @@ class Hint:
                                 model_state, self.x_orig, cfg.chunk_size,
                                 self._report("features"))
       s, info = self._s_test(top, params, model_state, phi, key)
-      n = len(self.x_orig)
-      k = num_selected(n, cfg.ratio)
-      if k == n:  # r = 1: every example, no scoring pass
-        selected = np.arange(n, dtype=np.int32)
-      else:
-        y_train = jnp.asarray(self.y_train)
-        scores = self.passes.up_scores(top, phi, y_train, s)
-        if cfg.selection == "random":   # control: same size, by chance
-          selected = np.sort(np.asarray(jax.random.choice(
-              jax.random.fold_in(jax.random.key(cfg.seed),
-                                 _SELECTION_STREAM), n, (k,),
-              replace=False))).astype(np.int32)
-        else:
-          selected = np.asarray(select_top(scores, k))
-        self.scores = np.asarray(scores)
+      self.selected = self._select(top, phi, s)
       del phi
-      self.selected = selected
-      self.delta = jnp.zeros((len(selected),) + self.x_orig.shape[1:],
+      self.delta = jnp.zeros((len(self.selected),) + self.x_orig.shape[1:],
                              jnp.float32)
       jax.block_until_ready(self.delta)
       record.selection_seconds = time.perf_counter() - t0
