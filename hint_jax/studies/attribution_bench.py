@@ -301,6 +301,15 @@ def run_bench(job: BenchJob, out, *, data_dir=None,
   if len(set(labels)) != len(labels):
     raise ConfigError(f"arm labels must be unique: {labels}")
   out = files.make_out(files.check_out(out))
+  lock = files.lock_folder(out)   # one study per folder at a time
+  try:
+    return _run_bench(job, protocol, out, data_dir, reporter)
+  finally:
+    if lock is not None:
+      lock.close()
+
+
+def _run_bench(job, protocol, out, data_dir, reporter):
   truth = _groundtruths(job, out, data_dir, reporter)
   data = pgt.load_protocol(protocol, data_dir)
   members = {name: _members(job, name, data, protocol, out, reporter)
