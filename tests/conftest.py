@@ -94,3 +94,28 @@ def pytest_collection_modifyitems(items):
   for item in items:
     if "quick_dir" in getattr(item, "fixturenames", ()):
       item.add_marker(pytest.mark.slow)
+
+
+_COMPILES = {"registered": False, "count": 0}
+_BACKEND_COMPILE_EVENT = "/jax/core/compile/backend_compile_duration"
+
+
+def _count_backend_compile(event, *args, **kwargs):
+  del args, kwargs
+  if event == _BACKEND_COMPILE_EVENT:
+    _COMPILES["count"] += 1
+
+
+@pytest.fixture
+def backend_compiles():
+  """``backend_compiles()`` -> how many XLA compilations the process has
+  run so far (JAX's public monitoring event, one per executable built).
+  Tests that a call does not recompile compare it before and after; JAX's
+  own ``_cache_size()`` is not used: late in a long process it read 0
+  for functions that had compiled (CI, stop 43)."""
+  if not _COMPILES["registered"]:
+    import jax.monitoring  # pylint: disable=g-import-not-at-top
+    jax.monitoring.register_event_duration_secs_listener(
+        _count_backend_compile)
+    _COMPILES["registered"] = True
+  return lambda: _COMPILES["count"]
