@@ -6,6 +6,7 @@ gives (the library says "out"; the command line passes "--out"), so an error
 reads the same way as the caller's own vocabulary.
 """
 
+import io
 import json
 import os
 import pathlib
@@ -13,6 +14,7 @@ import socket
 import tempfile
 
 import jax
+import numpy as np
 
 from hint_jax.errors import ConfigError, DataError
 
@@ -62,6 +64,20 @@ def write_json_atomic(path, obj):
   path.parent.mkdir(parents=True, exist_ok=True)
   write_bytes_atomic(path, (json.dumps(obj, indent=2, sort_keys=True)
                             + "\n").encode())
+
+
+def write_npy_atomic(path, array):
+  """`write_bytes_atomic` of one array in ``.npy`` format."""
+  buf = io.BytesIO()
+  np.save(buf, np.asarray(array))
+  write_bytes_atomic(path, buf.getvalue())
+
+
+def write_npz_atomic(path, *arrays, **named):
+  """`write_bytes_atomic` of arrays in ``.npz`` format (as ``np.savez``)."""
+  buf = io.BytesIO()
+  np.savez(buf, *arrays, **named)
+  write_bytes_atomic(path, buf.getvalue())
 
 
 def write_output(path, write, what="the run"):

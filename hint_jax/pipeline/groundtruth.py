@@ -266,15 +266,8 @@ def _open(job, out, masks_info, seeds):
         raise ConfigError(f"{target} differs from this job's; use another "
                           "folder")
     else:
-      files.write_output(target, lambda p, a=arr: _save_npy(p, a))
+      files.write_output(target, lambda p, a=arr: files.write_npy_atomic(p, a))
   files.write_json_atomic(path, settings)
-
-
-def _save_npy(path, arr):
-  import io  # pylint: disable=import-outside-toplevel
-  buf = io.BytesIO()
-  np.save(buf, arr)
-  files.write_bytes_atomic(path, buf.getvalue())
 
 
 def run_groundtruth(job: GroundTruthJob, out, *, data_dir=None,
@@ -321,7 +314,7 @@ def run_groundtruth(job: GroundTruthJob, out, *, data_dir=None,
       correct = _correct(data, params)
       seconds = time.perf_counter() - t0
       spent += seconds
-      files.write_output(path, lambda p: _save_npz(
+      files.write_output(path, lambda p: files.write_npz_atomic(
           p, models=c, test_loss=losses, correct=correct,
           seconds=np.float64(seconds)))
       done += len(c)
@@ -341,13 +334,6 @@ def _correct(data, params):
   return np.asarray(jnp.mean(jnp.argmax(logits, -1) == data.y_test, axis=1))
 
 
-def _save_npz(path, **arrays):
-  import io  # pylint: disable=import-outside-toplevel
-  buf = io.BytesIO()
-  np.savez(buf, **arrays)
-  files.write_bytes_atomic(path, buf.getvalue())
-
-
 def _finish(job, out, chunks, num_models, n_test, spent_now):
   losses = np.zeros((num_models, n_test), np.float32)
   accuracy = np.zeros(num_models)
@@ -357,7 +343,7 @@ def _finish(job, out, chunks, num_models, n_test, spent_now):
       losses[z["models"]] = z["test_loss"]
       accuracy[z["models"]] = z["correct"]
       seconds += float(z["seconds"])
-  files.write_output(out / LOSS_FILE, lambda p: _save_npy(p, losses))
+  files.write_output(out / LOSS_FILE, lambda p: files.write_npy_atomic(p, losses))
   record = {"settings": job.settings(), "models": num_models,
             "test_loss": {"file": LOSS_FILE, "shape": [num_models, n_test]},
             "mean_test_accuracy": float(accuracy.mean()),

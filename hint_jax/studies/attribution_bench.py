@@ -38,7 +38,6 @@ temporary name, renamed when complete) and skipped when present.
 """
 
 import dataclasses
-import io
 import json
 import pathlib
 import platform
@@ -163,13 +162,6 @@ def _peak_mb() -> float:
   return peak / (1024.0 ** 2 if platform.system() == "Darwin" else 1024.0)
 
 
-def _stack_save(path, params):
-  buf = io.BytesIO()
-  leaves, _ = jax.tree.flatten(params)
-  np.savez(buf, *[np.asarray(a) for a in leaves])
-  files.write_bytes_atomic(path, buf.getvalue())
-
-
 def _members(job, name, data, protocol, out, reporter):
   """The stacked parameters of a member set, trained once and cached."""
   n = len(data.x_train)
@@ -200,7 +192,8 @@ def _members(job, name, data, protocol, out, reporter):
         jax.random.key(0)))
   params = jax.tree.map(lambda *a: jnp.concatenate(a), *parts)
   path.parent.mkdir(exist_ok=True)
-  _stack_save(path, params)
+  files.write_npz_atomic(path, *[np.asarray(a)
+                                for a in jax.tree.leaves(params)])
   return params
 
 
@@ -239,9 +232,7 @@ def _scores(job, arm, value, data, members, out, reporter):
   t2 = time.perf_counter()
   reporter.pause()
   path.parent.mkdir(exist_ok=True)
-  buf = io.BytesIO()
-  np.save(buf, s)
-  files.write_bytes_atomic(path, buf.getvalue())
+  files.write_npy_atomic(path, s)
   info = {"settings": settings, "seconds_prepare": t1 - t0,
           "seconds_scores": t2 - t1, "peak_memory_mb_so_far": _peak_mb()}
   files.write_json_atomic(meta, info)
@@ -379,9 +370,7 @@ def _save_per_point(path, per_point):
     arrays[f"lds/{label}"] = lds_pp
     if loo_pp is not None:
       arrays[f"loo/{label}"] = loo_pp
-  buf = io.BytesIO()
-  np.savez(buf, **arrays)
-  files.write_bytes_atomic(path, buf.getvalue())
+  files.write_npz_atomic(path, **arrays)
 
 
 def per_point_figure(per_point, ceiling, path) -> bool:
