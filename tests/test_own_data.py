@@ -8,6 +8,7 @@ import pytest
 from PIL import Image
 
 from hint_jax import data, hint
+from hint_jax.attacks.poisonset import load_poisoned
 from hint_jax.cli.main import main
 from hint_jax.errors import ConfigError, DataError
 from hint_jax.models import get_model
@@ -110,3 +111,36 @@ def test_train_on_an_image_folder_from_the_command_line(tmp_path, capsys):
   # 12 classes from 120 images: 12 held out for validation (a tenth).
   printed = capsys.readouterr()
   assert "108 train / 12 val / 36 test" in printed.out + printed.err
+
+
+def test_poison_and_target_poison_on_own_data(tmp_path, capsys):
+  """`poison` (every untargeted attack) and `target-poison` on an npz of
+  the user's own, then `train` on each set: own data takes the generic
+  defaults (eps 8/255) instead of failing on a missing dataset entry."""
+  rng = np.random.default_rng(0)
+  path = tmp_path / "mine.npz"
+  y = np.arange(360) % 3     # 300 training images: more than a batch
+  x = (rng.normal(60, 10, (360, 12, 12)) + 60 * y[:, None, None]).clip(
+      0, 255).astype(np.uint8)
+  np.savez(path, x_train=x[:300], y_train=y[:300], x_test=x[300:],
+           y_test=y[300:])
+  dataset = ["--dataset", f"npz:{path}", "--no-progress"]
+  poisoned = tmp_path / "p.npz"
+  rc = main(["poison", "--attacks", "pgd,dap,durp,dc", "--pgd-steps", "2",
+             "--dap-steps", "2", "--dc-steps", "2", "--victim-epochs", "1",
+             "--out", str(poisoned)] + dataset)
+  assert rc == 0, capsys.readouterr().err
+  meta = load_poisoned(poisoned).meta
+  assert [a["name"] for a in meta["attacks"]] == ["pgd", "dap", "durp", "dc"]
+  assert [a["eps"] for a in meta["attacks"]] == [pytest.approx(8 / 255)] * 4
+  target = tmp_path / "gm"
+  rc = main(["target-poison", "--attack", "gm", "--steps", "2",
+             "--restarts", "1", "--victim-epochs", "1", "--out",
+             str(target)] + dataset)
+  assert rc == 0, capsys.readouterr().err
+  for poison in (poisoned, target):
+    out = tmp_path / f"run_{poison.stem}"
+    rc = main(["train", "--poison", str(poison), "--epochs", "1",
+               "--out", str(out)] + dataset)
+    assert rc == 0, capsys.readouterr().err
+    assert (out / "result.json").exists()

@@ -44,11 +44,15 @@ from hint_jax.pipeline.training import (Reporter, clean_model_folder,
 from hint_jax.train import transfer
 from hint_jax.train.augment import random_shift_flip
 from hint_jax.train.loop import Trainer
-from hint_jax.train.presets import default_model, preset
+from hint_jax.train.presets import default_model, preset, preset_key
 
 ATTACKS = ("pgd", "dap", "durp", "dc")
-# Budgets of the untargeted attacks, [0, 1] pixel units.
-DEFAULT_EPS = {"mnist": 0.3, "cifar10": 8 / 255, "digits": 0.3}
+# Budgets of the untargeted attacks, [0, 1] pixel units, by preset key
+# (`hint_jax.train.presets.preset_key`: "generic" is the user's own data,
+# folder: / npz:, where 8/255 is the field's usual L-infinity budget for
+# natural images; a start, not tuned).
+DEFAULT_EPS = {"mnist": 0.3, "cifar10": 8 / 255, "digits": 0.3,
+               "generic": 8 / 255}
 # DAP steps of eps/5 and the reduced DeepConfuse generator's steps per
 # dataset (otherwise 100 and 1000); the results READMEs give the reasons.
 DEFAULT_DAP_STEPS = {"mnist": 50}
@@ -207,11 +211,12 @@ def run_poison(data: DataSpec, spec: PoisonSpec, out,
       != len(names):
     raise ConfigError(f"attacks must be distinct, from {', '.join(ATTACKS)};"
                       f" got {','.join(names)!r}")
-  eps = DEFAULT_EPS[data.dataset] if spec.eps is None else spec.eps
-  dap_steps = spec.dap_steps or DEFAULT_DAP_STEPS.get(data.dataset, 100)
-  dc_steps = spec.dc_steps or DEFAULT_DC_STEPS.get(data.dataset, 1000)
+  kind = preset_key(data.dataset)
+  eps = DEFAULT_EPS[kind] if spec.eps is None else spec.eps
+  dap_steps = spec.dap_steps or DEFAULT_DAP_STEPS.get(kind, 100)
+  dc_steps = spec.dc_steps or DEFAULT_DC_STEPS.get(kind, 1000)
   generator_name = spec.dc_generator or DEFAULT_DC_GENERATOR.get(
-      data.dataset, "reduced")
+      kind, "reduced")
   if generator_name not in DC_GENERATORS:
     raise ConfigError(f"dc_generator must be one of {DC_GENERATORS}, got "
                       f"{generator_name!r}")
