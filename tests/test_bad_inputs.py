@@ -150,6 +150,31 @@ CASES = [
                                "--model", "convnet", "--epochs", "1"] + OUT),
     ("report-corrupt-manifest", ["report", "{W}/badexp"]),
     ("report-manifest-not-a-table", ["report", "{W}/oddexp"]),
+    # refused after the data are read: the new run folder is removed again
+    ("own-fewer-than-a-batch", ["train", "--dataset", "npz:{W}/tiny.npz",
+                                "--epochs", "1", "--no-progress"] + OUT),
+    ("own-1x1-convnet-small", ["train", "--dataset", "npz:{W}/onepixel.npz",
+                               "--model", "convnet_small", "--epochs", "1",
+                               "--no-progress"] + OUT),
+    ("hint-default-schedule-zero-epochs", TRAIN + ["--epochs", "0",
+                                                   "--defense", "hint"] + OUT),
+    # output names and places
+    ("out-name-too-long", TRAIN + ["--out", "{W}/" + "a" * 300]),
+    ("craft-out-name-too-long", ["poison", "--dataset", "digits", "--attacks",
+                                 "durp", "--out", "{W}/" + "a" * 300 + ".npz"]),
+    ("craft-work-name-too-long", ["poison", "--dataset", "digits", "--attacks",
+                                  "durp", "--out", "{W}/" + "b" * 252]),
+    ("craft-out-under-proc", ["poison", "--dataset", "digits", "--attacks",
+                              "durp", "--no-progress", "--out",
+                              "/proc/hint_jax_test/p.npz"]),
+    ("figure-unknown-suffix", ["figure", "bench-defenses", "--json",
+                               "{W}/bench.json", "--out", "{W}/bars.docx"]),
+    ("figure-name-too-long", ["figure", "bench-defenses", "--json",
+                              "{W}/bench.json", "--out",
+                              "{W}/" + "c" * 300 + ".png"]),
+    ("figure-out-under-proc", ["figure", "bench-defenses", "--json",
+                               "{W}/bench.json", "--out",
+                               "/proc/hint_jax_test/bars.png"]),
 ]
 
 
@@ -226,6 +251,16 @@ def _own_data_cases(w):
   np.savez(w / "floatimg.npz", x_train=np.zeros((4, 8, 8), np.float32),
            y_train=np.arange(4) % 2, x_test=np.zeros((2, 8, 8), np.float32),
            y_test=np.arange(2))
+  # Valid, but fewer training images than one batch of the generic preset.
+  np.savez(w / "tiny.npz", x_train=np.zeros((20, 8, 8), np.uint8),
+           y_train=np.arange(20) % 2, x_test=np.zeros((4, 8, 8), np.uint8),
+           y_test=np.arange(4) % 2)
+  # 1x1 images: too small for the small ConvNet's two poolings.
+  np.savez(w / "onepixel.npz", x_train=np.zeros((300, 1, 1), np.uint8),
+           y_train=np.arange(300) % 2, x_test=np.zeros((4, 1, 1), np.uint8),
+           y_test=np.arange(4) % 2)
+  (w / "bench.json").write_text(json.dumps(
+      {"defenses": {"none": {"seconds": [1.0]}, "hint": {"seconds": [2.0]}}}))
 
 
 @pytest.mark.parametrize("case,argv", CASES, ids=[c[0] for c in CASES])
@@ -477,3 +512,48 @@ def test_every_output_has_the_same_mode(reference_run):
   modes = {p.name: p.stat().st_mode & 0o777 for p in out.iterdir()
            if p.is_file() and not p.name.startswith(".")}
   assert len(set(modes.values())) == 1, modes
+
+
+def test_an_image_over_pils_size_limit_is_one_line(tmp_path, capsys,
+                                                   monkeypatch):
+  """PIL refuses to decode an image over its decompression-bomb limit
+  (about 179 million pixels); the limit is lowered here so an 8x8 image
+  stands in for an enormous one."""
+  from PIL import Image  # pylint: disable=g-import-not-at-top
+  for split in ("train", "test"):
+    for c in ("cat", "dog"):
+      _png(tmp_path / "data" / split / c / "0.png")
+  monkeypatch.setattr(Image, "MAX_IMAGE_PIXELS", 10)
+  out = tmp_path / "run"
+  capsys.readouterr()
+  assert main(["train", "--dataset", f"folder:{tmp_path / 'data'}",
+               "--out", str(out), "--no-progress"]) == 2
+  err = capsys.readouterr().err
+  assert len(err.strip().splitlines()) == 1, err
+  assert "too large to decode safely" in err
+  assert not out.exists()
+
+
+def test_a_failed_job_removes_only_the_folders_it_made_and_left_empty(
+    tmp_path):
+  from hint_jax.pipeline import files  # pylint: disable=g-import-not-at-top
+  new = tmp_path / "a" / "b" / "run"
+  taken = files.take_out(new)
+  assert (new / files.RUN_LOCK).exists()
+  taken.release(failed=True)
+  assert not (tmp_path / "a").exists()      # all three made here: gone
+  # A folder that existed before the job is kept, lock file aside.
+  old = tmp_path / "old"
+  old.mkdir()
+  files.take_out(old).release(failed=True)
+  assert old.is_dir()
+  # A job that wrote something keeps its folder, failed or not.
+  kept = tmp_path / "kept"
+  taken = files.take_out(kept)
+  (kept / "metrics.jsonl").write_text("{}\n")
+  taken.release(failed=True)
+  assert (kept / "metrics.jsonl").exists()
+  # Success keeps an empty folder too.
+  done = tmp_path / "done"
+  files.take_out(done).release()
+  assert done.is_dir()

@@ -7,6 +7,7 @@ mixed poison once, training every cell, then the report. About two minutes.
 import contextlib
 import dataclasses
 import json
+import os
 import pathlib
 
 import numpy as np
@@ -288,6 +289,23 @@ def test_mean_std_format_and_recovery():
   text = rep.recovery(cells, "mnist")
   # (90 - 78) / (98 - 78) = 60%; 97.9 - 98 = -0.10.
   assert "recovering 60%" in text and "-0.10 points" in text
+
+
+def test_report_into_a_read_only_folder_is_one_line(quick_dir, capsys,
+                                                    monkeypatch):
+  """A read-only experiment folder (as seen by os.access; this suite may
+  run as root, for whom permissions do not bite) is refused before the
+  report is drawn: one line, nothing written."""
+  before = sorted((p, p.stat().st_mtime_ns) for p in quick_dir.rglob("*"))
+  real = os.access
+  monkeypatch.setattr(os, "access", lambda p, mode, **kw: False if
+                      pathlib.Path(p) == quick_dir else real(p, mode, **kw))
+  capsys.readouterr()
+  assert main(["report", str(quick_dir), "--tables", "table5"]) == 2
+  err = capsys.readouterr().err
+  assert len(err.strip().splitlines()) == 1 and "not writable" in err, err
+  assert sorted((p, p.stat().st_mtime_ns)
+                for p in quick_dir.rglob("*")) == before
 
 
 def test_report_without_experiments_is_a_clear_error(tmp_path, capsys):

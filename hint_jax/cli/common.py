@@ -15,11 +15,9 @@ def check_out(path):
 
 
 def check_out_file(path):
-  """An ``--out`` .npz file name (not a folder)."""
-  out = pathlib.Path(path)
-  if out.exists() and out.is_dir():
-    raise ConfigError(f"--out {out} is a directory; give a .npz file name")
-  return out
+  """An ``--out`` file name of a crafting job (not a folder; its ``.work``
+  folder beside it): `hint_jax.pipeline.files.check_file`."""
+  return files.check_file(path, "--out", sibling=".work")
 
 
 write_json_atomic = files.write_json_atomic

@@ -85,6 +85,9 @@ def decode_images(items, origin) -> np.ndarray:
                       ) as image:
         array = np.asarray(image if image.mode == "RGB"
                            else image.convert("RGB"))
+    except Image.DecompressionBombError as e:
+      raise DataError(f"image {name} in {origin} is too large to decode "
+                      f"safely ({e}); shrink it or remove it") from None
     except (OSError, ValueError, SyntaxError) as e:
       raise DataError(f"image {name} in {origin} cannot be decoded "
                       f"({dataset_lib.error_reason(e)}); replace it or the "

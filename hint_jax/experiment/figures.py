@@ -13,6 +13,7 @@ import numpy as np
 from hint_jax.errors import DataError
 from hint_jax.experiment import configs
 from hint_jax.experiment import results
+from hint_jax.pipeline import files
 
 
 def accuracy_vs_p(manifests, cells, path) -> bool:
@@ -60,9 +61,12 @@ def _pyplot():
 
 
 def _save(fig, plt, path):
-  pathlib.Path(path).parent.mkdir(parents=True, exist_ok=True)
-  fig.savefig(path, dpi=120)
-  plt.close(fig)
+  files.make_out(pathlib.Path(path).parent)
+  try:
+    files.write_output(path, lambda p: fig.savefig(p, dpi=120),
+                       "the same command")
+  finally:
+    plt.close(fig)
 
 
 def hit_grid_figure(manifests, cells, path, table="table3") -> bool:
@@ -239,6 +243,7 @@ def defence_bench_figure(record, path):
   Raises:
     DataError: if the record (or file) is not such a record.
   """
+  path = files.check_figure(path)
   if not isinstance(record, dict):
     record = results.read_json(pathlib.Path(record), "defence benchmark")
   d = record.get("defenses")

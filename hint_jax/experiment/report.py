@@ -634,6 +634,7 @@ def write_report(out, data_dir=None, num_images=5, tables=None):
   ``(report path, figure paths, finished cells, cells)``."""
   out = pathlib.Path(out)
   manifests, cells = results.collect(out)
+  files.check_out(out, "the experiment folder")   # written to below
   if tables:
     have = sorted({m["table"] for m in manifests})
     unknown = sorted(set(tables) - set(have))
@@ -676,7 +677,8 @@ def write_report(out, data_dir=None, num_images=5, tables=None):
               f"{mach.get('jax_version')}."]
   path = out / ("report.md" if not tables else
                 f"report_{'_'.join(tables)}.md")
-  files.write_bytes_atomic(path, ("\n".join(parts) + "\n").encode())
+  files.write_output(path, lambda p: files.write_bytes_atomic(
+      p, ("\n".join(parts) + "\n").encode()), "the same report")
   return path, figures, finished, len(listed)
 
 

@@ -39,6 +39,8 @@ DEFAULT_MODEL = {"mnist": "convnet", "cifar10": "resnet18",
 # The MNIST ConvNet (two VALID 5x5 convolutions, each followed by a 2x2
 # pooling) needs inputs of at least 16x16 (28x28 gives 4x4x100 features).
 CONVNET_MIN_SIZE = 16
+# convnet_small pools twice (SAME padding): 4x4 is its smallest input.
+CONVNET_SMALL_MIN_SIZE = 4
 
 
 def _name(entry):
@@ -224,6 +226,11 @@ def get_model(name: str, num_classes: int, input_shape) -> Model:
                         f"convnet_small or mlp")
     module = ConvNet(num_classes)
   elif name == "convnet_small":
+    if min(input_shape[:2]) < CONVNET_SMALL_MIN_SIZE:
+      raise ConfigError(f"convnet_small needs images of at least "
+                        f"{CONVNET_SMALL_MIN_SIZE}x{CONVNET_SMALL_MIN_SIZE}, "
+                        f"got {input_shape[0]}x{input_shape[1]}; use mlp or "
+                        f"logreg")
     # Same layer sequence as the MNIST ConvNet, sized for 8x8 digits.
     module = ConvNet(num_classes, widths=(16, 32), kernel_size=3,
                      padding="SAME")
@@ -247,6 +254,7 @@ def num_params(tree) -> int:
   return sum(int(x.size) for x in jax.tree.leaves(tree))
 
 
-__all__ = ["BasicBlock", "CONVNET_MIN_SIZE", "ConvNet", "DEFAULT_MODEL", "LogReg", "MLP",
+__all__ = ["BasicBlock", "CONVNET_MIN_SIZE", "CONVNET_SMALL_MIN_SIZE",
+           "ConvNet", "DEFAULT_MODEL", "LogReg", "MLP",
            "MODEL_NAMES", "Model", "ResNet", "TOP_LAYER", "get_model",
            "is_top_layer", "is_top_variable", "num_params", "variables"]

@@ -125,8 +125,7 @@ def run_attribute(job: AttributeJob, out, *, reporter: Reporter = None
   attribution.get(job.estimator)   # unknown names fail before any work
   out = files.check_out(out)
   dataset, splits = load_splits(job.data, reporter)
-  out = files.make_out(out)
-  lock = files.lock_folder(out)
+  taken = files.take_out(out)
   try:
     model, name, params, model_state, source = _model_and_params(
         job, dataset, splits, out, reporter)
@@ -190,9 +189,11 @@ def run_attribute(job: AttributeJob, out, *, reporter: Reporter = None
     }
     files.write_json_atomic(out / RECORD_FILE, record)
     return record
+  except BaseException:
+    taken.release(failed=True)
+    raise
   finally:
-    if lock is not None:
-      lock.close()
+    taken.release()
 
 
 def parse_setting(text: str):

@@ -14,7 +14,7 @@ import numpy as np
 
 from hint_jax import xla_options
 from hint_jax.errors import ConfigError, DataError
-from hint_jax.pipeline import checkpoint
+from hint_jax.pipeline import checkpoint, files
 from hint_jax.pipeline.defences import NOISE_FILE
 
 PICKS = ("changed", "top", "random")
@@ -95,6 +95,8 @@ def noise_figure(run_dir, out=None, *, num=4, pick="changed", seed=0):
   import matplotlib.pyplot as plt  # pylint: disable=g-import-not-at-top
   from hint_jax.models import get_model  # pylint: disable=g-import-not-at-top
 
+  out = files.check_figure(
+      out if out else pathlib.Path(run_dir) / "fig_noise.png")
   settings, params, model_state, noise = load_run(run_dir)
   x_orig, x_noised = noise["x_orig"], noise["x_noised"]
   delta, y = noise["delta"], noise["y"]
@@ -138,8 +140,8 @@ def noise_figure(run_dir, out=None, *, num=4, pick="changed", seed=0):
   fig.suptitle(f"HINT healthy noise: {settings['dataset']}, "
                f"{settings['model']} (final model)", fontsize=9)
   fig.tight_layout()
-  out = pathlib.Path(out) if out else pathlib.Path(run_dir) / "fig_noise.png"
-  out.parent.mkdir(parents=True, exist_ok=True)
-  fig.savefig(out, dpi=120)
+  files.make_out(out.parent)
+  files.write_output(out, lambda p: fig.savefig(p, dpi=120),
+                     "the same command")
   plt.close(fig)
   return out, rows

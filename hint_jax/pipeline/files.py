@@ -91,9 +91,57 @@ def write_output(path, write, what="the run"):
                     f"make room and run {what} again") from None
 
 
+def _exists(path: pathlib.Path) -> bool:
+  try:
+    return path.exists()
+  except OSError:       # e.g. a name too long for the file system
+    return False
+
+
+def _nearest_existing(path: pathlib.Path) -> pathlib.Path:
+  parent = path
+  while not _exists(parent) and parent != parent.parent:
+    parent = parent.parent
+  return parent
+
+
+def _name_max(folder) -> int:
+  try:
+    return int(os.pathconf(folder, "PC_NAME_MAX"))
+  except (OSError, ValueError, AttributeError):
+    return 255
+
+
+def _check_names(path: pathlib.Path, name: str, what: str):
+  """Every part of ``path`` fits the file system's name length."""
+  limit = _name_max(_nearest_existing(path))
+  for part in path.parts:
+    if len(os.fsencode(part)) > limit:
+      raise ConfigError(f"{name}: the name {part[:24]}... is "
+                        f"{len(os.fsencode(part))} bytes, longer than this "
+                        f"file system allows ({limit}); choose a shorter "
+                        f"{what}")
+
+
+def _check_writable(path: pathlib.Path, name: str, what: str):
+  """The nearest existing folder at or above ``path`` is writable
+  (permissions, and not on a read-only mount)."""
+  parent = _nearest_existing(path)
+  read_only = False
+  try:
+    read_only = bool(os.statvfs(parent).f_flag & os.ST_RDONLY)
+  except (OSError, AttributeError):
+    pass
+  if read_only or not os.access(parent, os.W_OK | os.X_OK):
+    raise ConfigError(f"{name} {path}: {parent} is not writable"
+                      f"{' (a read-only file system)' if read_only else ''}"
+                      f"; choose another {what}")
+
+
 def check_out(path, name="out") -> pathlib.Path:
   """Checks an output folder without creating anything: a non-empty name,
-  not an existing file, under a folder this process may write to.
+  not an existing file, names the file system accepts, under a folder
+  this process may write to.
 
   Raises:
     ConfigError: one line naming ``name``, the path and what is wrong.
@@ -101,15 +149,50 @@ def check_out(path, name="out") -> pathlib.Path:
   if path is None or not str(path).strip():
     raise ConfigError(f"{name} is empty; name an output folder")
   path = pathlib.Path(path)
+  _check_names(path, name, "folder")
   if path.exists() and not path.is_dir():
     raise ConfigError(f"{name} {path} exists and is not a directory")
-  parent = path
-  while not parent.exists() and parent != parent.parent:
-    parent = parent.parent
-  if not os.access(parent, os.W_OK | os.X_OK):
-    raise ConfigError(f"{name} {path}: {parent} is not writable; choose "
-                      "another folder")
+  _check_writable(path, name, "folder")
   return path
+
+
+def check_file(path, name="out", suffixes=None, sibling=None
+               ) -> pathlib.Path:
+  """Checks an output file path without creating anything: a non-empty
+  name, not an existing folder, names the file system accepts (also for
+  the ``sibling`` name suffix a job writes beside it, e.g. ``.work``), a
+  suffix in ``suffixes`` (lower case, with the dot) when given, in a
+  folder this process may write to (or may create).
+
+  Raises:
+    ConfigError: one line naming ``name``, the path and what is wrong.
+  """
+  if path is None or not str(path).strip():
+    raise ConfigError(f"{name} is empty; name an output file")
+  path = pathlib.Path(path)
+  _check_names(path, name, "file name")
+  if sibling:
+    _check_names(path.with_name(path.name + sibling), name, "file name")
+  if path.is_dir():
+    raise ConfigError(f"{name} {path} is a directory; give a file name")
+  if suffixes is not None and path.suffix.lower() not in suffixes:
+    raise ConfigError(f"{name} {path}: cannot write a "
+                      f"{path.suffix or 'suffix-less'} file; use one of "
+                      f"{', '.join(sorted(suffixes))}")
+  _check_writable(path.parent, name, "file name")
+  return path
+
+
+def figure_suffixes() -> frozenset:
+  """The file suffixes matplotlib's Agg canvas writes (".png", ".pdf",
+  ...)."""
+  from matplotlib.backends.backend_agg import FigureCanvasAgg  # pylint: disable=g-import-not-at-top
+  return frozenset("." + k for k in FigureCanvasAgg.get_supported_filetypes())
+
+
+def check_figure(path, name="out") -> pathlib.Path:
+  """`check_file` for a figure: a suffix matplotlib can write."""
+  return check_file(path, name, suffixes=figure_suffixes())
 
 
 def make_out(path, name="out") -> pathlib.Path:
@@ -154,13 +237,62 @@ def lock_folder(path, name="out"):
   return f
 
 
+class TakenFolder:
+  """An output folder a job has created (if needed) and locked: see
+  `take_out`. ``release(failed)`` frees the lock; when the job failed and
+  the folder did not exist before it, the folder (and the parents it
+  created) is removed if nothing but the lock was written there, so a
+  refused job leaves nothing behind."""
+
+  def __init__(self, path: pathlib.Path, created: list, lock):
+    self.path = path
+    self._created = created      # folders made here, deepest first
+    self._lock = lock
+
+  def release(self, failed: bool = False):
+    if self._lock is not None:
+      self._lock.close()
+      self._lock = None
+    if not failed:
+      return
+    for folder in self._created:
+      lock = folder / RUN_LOCK
+      try:
+        if lock.exists() and [c.name for c in folder.iterdir()] == [RUN_LOCK]:
+          lock.unlink()
+        folder.rmdir()            # only succeeds on an empty folder
+      except OSError:
+        return
+    self._created = []
+
+
+def take_out(path, name="out", lock=True) -> TakenFolder:
+  """Creates ``path`` (`make_out`) and takes its lock (`lock_folder`,
+  on the writing process when ``lock``).
+
+  Raises:
+    ConfigError: as `make_out` and `lock_folder`.
+  """
+  path = pathlib.Path(path)
+  created, parent = [], path
+  while not parent.exists() and parent != parent.parent:
+    created.append(parent)
+    parent = parent.parent
+  make_out(path, name)
+  try:
+    handle = lock_folder(path, name) if lock else None
+  except ConfigError:
+    TakenFolder(path, created, None).release(failed=True)
+    raise
+  return TakenFolder(path, created, handle)
+
+
 def work_dir(out, settings: dict, name="out") -> pathlib.Path:
   """``OUT.work/``, where a crafting job keeps what it has finished so
   far, created for ``settings``; a folder left by a run with other
   settings is refused (ConfigError) rather than mixed in."""
   out = pathlib.Path(out)
-  work = out.with_name(out.name + ".work")
-  work.mkdir(parents=True, exist_ok=True)
+  work = make_out(out.with_name(out.name + ".work"), name)
   key_file = work / "settings.json"
   if key_file.exists() and json.loads(key_file.read_text()) != settings:
     raise ConfigError(f"{work} holds an interrupted run with other "

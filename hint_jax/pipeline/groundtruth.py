@@ -286,8 +286,7 @@ def run_groundtruth(job: GroundTruthJob, out, *, data_dir=None,
   protocol = get_protocol(job.protocol)
   out = files.check_out(out)
   data = load_protocol(protocol, data_dir)
-  out = files.make_out(out)
-  lock = files.lock_folder(out)
+  taken = files.take_out(out)
   try:
     masks, seeds, info = _models(job, len(data.x_train))
     _open(job, out, info, seeds)
@@ -322,9 +321,11 @@ def run_groundtruth(job: GroundTruthJob, out, *, data_dir=None,
       reporter.stage("models", done, len(masks))
     reporter.pause()
     return _finish(job, out, chunks, len(masks), len(data.x_test), spent)
+  except BaseException:
+    taken.release(failed=True)
+    raise
   finally:
-    if lock is not None:
-      lock.close()
+    taken.release()
 
 
 def _correct(data, params):

@@ -137,10 +137,8 @@ class TargetSpec:
 
 
 def _check_file(out):
-  out = pathlib.Path(out)
-  if out.exists() and out.is_dir():
-    raise ConfigError(f"out {out} is a directory; give a .npz file name")
-  return out
+  """The output file and its ``.work`` folder beside it can be written."""
+  return files.check_file(out, sibling=".work")
 
 
 def train_victim(data: DataSpec, splits, victim: VictimSpec, work,

@@ -145,6 +145,10 @@ def hint_schedule(spec: HintSpec, dataset: str, epochs: int,
   if spec.schedule is not None:
     return tuple(spec.schedule), None
   default = hint_lib.DEFAULT_SCHEDULES.get(preset_key(dataset), ())
+  if default and epochs < 1:
+    raise ConfigError(f"HINT's default schedule {list(default)} has no "
+                      f"epoch in a {epochs}-epoch run; train for at least "
+                      "one epoch or set the schedule (--schedule)")
   scaled = _scaled(dataset, epochs, epoch_schedule)
   if scaled:
     schedule = hint_lib.config.scaled_schedule(

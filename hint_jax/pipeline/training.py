@@ -194,20 +194,20 @@ def train_clean(dataset, model_name, splits, epochs, seed, folder,
 # -------------------------------------------------------------- the job
 class _Held:
   """The run folder, created and locked (process 0) once the job's inputs
-  have passed their checks; `release` frees the lock."""
+  have passed their checks; `release` frees the lock, and after a failure
+  removes the folder if it was made for this job and holds nothing else
+  (`files.TakenFolder`)."""
 
   def __init__(self):
-    self.lock = None
+    self.taken = None
 
   def take(self, out):
-    files.make_out(out)
-    if files.is_writer():
-      self.lock = files.lock_folder(out)
+    self.taken = files.take_out(out, lock=files.is_writer())
 
-  def release(self):
-    if self.lock is not None:
-      self.lock.close()
-      self.lock = None
+  def release(self, failed=False):
+    if self.taken is not None:
+      self.taken.release(failed)
+      self.taken = None
 
 
 def run_train(job: TrainJob, out, *, mesh=None, reporter: Reporter = None):
@@ -237,6 +237,9 @@ def run_train(job: TrainJob, out, *, mesh=None, reporter: Reporter = None):
   held = _Held()
   try:
     return _run(job, files.check_out(out), mesh, reporter, held)
+  except BaseException:
+    held.release(failed=True)
+    raise
   finally:
     held.release()
 
@@ -252,9 +255,6 @@ def _run(job, out, mesh, reporter, held):
   data, tr = job.data, job.train
   name = defence_name(job.defence)
   cfg = tr.config(data.dataset)
-  if cfg.epochs == 0:
-    reporter.note("note: 0 epochs trains nothing; the result is the "
-                  "untrained model's")
   if jax.process_count() > 1 and name in ("hint", "epic", "friends"):
     raise ConfigError(f"defence {name} runs on one host only (it scores or "
                       "rewrites the whole training set); across hosts use "
@@ -267,6 +267,9 @@ def _run(job, out, mesh, reporter, held):
   # only its error).
   notes = [f"data: {dataset.source}: {len(splits.x_train)} train / "
            f"{len(splits.x_val)} val / {len(splits.x_test)} test"]
+  if cfg.epochs == 0:
+    notes.append("note: 0 epochs trains nothing; the result is the "
+                 "untrained model's")
   poison, target_x, poison_mask, x_clean = None, None, None, None
   if job.poison is not None:
     x_clean = splits.x_train

@@ -318,13 +318,15 @@ def run_bench(job: BenchJob, out, *, data_dir=None,
   labels = [a.label for a in job.arms]
   if len(set(labels)) != len(labels):
     raise ConfigError(f"arm labels must be unique: {labels}")
-  out = files.make_out(files.check_out(out))
-  lock = files.lock_folder(out)   # one study per folder at a time
+  out = files.check_out(out)
+  taken = files.take_out(out)   # one study per folder at a time
   try:
     return _run_bench(job, protocol, out, data_dir, reporter)
+  except BaseException:
+    taken.release(failed=True)
+    raise
   finally:
-    if lock is not None:
-      lock.close()
+    taken.release()
 
 
 def _run_bench(job, protocol, out, data_dir, reporter):

@@ -17,7 +17,8 @@ from typing import Optional
 
 from hint_jax.data import metadata
 from hint_jax.errors import ConfigError, DataError
-from hint_jax.models import CONVNET_MIN_SIZE, DEFAULT_MODEL
+from hint_jax.models import (CONVNET_MIN_SIZE, CONVNET_SMALL_MIN_SIZE,
+                              DEFAULT_MODEL)
 from hint_jax.train.loop import TrainConfig
 from hint_jax.train.optim import OptimConfig
 
@@ -108,7 +109,7 @@ def default_model(dataset: Optional[str], image_shape=None) -> str:
   """The model a dataset trains by default: the paper's for MNIST and
   CIFAR-10; for the user's own data (``image_shape`` (H, W, C) given) the
   MNIST ConvNet when the images are at least 16x16, else the small
-  ConvNet."""
+  ConvNet when they are at least 4x4, else the MLP."""
   key = preset_key(dataset)
   if key in DEFAULT_MODEL:
     return DEFAULT_MODEL[key]
@@ -116,4 +117,6 @@ def default_model(dataset: Optional[str], image_shape=None) -> str:
     raise ConfigError(f"the default model of {dataset} depends on its image "
                       f"size; pass image_shape or name a model")
   h, w = image_shape[:2]
-  return "convnet" if min(h, w) >= CONVNET_MIN_SIZE else "convnet_small"
+  if min(h, w) >= CONVNET_MIN_SIZE:
+    return "convnet"
+  return "convnet_small" if min(h, w) >= CONVNET_SMALL_MIN_SIZE else "mlp"
