@@ -240,7 +240,7 @@ def _ref_trak(members, train, test, projections=None, ridge=0.0):
   return (total / len(members)) * (q / len(members))[None]
 
 
-def test_trak_equals_the_kernel_formula(problem):
+def test_trak_equals_the_kernel_formula(problem, monkeypatch):
   params, train, test = problem
   # Unprojected margin gradients have flat directions (a shift of every
   # logit leaves each margin unchanged), so the full kernel needs a ridge.
@@ -259,6 +259,18 @@ def test_trak_equals_the_kernel_formula(problem):
   got = attribution.scores(state, mlp_apply, train, test)
   np.testing.assert_allclose(got, _ref_trak([params, other], train, test,
                                             proj), rtol=1e-8, atol=1e-10)
+  # Over the memory limit the projections are rebuilt one member at a
+  # time from the same keys: the same scores (float64: the same matrix
+  # products in another grouping, rounding only).
+  monkeypatch.setattr(trak_lib, "STORED_PROJECTION_BYTES", 0)
+  jax.clear_caches()     # the limit is read when a function is traced
+  assert set(trak_lib._projections(state)) == {"keys", "shape"}  # pylint: disable=protected-access
+  rebuilt = attribution.prepare("trak", mlp_apply, params, train,
+                                members=[params, other], proj_dim=20,
+                                key=jax.random.key(5))
+  np.testing.assert_allclose(attribution.scores(rebuilt, mlp_apply, train,
+                                                test), got, rtol=1e-10,
+                             atol=1e-12)
   # Those flat directions without a ridge: singular, said in one line.
   with pytest.raises(ConfigError, match="singular"):
     attribution.prepare("trak", mlp_apply, params, train, proj_dim=None)

@@ -82,3 +82,58 @@ def test_bench_bad_profile_is_one_line(tmp_path, capsys):
   assert main(["experiment", "influence_bench", "--profile", "cpu",
                "--out", str(tmp_path)]) == 2
   assert "influence_bench has the profiles" in capsys.readouterr().err
+
+
+def test_hint_top_arm_on_a_batchnorm_convnet_is_the_dense_solve(tmp_path):
+  """The ConvNet protocol (BatchNorm statistics carried through training,
+  held fixed when attributing): the HINT-top arm's scores equal the
+  closed-form float64 solve on the top layer's features:
+  g_test^T (H + 0.5 I)^-1 g_train with H the exact Hessian of the mean
+  training cross-entropy over the linear head (W, b)."""
+  from hint_jax.attribution import groundtruth as gt  # pylint: disable=g-import-not-at-top
+  from hint_jax.pipeline import groundtruth as pgt  # pylint: disable=g-import-not-at-top
+  job = ab.BenchJob(protocol="digits_convnet", num_subsets=4, num_removed=0,
+                    noise_ceiling=False, chunk=4, arms=(ab.HINT_TOP,))
+  rec = ab.run_bench(job, tmp_path)
+  assert rec["arms"]["hint_top"]["params"] == ["head"]
+  assert rec["full_model_test_accuracy"] > 0.8
+  got = np.load(tmp_path / "scores" / "hint_top.npy")
+  protocol = pgt.get_protocol("digits_convnet")
+  data = pgt.load_protocol(protocol)
+  with np.load(tmp_path / "members" / "full.npz") as z:
+    leaves = [z[f"arr_{i}"] for i in range(len(z.files))]
+  import jax  # pylint: disable=g-import-not-at-top
+  template = jax.eval_shape(data.init, jax.random.key(0))
+  params, state = gt.unstack(jax.tree.unflatten(
+      jax.tree.structure(template), leaves), 0)
+  module = protocol.module()
+
+  def parts(x, y):
+    _, phi = module.apply({"params": params, **state}, x,
+                          return_features=True)
+    phi = np.concatenate([np.asarray(phi, np.float64),
+                          np.ones((len(x), 1))], 1)        # bias column
+    w = np.concatenate([np.asarray(params["head"]["kernel"], np.float64),
+                        np.asarray(params["head"]["bias"],
+                                   np.float64)[None]], 0)
+    logits = phi @ w
+    p = np.exp(logits - logits.max(1, keepdims=True))
+    p /= p.sum(1, keepdims=True)
+    d = p.copy()
+    d[np.arange(len(y)), y] -= 1
+    grads = np.einsum("nf,nc->nfc", phi, d).reshape(len(x), -1)
+    return phi, p, grads
+
+  phi, p, g_train = parts(data.x_train, data.y_train)
+  n, f = phi.shape
+  c = p.shape[1]
+  curv = np.einsum("nc,nd->ncd", -p, p)
+  curv[:, np.arange(c), np.arange(c)] += p
+  hess = np.einsum("nf,ng,ncd->fcgd", phi, phi, curv).reshape(f * c,
+                                                              f * c) / n
+  _, _, g_test = parts(data.x_test, data.y_test)
+  want = g_test @ np.linalg.solve(hess + 0.5 * np.eye(f * c), g_train.T)
+  # float32 features, gradients and Cholesky solve against float64 (the
+  # damping 0.5 keeps the system well conditioned): about 1e-6 of the
+  # largest score; asserted at 1e-4 of it.
+  np.testing.assert_allclose(got, want, atol=1e-4 * np.abs(want).max())

@@ -182,6 +182,72 @@ def test_stacked_training_equals_one_at_a_time():
                                  atol=1e-6)
 
 
+def _batchnorm_model():
+  """Dense - BatchNorm - ReLU - Dense on 3 features, as the stateful
+  training contract takes it."""
+  import flax.linen as nn  # pylint: disable=g-import-not-at-top
+  import optax  # pylint: disable=g-import-not-at-top
+
+  class Net(nn.Module):
+    @nn.compact
+    def __call__(self, x, train=False):
+      h = nn.Dense(4)(x)
+      h = nn.BatchNorm(use_running_average=not train, momentum=0.9)(h)
+      return nn.Dense(2)(nn.relu(h))
+
+  net = Net()
+
+  def init(key):
+    v = net.init(key, jnp.zeros((1, 3)))
+    return v["params"], {"batch_stats": v["batch_stats"]}
+
+  def loss(params, state, x, y, key):
+    del key
+    logits, new = net.apply({"params": params, **state}, x, train=True,
+                            mutable=["batch_stats"])
+    return (optax.softmax_cross_entropy_with_integer_labels(logits, y),
+            {"batch_stats": new["batch_stats"]})
+  return net, init, loss
+
+
+def test_stateful_training_carries_the_statistics_step_by_step():
+  """A BatchNorm model: the stacked result equals one model at a time and
+  a plain Python loop over the same batches (the module's own training
+  step, its statistics carried along), and batches must be full."""
+  net, init, loss = _batchnorm_model()
+  rng = np.random.default_rng(3)
+  x = rng.normal(2.0, 1.5, size=(16, 3)).astype(np.float32)
+  y = rng.integers(0, 2, 16).astype(np.int32)
+  masks = gt.subset_masks(jax.random.key(4), 16, 2, 0.5)   # k = 8
+  spec = gt.TrainSpec(epochs=2, batch_size=4, learning_rate=0.1)
+  key = jax.random.key(5)
+  params, state = gt.train_models(init, loss, x, y, masks, [0, 1], spec, key,
+                                  stateful=True)
+  for i in range(2):
+    mk = jax.random.fold_in(key, i)
+    p, s = init(jax.random.fold_in(mk, 0))
+    for e in range(2):
+      idx, _ = gt._order(jax.random.fold_in(jax.random.fold_in(mk, 1), e),  # pylint: disable=protected-access
+                         jnp.asarray(masks[i]), 8, 2, 4)
+      for bi in np.asarray(idx):
+        def objective(q, s=s, bi=bi):
+          losses, new = loss(q, s, x[bi], y[bi], None)
+          return jnp.mean(losses), new
+        g, s = jax.grad(objective, has_aux=True)(p)
+        p = jax.tree.map(lambda a, b: a - 0.1 * b, p, g)
+    got = gt.unstack((params, state), i)
+    # Same float32 arithmetic, batched under vmap: rounding only.
+    for a, b in zip(jax.tree.leaves(got), jax.tree.leaves((p, s))):
+      np.testing.assert_allclose(np.asarray(a), np.asarray(b), rtol=1e-5,
+                                 atol=1e-6)
+    # The statistics moved from their initial (0, 1).
+    assert not np.allclose(np.asarray(got[1]["batch_stats"]["BatchNorm_0"]
+                                      ["mean"]), 0.0)
+  with pytest.raises(ConfigError, match="full batches"):
+    gt.train_models(init, loss, x, y, masks, [0, 1],
+                    gt.TrainSpec(1, 3, 0.1), key, stateful=True)
+
+
 def test_trainer_refuses_unequal_masks():
   init, loss = _linear()
   x = np.zeros((4, 3), np.float32)

@@ -29,6 +29,14 @@ All masks of one call must hold the same number of examples k (so their
 steps line up under ``vmap``); a model trained alone and the same model in
 a stack agree to float32 rounding (the batched matrix products may sum in
 another order; the tests bound the difference).
+
+Models with state (BatchNorm's running statistics; ``stateful=True``):
+``init(key) -> (params, state)`` and the loss
+``(params, state, x, y, key) -> (losses, new_state)``; the state follows
+the steps, the optimizer sees only ``params``, and the result is the stack
+of ``(params, state)``. Such a model's batches must all be full
+(``batch_size`` divides k): a padded batch would enter the batch
+statistics.
 """
 
 import dataclasses
@@ -44,7 +52,8 @@ from hint_jax.errors import ConfigError, DataError
 # (params, x, y, key) -> per-example losses (b,); key drives dropout (the
 # loss may ignore it).
 TrainLoss = Callable[[Any, jax.Array, jax.Array, jax.Array], jax.Array]
-# (params, x, y) -> per-example test losses (b,), in inference mode.
+# (params, x, y) -> per-example test losses (b,), in inference mode
+# (params: a stateful model's (params, state)).
 EvalLoss = Callable[[Any, jax.Array, jax.Array], jax.Array]
 
 
@@ -117,33 +126,37 @@ def _order(key, mask, k, steps, batch_size):
   return idx.reshape(steps, batch_size), w.reshape(steps, batch_size)
 
 
-def _epoch_fn(loss: TrainLoss, spec: TrainSpec, k: int):
+def _epoch_fn(loss: TrainLoss, spec: TrainSpec, k: int, stateful: bool):
   steps = -(-k // spec.batch_size)
   opt = spec.optimizer()
 
-  def one(params, opt_state, mask, model_key, epoch, x, y):
+  def one(params, state, opt_state, mask, model_key, epoch, x, y):
     idx, w = _order(jax.random.fold_in(jax.random.fold_in(model_key, 1),
                                        epoch), mask, k, steps,
                     spec.batch_size)
     drop_key = jax.random.fold_in(model_key, 2)
 
     def step(carry, t):
-      params, opt_state = carry
+      params, state, opt_state = carry
       bi, bw = idx[t], w[t]
       key = jax.random.fold_in(drop_key, epoch * steps + t)
 
       def objective(p):
-        return jnp.sum(loss(p, x[bi], y[bi], key) * bw) / jnp.sum(bw)
+        if stateful:
+          losses, new_state = loss(p, state, x[bi], y[bi], key)
+        else:
+          losses, new_state = loss(p, x[bi], y[bi], key), state
+        return jnp.sum(losses * bw) / jnp.sum(bw), new_state
 
-      grads = jax.grad(objective)(params)
+      grads, state = jax.grad(objective, has_aux=True)(params)
       updates, opt_state = opt.update(grads, opt_state, params)
-      return (optax.apply_updates(params, updates), opt_state), None
+      return (optax.apply_updates(params, updates), state, opt_state), None
 
-    (params, opt_state), _ = jax.lax.scan(step, (params, opt_state),
-                                          jnp.arange(steps))
-    return params, opt_state
+    (params, state, opt_state), _ = jax.lax.scan(
+        step, (params, state, opt_state), jnp.arange(steps))
+    return params, state, opt_state
 
-  return jax.jit(jax.vmap(one, in_axes=(0, 0, 0, 0, None, None, None)))
+  return jax.jit(jax.vmap(one, in_axes=(0, 0, 0, 0, 0, None, None, None)))
 
 
 def _check(masks, seeds, x, y):
@@ -163,21 +176,34 @@ def _check(masks, seeds, x, y):
 
 def train_models(init: Callable[[jax.Array], Any], loss: TrainLoss,
                  x, y, masks, seeds, spec: TrainSpec, key: jax.Array, *,
+                 stateful: bool = False,
                  on_epoch: Optional[Callable[[int], None]] = None) -> Any:
   """Trains one model per (mask, seed) row; returns their parameters
-  stacked on a leading axis.
+  stacked on a leading axis (``stateful``: the stack of
+  ``(params, state)``).
 
   Args:
-    init: ``key -> params``, the initial parameters.
-    loss: ``(params, x, y, key) -> (b,)`` per-example training losses.
+    init: ``key -> params``, the initial parameters (``stateful``:
+      ``key -> (params, state)``).
+    loss: ``(params, x, y, key) -> (b,)`` per-example training losses
+      (``stateful``: ``(params, state, x, y, key) -> ((b,), new_state)``).
     x, y: the whole training set (every mask indexes into it).
     masks: (models, n) booleans, each with the same count k.
     seeds: (models,) ints: the model's seed (see the module docstring).
     spec: the training settings.
     key: the base key.
+    stateful: the model carries state (see the module docstring).
     on_epoch: called with the number of epochs done (progress).
+
+  Raises:
+    DataError: masks, seeds and data disagree.
+    ConfigError: a stateful model whose batch size does not divide k.
   """
   masks, seeds, k = _check(masks, seeds, x, y)
+  if stateful and k % spec.batch_size:
+    raise ConfigError(f"a model with batch statistics needs full batches: "
+                      f"batch_size {spec.batch_size} must divide the "
+                      f"{k} examples of each model")
 
   # One compiled initialisation per distinct seed, stacked: a vmapped
   # initialisation compiles several times slower than the models train.
@@ -188,20 +214,22 @@ def train_models(init: Callable[[jax.Array], Any], loss: TrainLoss,
       mk = jax.random.fold_in(key, s)
       firsts[s] = (mk, init_one(mk))
   model_keys = jnp.stack([firsts[s][0] for s in seeds.tolist()])
-  params = jax.tree.map(lambda *a: jnp.stack(a),
-                        *[firsts[s][1] for s in seeds.tolist()])
+  stacked = jax.tree.map(lambda *a: jnp.stack(a),
+                         *[firsts[s][1] for s in seeds.tolist()])
+  params, state = stacked if stateful else (stacked, jnp.zeros(len(seeds)))
   opt_state = jax.vmap(spec.optimizer().init)(params)
-  epoch = _epoch_fn(loss, spec, k)
+  epoch = _epoch_fn(loss, spec, k, stateful)
   x = jnp.asarray(x)
   y = jnp.asarray(y)
   mask_arr = jnp.asarray(masks)
   for e in range(spec.epochs):
-    params, opt_state = epoch(params, opt_state, mask_arr, model_keys,
-                              jnp.asarray(e, jnp.int32), x, y)
+    params, state, opt_state = epoch(params, state, opt_state, mask_arr,
+                                     model_keys, jnp.asarray(e, jnp.int32),
+                                     x, y)
     if on_epoch is not None:
       jax.block_until_ready(params)
       on_epoch(e + 1)
-  return params
+  return (params, state) if stateful else params
 
 
 def evaluate_losses(eval_loss: EvalLoss, params: Any, x, y,

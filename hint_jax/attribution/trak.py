@@ -12,6 +12,13 @@ K_m = (Φ_mᵀ Φ_m + ridge·I)⁻¹ over the training set Φ_m; then
 
 with margin(z) = log(p_y / (1 − p_y)) and p_m(z_i) the probability member
 m gives z_i's label. Positive: z_i raises z's margin (helps it).
+
+Memory: the M projections are kept while scoring when they take at most
+``STORED_PROJECTION_BYTES`` together; above that (many members of a large
+model: 50 MLP members at k = 512 would hold 11 GB) each member's
+projection is rebuilt from its key inside a sequential loop over the
+members, so memory holds one member's projection and gradients at a time.
+Both ways use the same keys and give the same scores.
 """
 
 import jax
@@ -24,8 +31,19 @@ from hint_jax.attribution.state import make_state
 from hint_jax.errors import ConfigError
 
 
+STORED_PROJECTION_BYTES = 512 * 2 ** 20
+
+
+def _projection(key, p, k, dtype):
+  return jax.random.normal(key, (p, k), dtype) / jnp.sqrt(
+      jnp.asarray(k, dtype))
+
+
 def _projections(state):
-  """(M, P, k) projections from the stored key; {} without projection."""
+  """The members' projections from the stored key: ``{"projections":
+  (M, P, k)}``, or, above ``STORED_PROJECTION_BYTES``, ``{"keys": (M, 2)
+  key data, "shape": (0, k)}`` to rebuild them one member at a time; {}
+  without projection."""
   k = state.options["proj_dim"]
   if k is None:
     return {}
@@ -33,14 +51,26 @@ def _projections(state):
   key = jax.random.wrap_key_data(state.arrays["key"])
   dtype = jnp.result_type(*jax.tree.leaves(state.members[0]))
   keys = jax.random.split(key, len(state.members))
+  if len(state.members) * p * int(k) * jnp.dtype(dtype).itemsize > \
+      STORED_PROJECTION_BYTES:
+    return {"keys": jax.random.key_data(keys),
+            "shape": jnp.zeros((0, int(k)), dtype)}
   return {"projections": jax.vmap(
-      lambda kk: jax.random.normal(kk, (p, int(k)), dtype))(keys)
-          / jnp.sqrt(jnp.asarray(k, dtype))}
+      lambda kk: _projection(kk, p, int(k), dtype))(keys)}
 
 
 def _features(members, extras, apply, x, y):
   """(M, n, k) projected margin gradients (or (M, n, P) without)."""
   stacked = jax.tree.map(lambda *a: jnp.stack(a), *members)
+  if "keys" in extras:       # one member at a time, projection rebuilt
+    k = extras["shape"].shape[1]
+
+    def one(args):
+      params, key_data = args
+      g = functions.flat_grads(apply, params, x, y, "margin")
+      return g @ _projection(jax.random.wrap_key_data(key_data),
+                             g.shape[1], k, g.dtype)
+    return jax.lax.map(one, (stacked, extras["keys"]))
   g = jax.vmap(lambda p: functions.flat_grads(apply, p, x, y, "margin"))(
       stacked)
   if "projections" in extras:

@@ -24,7 +24,9 @@ def register(sub):
                  "robustness also has quick-draw1, cpu-draw1, cpu-draw2 "
                  "(other poison draws and splits); influence_bench has "
                  "quick, cpu-lr and cpu-mlp (dattri's MNIST-10 logistic "
-                 "regression and MLP)")
+                 "regression and MLP), quick-convnet and cpu-convnet (the "
+                 "paper's ConvNet on the same slice, HINT's own scores "
+                 "beside)")
   p.add_argument("--out", required=True, help="experiment directory")
   p.add_argument("--data-dir", default=None,
                  help="directory with the dataset files (default: "
@@ -74,7 +76,8 @@ def _run_bench(args):
     job = ab.PROFILES[args.profile]
     for arm in job.arms:
       print(f"{arm.label}: {arm.estimator} {dict(arm.settings)} "
-            f"{arm.grid_name or ''} {list(arm.grid) or ''}")
+            f"{arm.grid_name or ''} {list(arm.grid) or ''}"
+            + (f" on {', '.join(arm.params)}" if arm.params else ""))
     return 0
   record = ab.run_bench(ab.PROFILES[args.profile], args.out,
                         data_dir=args.data_dir,

@@ -53,6 +53,7 @@ from hint_jax import attribution
 from hint_jax.attribution import groundtruth as gt
 from hint_jax.attribution import metrics
 from hint_jax.errors import ConfigError
+from hint_jax.influence import restrict
 from hint_jax.pipeline import files
 from hint_jax.pipeline import groundtruth as pgt
 from hint_jax.pipeline.training import Reporter
@@ -90,6 +91,7 @@ class Arm:
   grid_name: Optional[str] = None
   grid: Tuple = ()
   members: str = "full"          # "full", "tracin" or "trak-<k>"
+  params: Tuple[str, ...] = ()   # top-level parameter names (all: empty)
 
   def grid_values(self):
     return self.grid if self.grid_name else (None,)
@@ -144,6 +146,36 @@ def mlp_arms(trak_models=(1, 10, 50), proj_dim=512) -> Tuple[Arm, ...]:
   return tuple(arms)
 
 
+# HINT's own scores as HINT computes them (`hint_jax.hint.HintConfig`'s
+# defaults): influence on the top layer "head" only, the exact Hessian of
+# the mean training loss, damping 0.5, solved exactly (HINT's CG converges
+# to the same solve).
+HINT_TOP = Arm("hint_top", "explicit", (("curvature", "hessian"),
+                                        ("damping", 0.5)), params=("head",))
+
+
+def convnet_arms(proj_dim=512) -> Tuple[Arm, ...]:
+  """The arms of the ConvNet protocol (BatchNorm: every arm attributes the
+  one full-data model; TRAK over several models and TracIn, which need
+  models with their own statistics, are not here): HINT's top-layer
+  scores, the same solve on the top layer with a damping grid, and the
+  whole-network estimators, cheapest first."""
+  return (
+      HINT_TOP,
+      Arm("top_explicit", "explicit", (("curvature", "ggn"),), "damping",
+          DAMPING + (0.5,), params=("head",)),
+      Arm("grad_dot", "grad_dot"),
+      Arm("grad_cos", "grad_cos"),
+      Arm("kfac", "kfac", (), "damping", DAMPING),
+      Arm("ekfac", "ekfac", (), "damping", DAMPING),
+      Arm("arnoldi", "arnoldi", (("iterations", 100),), "top_k",
+          (10, 50, 100)),
+      Arm("trak-1", "trak", (("proj_dim", proj_dim),), members="trak-1"),
+      Arm("cg", "cg", (("maxiter", 50), ("curvature_examples", 1000)),
+          "damping", DAMPING),
+  )
+
+
 @dataclasses.dataclass(frozen=True)
 class BenchJob:
   """What to benchmark (see the module docstring).
@@ -181,6 +213,17 @@ PROFILES = {
     "cpu-lr": BenchJob(protocol="mnist_lr"),
     "cpu-mlp": BenchJob(protocol="mnist_mlp", num_removed=0,
                         arms=mlp_arms()),
+    "quick-convnet": BenchJob(
+        protocol="digits_convnet", num_subsets=20, num_removed=0, chunk=20,
+        arms=(HINT_TOP,
+              Arm("top_explicit", "explicit", (("curvature", "ggn"),),
+                  "damping", (1e-2, 0.5), params=("head",)),
+              Arm("grad_dot", "grad_dot"),
+              Arm("ekfac", "ekfac", (), "damping", (1e-3, 1e-1)),
+              Arm("trak-1", "trak", (("proj_dim", 128),),
+                  members="trak-1"))),
+    "cpu-convnet": BenchJob(protocol="mnist_convnet", num_removed=0,
+                            chunk=10, arms=convnet_arms()),
 }
 
 
@@ -216,12 +259,35 @@ def _members(job, name, data, protocol, out, reporter):
     parts.append(gt.train_models(
         data.init, data.train_loss, data.x_train, data.y_train,
         masks[i:i + job.chunk], seeds[i:i + job.chunk], protocol.spec,
-        jax.random.key(0)))
+        jax.random.key(0), stateful=data.stateful))
   params = jax.tree.map(lambda *a: jnp.concatenate(a), *parts)
   path.parent.mkdir(exist_ok=True)
   files.write_npz_atomic(path, *[np.asarray(a)
                                 for a in jax.tree.leaves(params)])
   return params
+
+
+def _attributed(data, arm, stack):
+  """``(apply, [params of each member])`` an arm attributes: the members'
+  parameters (a stateful model's statistics held in ``apply``), restricted
+  to ``arm.params`` when it names some."""
+  count = jax.tree.leaves(stack)[0].shape[0]
+  if data.stateful and count > 1:
+    raise ConfigError(f"{arm.label}: an estimator over several models needs "
+                      "a model without batch statistics")
+  apply, first = data.bind(gt.unstack(stack, 0))
+  member_list = [first] + [data.bind(gt.unstack(stack, i))[1]
+                           for i in range(1, count)]
+  if arm.params:
+    subs = [restrict(p, arm.params) for p in member_list]
+    rebuild = subs[0][1]
+    if count > 1:
+      raise ConfigError(f"{arm.label}: a parameter subset applies to one "
+                        "model")
+    whole = apply
+    apply = lambda p, x: whole(rebuild(p), x)
+    member_list = [subs[0][0]]
+  return apply, member_list
 
 
 def _score_file(out, arm, value):
@@ -239,20 +305,18 @@ def _scores(job, arm, value, data, members, out, reporter):
   settings = dict(arm.settings)
   if arm.grid_name:
     settings[arm.grid_name] = value
-  stack = members[arm.members]
-  count = jax.tree.leaves(stack)[0].shape[0]
-  member_list = [gt.unstack(stack, i) for i in range(count)]
+  apply, member_list = _attributed(data, arm, members[arm.members])
   train = (jnp.asarray(data.x_train), jnp.asarray(data.y_train))
   reporter.note(f"{arm.label}: scoring ({', '.join(f'{k}={v}' for k, v in settings.items()) or 'no settings'})")
   t0 = time.perf_counter()
   state = attribution.prepare(
-      arm.estimator, data.apply, member_list[0], train,
+      arm.estimator, apply, member_list[0], train,
       key=jax.random.key(0),
       members=member_list if len(member_list) > 1 else None, **settings)
   jax.block_until_ready(state)
   t1 = time.perf_counter()
   s = np.asarray(attribution.scores(
-      state, data.apply, (data.x_train, data.y_train),
+      state, apply, (data.x_train, data.y_train),
       (data.x_test, data.y_test),
       on_progress=lambda d, t: reporter.stage(arm.label, d, t)),
                  np.float32)
@@ -349,7 +413,7 @@ def _run_bench(job, protocol, out, data_dir, reporter):
     record["noise_ceiling_lds"] = metrics.summary(
         np.sqrt(np.clip(retest, 0, None)))
     ceiling_pp = np.sqrt(np.clip(retest, 0, None))
-  full_acc = float(np.mean(np.argmax(np.asarray(data.apply(
+  full_acc = float(np.mean(np.argmax(np.asarray(data.logits(
       gt.unstack(members["full"], 0), jnp.asarray(data.x_test))), -1)
                            == data.y_test))
   record["full_model_test_accuracy"] = full_acc
@@ -365,6 +429,7 @@ def _run_bench(job, protocol, out, data_dir, reporter):
             s[:, truth["loo"]["removed"]], truth["loo"]["loo_change"])
       infos[str(value)] = info
     entry = {"estimator": arm.estimator, "settings": dict(arm.settings),
+             "params": list(arm.params) or "all",
              "grid": {arm.grid_name: list(arm.grid)} if arm.grid_name
              else None, "members": arm.members, "runs": infos}
     lds_fit = cross_fit(lds_by)
