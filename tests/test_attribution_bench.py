@@ -38,6 +38,8 @@ def test_quick_profile_end_to_end(quick_bench):
   for label, arm in rec["arms"].items():
     assert arm["lds"]["defined"] > 90, label       # of 100 test points
     assert -1 <= arm["lds"]["mean"] <= 1
+    assert -1 <= arm["lds_summed"]["at_best_per_point_value"] <= 1
+  assert -1 <= rec["retest_lds_summed"] <= 1
   # Explicit and CG solve the same damped system (650 parameters, CG to
   # 1e-5): the same scores up to the solver's tolerance, so the same
   # rank metrics to a few thousandths.

@@ -67,6 +67,14 @@ def test_lds_by_hand():
   assert out[1] == pytest.approx(want)
   with pytest.raises(DataError, match="do not fit"):
     metrics.lds(scores, masks[:, :2], loss)
+  # The summed test loss: summed scores per training example (0, 2, 5),
+  # subset sums 2, 5, 7, 0; -summed loss 2, 5, 7, -1: the same order.
+  assert metrics.lds_aggregate(scores, masks, loss) == pytest.approx(1.0)
+  # Swap the last two subsets' losses: ranks (2, 3, 4, 1) against
+  # (2, 3, 1, 4).
+  swapped = loss[[0, 1, 3, 2]]
+  want = np.corrcoef([2, 3, 4, 1], [2, 3, 1, 4])[0, 1]
+  assert metrics.lds_aggregate(scores, masks, swapped) == pytest.approx(want)
 
 
 def test_loo_correlation_by_hand_and_shapes():

@@ -110,6 +110,19 @@ def lds(scores: np.ndarray, masks: np.ndarray,
   return spearman_columns(predicted, -test_loss)
 
 
+def lds_aggregate(scores: np.ndarray, masks: np.ndarray,
+                  test_loss: np.ndarray) -> float:
+  """LDS of the *summed* test loss (one test function over every test
+  example, as HINT scores its whole validation set): the Spearman
+  correlation over subsets of each subset's summed scores (over its
+  training examples and every test example) with minus its summed test
+  loss. Arguments as `lds`; NaN when either side is constant."""
+  scores = np.asarray(scores, np.float64)
+  test_loss = np.asarray(test_loss, np.float64)
+  return float(lds(scores.sum(0, keepdims=True), masks,
+                   test_loss.sum(1, keepdims=True))[0])
+
+
 def summary(values: np.ndarray) -> Dict[str, float]:
   """Mean, standard deviation, quartiles over the defined values, and how
   many were undefined (NaN)."""
