@@ -250,6 +250,55 @@ def _poison_record(path, ps):
           "target": ps.target}
 
 
+@dataclasses.dataclass
+class _Poisoned:
+  """A poisoned set read for a run: the file, the clean images it
+  replaces, which rows it poisons and the record written to the result."""
+  ps: object
+  x_clean: np.ndarray
+  x_poisoned: np.ndarray
+  mask: np.ndarray
+  record: dict
+
+
+def _read_poison(job, splits, cfg, notes) -> _Poisoned:
+  """Reads ``job.poison`` against the clean split (one-line errors);
+  adds its notes."""
+  ps = attacks.load_poisoned(job.poison)
+  x_poisoned = attacks.poisoned_training_images(
+      ps, splits.x_train, splits.y_train, where=job.poison)
+  mask = np.zeros(len(x_poisoned), bool)
+  mask[ps.clean_index[ps.attack_id >= 0]] = True
+  attacks.check_target(ps, splits.x_test, splits.y_test, where=job.poison)
+  crafted_on = (ps.meta.get("victim") or {}).get("augment")
+  if crafted_on is not None and crafted_on != cfg.augment:
+    notes.append(
+        f"note: {job.poison} was crafted on models trained "
+        f"{'with' if crafted_on else 'without'} augmentation; this run "
+        f"trains {'with' if cfg.augment else 'without'} it (turn "
+        f"augmentation {'off' if cfg.augment else 'on'}, --no-augment, "
+        "to match)")
+  return _Poisoned(ps, splits.x_train, x_poisoned, mask,
+                   _poison_record(job.poison, ps))
+
+
+def _is_transfer(poisoned) -> bool:
+  target = poisoned is not None and poisoned.ps.target
+  return bool(target) and target.get("scenario") == "transfer"
+
+
+def _this_process(splits, poison_mask, notes):
+  """In a multi-host run, the rows this process trains on."""
+  if jax.process_count() == 1:
+    return splits, poison_mask
+  mine = process_rows(len(splits.x_train))
+  splits = dataclasses.replace(splits, x_train=splits.x_train[mine],
+                               y_train=splits.y_train[mine])
+  notes.append(f"process {jax.process_index()} of {jax.process_count()}: "
+               f"rows {mine.start}..{mine.stop - 1} of the training set")
+  return splits, None if poison_mask is None else poison_mask[mine]
+
+
 def _run(job, out, mesh, reporter, held):
   t_start = time.perf_counter()
   data, tr = job.data, job.train
@@ -270,33 +319,18 @@ def _run(job, out, mesh, reporter, held):
   if cfg.epochs == 0:
     notes.append("note: 0 epochs trains nothing; the result is the "
                  "untrained model's")
-  poison, target_x, poison_mask, x_clean = None, None, None, None
-  if job.poison is not None:
-    x_clean = splits.x_train
-    ps = attacks.load_poisoned(job.poison)
-    x_poisoned = attacks.poisoned_training_images(
-        ps, splits.x_train, splits.y_train, where=job.poison)
-    splits = dataclasses.replace(splits, x_train=x_poisoned)
-    poison_mask = np.zeros(len(x_poisoned), bool)
-    poison_mask[ps.clean_index[ps.attack_id >= 0]] = True
-    attacks.check_target(ps, splits.x_test, splits.y_test, where=job.poison)
-    target_x = ps.target_x
-    crafted_on = (ps.meta.get("victim") or {}).get("augment")
-    if crafted_on is not None and crafted_on != cfg.augment:
-      notes.append(
-          f"note: {job.poison} was crafted on models trained "
-          f"{'with' if crafted_on else 'without'} augmentation; this run "
-          f"trains {'with' if cfg.augment else 'without'} it (turn "
-          f"augmentation {'off' if cfg.augment else 'on'}, --no-augment, "
-          "to match)")
-    if ps.target is not None and ps.target.get("scenario") == "transfer":
-      held.take(out)
-      for note in notes:
-        reporter.note(note)
-      return _run_transfer(job, out, t_start, dataset, splits, ps,
-                           x_poisoned, x_clean, reporter)
-    poison = _poison_record(job.poison, ps)
-    notes.append(f"poisoned training set: {poison['counts']}")
+  poisoned = (None if job.poison is None
+              else _read_poison(job, splits, cfg, notes))
+  if poisoned is not None:
+    splits = dataclasses.replace(splits, x_train=poisoned.x_poisoned)
+  if _is_transfer(poisoned):
+    held.take(out)
+    for note in notes:
+      reporter.note(note)
+    return _run_transfer(job, out, t_start, dataset, splits, poisoned.ps,
+                         poisoned.x_poisoned, poisoned.x_clean, reporter)
+  if poisoned is not None:
+    notes.append(f"poisoned training set: {poisoned.record['counts']}")
   if job.victim_dir is not None:
     raise ConfigError("victim_dir applies to transfer-scenario poisoned "
                       "sets (targeted bp or fc) only")
@@ -306,104 +340,147 @@ def _run(job, out, mesh, reporter, held):
   model = get_model(model_name, splits.num_classes, splits.x_train.shape[1:])
   held.take(out)
   num_train = len(splits.x_train)  # all processes together
-  if jax.process_count() > 1:  # this process trains on its own rows only
-    mine = process_rows(num_train)
-    splits = dataclasses.replace(splits, x_train=splits.x_train[mine],
-                                 y_train=splits.y_train[mine])
-    if poison_mask is not None:
-      poison_mask = poison_mask[mine]
-    notes.append(f"process {jax.process_index()} of {jax.process_count()}: "
-                 f"rows {mine.start}..{mine.stop - 1} of the training set")
+  splits, poison_mask = _this_process(
+      splits, None if poisoned is None else poisoned.mask, notes)
   defence = make_defence(defence_cfg, model, splits, epochs=cfg.epochs,
-                         x_clean=x_clean, mesh=mesh,
+                         x_clean=None if poisoned is None
+                         else poisoned.x_clean, mesh=mesh,
                          on_stage=reporter.stage)
   cfg = defence.train_config(cfg)
   trainer = Trainer(model, cfg, num_train, adversary=defence.adversary(model),
                     mesh=mesh)
   state = trainer.init_state(jax.random.key(tr.seed))
-
   settings = {"dataset": data.dataset, "source": dataset.source,
               "model": model_name, "seed": tr.seed,
               "split_seed": data.split_seed, "subset": data.subset,
               "num_val": len(splits.x_val), "defense": name,
-              "poison": poison,
+              "poison": None if poisoned is None else poisoned.record,
               "config": json.loads(json.dumps(dataclasses.asdict(cfg)))}
   if defence.config is not None:
     settings[name] = defence.settings()
-  writer = files.is_writer()
-  metrics = out / METRICS_FILE
-  if job.overwrite and writer:
-    checkpoint.clear(out)
-    metrics.unlink(missing_ok=True)
-  resumed = checkpoint.load(out, state, settings)
-  for note in notes:
-    reporter.note(note)
-  if isinstance(job.defence, HintSpec):
-    note = hint_schedule(job.defence, data.dataset, cfg.epochs,
-                         tr.epoch_schedule)[1]
-    if note:
+  run = _Training(job, out, cfg, trainer, defence, settings, reporter)
+  state, splits = run.resume(state, splits, notes)
+  state = run.fit(state, splits)
+  result = _plain_result(run, state, splits, dataset, num_train, t_start,
+                         mesh)
+  if poisoned is not None and poisoned.ps.target_x is not None:
+    result["target"] = target_outcome(model, state, poisoned.ps.target_x,
+                                      poisoned.record["target"])
+    t = result["target"]
+    reporter.note(f"target test image {t['index']}: predicted "
+                  f"{t['predicted']}, intended {t['intended_class']} -> "
+                  f"attack {'succeeded' if t['success'] else 'failed'}")
+  result.update(defence.record(poison_mask))
+  if run.writer:
+    files.write_output(out, lambda p: defence.write_files(p, splits.train_idx),
+                       "the same job")
+    files.write_output(out / RESULT_FILE, lambda p: files.write_json_atomic(
+        p, result), "the same job")
+  return result
+
+
+class _Training:
+  """One plain run's training: resuming from its checkpoint, the epochs
+  with the defence's hooks, each finished epoch written to the metrics
+  file and checkpointed."""
+
+  def __init__(self, job, out, cfg, trainer, defence, settings, reporter):
+    self.job, self.out, self.cfg = job, out, cfg
+    self.trainer, self.defence = trainer, defence
+    self.settings, self.reporter = settings, reporter
+    self.writer = files.is_writer()
+    self.metrics = out / METRICS_FILE
+    self.start_epoch, self.history = 0, []
+
+  def resume(self, state, splits, notes):
+    """Reads the folder's checkpoint (``job.overwrite``: clears it first);
+    says the notes. Returns the state and splits to train from."""
+    job, out, reporter = self.job, self.out, self.reporter
+    if job.overwrite and self.writer:
+      checkpoint.clear(out)
+      self.metrics.unlink(missing_ok=True)
+    resumed = checkpoint.load(out, state, self.settings)
+    for note in notes:
       reporter.note(note)
-  start_epoch, history = 0, []
-  if resumed is not None:
-    state, start_epoch, history, extra, extra_meta = resumed
-    splits = dataclasses.replace(splits, x_train=defence.restore(
+    if isinstance(job.defence, HintSpec):
+      note = hint_schedule(job.defence, job.data.dataset, self.cfg.epochs,
+                           job.train.epoch_schedule)[1]
+      if note:
+        reporter.note(note)
+    if resumed is None:
+      if self.writer and self.metrics.exists():
+        self.metrics.unlink()
+      return state, splits
+    state, self.start_epoch, self.history, extra, extra_meta = resumed
+    splits = dataclasses.replace(splits, x_train=self.defence.restore(
         extra, extra_meta, splits.x_train))
-    reporter.note(f"resuming {out} after epoch {start_epoch}")
+    reporter.note(f"resuming {out} after epoch {self.start_epoch}")
     # The metrics file is rebuilt from the checkpoint's history, so an
     # epoch written there after the last checkpoint is not repeated.
-    if writer:
-      files.write_output(metrics, lambda p: files.write_bytes_atomic(
-          p, "".join(json.dumps(r) + "\n" for r in history).encode()),
+    if self.writer:
+      files.write_output(self.metrics, lambda p: files.write_bytes_atomic(
+          p, "".join(json.dumps(r) + "\n" for r in self.history).encode()),
                          "the same job")
-  elif writer and metrics.exists():
-    metrics.unlink()
+    return state, splits
 
-  def before_epoch(epoch, st, x_train):
-    line = defence.starting(epoch)
+  def before_epoch(self, epoch, st, x_train):
+    line = self.defence.starting(epoch)
     if line:
-      reporter.pause()
-      reporter.note(line)
-    x_new, seconds = defence.before_epoch(epoch, st, x_train)
-    line = defence.note(epoch) if seconds else None
+      self.reporter.pause()
+      self.reporter.note(line)
+    x_new, seconds = self.defence.before_epoch(epoch, st, x_train)
+    line = self.defence.note(epoch) if seconds else None
     if line:
-      reporter.pause()
-      reporter.note(line)
+      self.reporter.pause()
+      self.reporter.note(line)
     return x_new, seconds
 
-  def on_epoch_end(epoch, st, record, _x):
-    history.append(record)
-    if writer:
+  def on_epoch_end(self, epoch, st, record, _x):
+    self.history.append(record)
+    if self.writer:
       def append(p):
         with open(p, "a") as f:
           f.write(json.dumps(record) + "\n")
-      files.write_output(metrics, append,
+      files.write_output(self.metrics, append,
                          "the same job to resume from the last checkpoint")
-      extra, extra_meta = defence.checkpoint()
-      checkpoint.save(out, st, epoch, settings, history, extra, extra_meta)
-    reporter.pause()
+      extra, extra_meta = self.defence.checkpoint()
+      checkpoint.save(self.out, st, epoch, self.settings, self.history,
+                      extra, extra_meta)
+    self.reporter.pause()
     acc = record.get("test_accuracy")
-    reporter.note(f"epoch {epoch + 1}/{cfg.epochs}: loss "
-                  f"{record['train_loss']:.4f}"
-                  + (f", test accuracy {acc:.4f}" if acc is not None else "")
-                  + f" ({record['train_seconds']:.1f} s)")
+    self.reporter.note(f"epoch {epoch + 1}/{self.cfg.epochs}: loss "
+                       f"{record['train_loss']:.4f}"
+                       + (f", test accuracy {acc:.4f}" if acc is not None
+                          else "")
+                       + f" ({record['train_seconds']:.1f} s)")
 
-  try:
-    state, _, _ = fit(trainer, state, splits, start_epoch=start_epoch,
-                      before_epoch=before_epoch, on_progress=reporter.steps,
-                      on_epoch_end=on_epoch_end,
-                      active_fn=defence.active_indices)
-  finally:
-    reporter.pause()
-  final = (trainer.evaluate(state, splits.x_test, splits.y_test)
+  def fit(self, state, splits):
+    try:
+      state, _, _ = fit(self.trainer, state, splits,
+                        start_epoch=self.start_epoch,
+                        before_epoch=self.before_epoch,
+                        on_progress=self.reporter.steps,
+                        on_epoch_end=self.on_epoch_end,
+                        active_fn=self.defence.active_indices)
+    finally:
+      self.reporter.pause()
+    return state
+
+
+def _plain_result(run, state, splits, dataset, num_train, t_start, mesh):
+  """The result record of a plain run (without its target and defence
+  parts)."""
+  history, cfg, settings = run.history, run.cfg, run.settings
+  final = (run.trainer.evaluate(state, splits.x_test, splits.y_test)
            if not history or "test_accuracy" not in history[-1] else
            {"accuracy": history[-1]["test_accuracy"],
             "loss": history[-1]["test_loss"]})
-  result = {
+  return {
       **{k: v for k, v in settings.items()
          if k not in ("config", "hint", "epic", "friends", "atda")},
       "data_verified": dataset.meta.get("verified"),
       "epochs": cfg.epochs, "batch_size": cfg.batch_size,
-      "lr": cfg.optim.lr, "epoch_schedule": tr.epoch_schedule,
+      "lr": cfg.optim.lr, "epoch_schedule": run.job.train.epoch_schedule,
       "lr_milestones": list(cfg.optim.lr_milestones),
       "num_train": num_train,
       "num_params": num_params(state.params),
@@ -417,20 +494,6 @@ def _run(job, out, mesh, reporter, held):
       "devices": 1 if mesh is None else mesh.size,
       "processes": jax.process_count(),
   }
-  if target_x is not None:
-    result["target"] = target_outcome(model, state, target_x,
-                                      poison["target"])
-    t = result["target"]
-    reporter.note(f"target test image {t['index']}: predicted "
-                  f"{t['predicted']}, intended {t['intended_class']} -> "
-                  f"attack {'succeeded' if t['success'] else 'failed'}")
-  result.update(defence.record(poison_mask))
-  if writer:
-    files.write_output(out, lambda p: defence.write_files(p, splits.train_idx),
-                       "the same job")
-    files.write_output(out / RESULT_FILE, lambda p: files.write_json_atomic(
-        p, result), "the same job")
-  return result
 
 
 def _run_transfer(job, out, t_start, dataset, splits, ps, x_poisoned,
