@@ -193,18 +193,26 @@ def _published_generator(data, spec, names, generator):
           "authors_file": sha == deepconfuse_published.PUBLISHED_SHA256}
 
 
-def run_poison(data: DataSpec, spec: PoisonSpec, out,
-               reporter: Reporter = None):
-  """Crafts ``spec``'s poisoned set of ``data``'s training split into the
-  ``.npz`` file ``out`` (resuming from ``out.work/``); returns the
-  `PoisonedSet`.
+@dataclasses.dataclass
+class _Crafting:
+  """An untargeted crafting job's resolved settings and what its attacks
+  share: the victim's logits, the DeepConfuse generator."""
+  spec: PoisonSpec
+  splits: object
+  work: pathlib.Path
+  reporter: Reporter
+  eps: float
+  dap_steps: int
+  dc_steps: int
+  dc_published: Optional[dict]
+  logits_fn: object = None
+  generator: object = None
+  dc_cfg: Optional[DeepConfuseConfig] = None
 
-  Raises:
-    ConfigError: an invalid setting, or a work folder of other settings.
-    DataError: a missing or corrupt data or generator file.
-  """
-  reporter = reporter or Reporter()
-  names = list(spec.attacks)
+
+def _resolve(data: DataSpec, spec: PoisonSpec, names):
+  """``(eps, dap_steps, dc_steps, generator name)`` with the dataset's
+  defaults, checked."""
   if not names or any(a not in ATTACKS for a in names) or len(set(names)) \
       != len(names):
     raise ConfigError(f"attacks must be distinct, from {', '.join(ATTACKS)};"
@@ -222,6 +230,109 @@ def run_poison(data: DataSpec, spec: PoisonSpec, out,
   if not 0.0 < spec.ratio <= 1.0:
     raise ConfigError(f"ratio must be in (0, 1] (0 would poison nothing), "
                       f"got {spec.ratio}")
+  return eps, dap_steps, dc_steps, generator_name
+
+
+def _attack_meta(c: _Crafting, name: str, count: int) -> dict:
+  """What the poisoned file records of one attack's settings."""
+  meta = {"name": name, "eps": c.eps, "count": count}
+  if name == "pgd":
+    meta.update(steps=c.spec.pgd_steps, step_size=c.spec.pgd_step_size,
+                random_start=True)
+  elif name == "dap":
+    meta.update(steps=c.dap_steps, step_size=c.eps / 5,
+                target="(y + 1) mod num_classes")
+  elif name == "durp":
+    meta.update(values=c.spec.durp_values)
+  return meta
+
+
+def _prepare_dc(c: _Crafting, rows, akey, meta):
+  """Loads the published generator, or trains the reduced one (kept in
+  the work folder), into ``c``; records which in ``meta``."""
+  if c.dc_published is not None:
+    c.generator = c.dc_published.pop("params")
+    meta.update(generator="published", **c.dc_published,
+                note="the DeepConfuse authors' trained MNIST generator, "
+                "eval mode: clip(x + eps * g(x), 0, 1) in whole grey "
+                "levels within the budget")
+    return
+  c.dc_cfg = cfg = DeepConfuseConfig(eps=c.eps, steps=c.dc_steps)
+  meta.update(generator="reduced", steps=cfg.steps,
+              batch_size=cfg.batch_size, classifier_lr=cfg.classifier_lr,
+              generator_lr=cfg.generator_lr, width=cfg.width,
+              note="small conv autoencoder and CNN trained here; steps "
+              "reduced from the original's training to fit a CPU")
+  if not len(rows):
+    return
+  gen_file = c.work / "dc_generator.msgpack"
+  if gen_file.exists():
+    c.generator = flax.serialization.msgpack_restore(gen_file.read_bytes())
+    return
+  c.reporter.note(f"dc: training the generator, {cfg.steps} steps")
+  c.generator, _, losses = train_generator(
+      c.splits.x_train, c.splits.y_train, akey,
+      num_classes=c.splits.num_classes, config=cfg,
+      on_progress=lambda d, t: c.reporter.stage("dc generator", d, t))
+  c.reporter.pause()
+  meta["final_unrolled_clean_loss"] = float(losses[-10:].mean())
+  files.write_bytes_atomic(gen_file, flax.serialization.msgpack_serialize(
+      jax.device_get(c.generator)))
+
+
+def _craft(c: _Crafting, name, xb, yb, akey, chunk, report):
+  """One chunk of one attack's poisoned images."""
+  if name == "pgd":
+    return attacks.pgd_attack(c.logits_fn, xb, yb,
+                              jax.random.fold_in(akey, chunk), eps=c.eps,
+                              steps=c.spec.pgd_steps,
+                              step_size=c.spec.pgd_step_size,
+                              on_progress=report)
+  if name == "dap":
+    return attacks.dap_attack(c.logits_fn, xb, yb,
+                              num_classes=c.splits.num_classes, eps=c.eps,
+                              steps=c.dap_steps, on_progress=report)
+  if name == "dc" and c.dc_published is not None:
+    return deepconfuse_published.published_poison(c.generator, xb,
+                                                   eps=c.eps)
+  if name == "dc":
+    return deepconfuse_poison(c.generator, xb, config=c.dc_cfg)
+  # One perturbation per class for the whole attack: the key does not
+  # depend on the chunk.
+  return attacks.durp_attack(xb, yb, akey, num_classes=c.splits.num_classes,
+                             eps=c.eps, values=c.spec.durp_values)
+
+
+def _craft_rows(c: _Crafting, name, rows, akey, x_out):
+  """Writes attack ``name``'s images of ``rows`` into ``x_out``, chunk by
+  chunk, each chunk saved in the work folder (and reused when present)."""
+  for chunk, start in enumerate(range(0, len(rows), CHUNK)):
+    part = rows[start:start + CHUNK]
+    chunk_file = c.work / f"{name}_{chunk:05d}.npy"
+    if chunk_file.exists():
+      x_out[part] = np.load(chunk_file)
+      continue
+    report = (lambda d, t, s=start: c.reporter.stage(name, s + d, len(rows)))
+    adv = _craft(c, name, c.splits.x_train[part], c.splits.y_train[part],
+                 akey, chunk, report)
+    np.save(chunk_file, adv)
+    x_out[part] = adv
+  c.reporter.pause()
+
+
+def run_poison(data: DataSpec, spec: PoisonSpec, out,
+               reporter: Reporter = None):
+  """Crafts ``spec``'s poisoned set of ``data``'s training split into the
+  ``.npz`` file ``out`` (resuming from ``out.work/``); returns the
+  `PoisonedSet`.
+
+  Raises:
+    ConfigError: an invalid setting, or a work folder of other settings.
+    DataError: a missing or corrupt data or generator file.
+  """
+  reporter = reporter or Reporter()
+  names = list(spec.attacks)
+  eps, dap_steps, dc_steps, generator_name = _resolve(data, spec, names)
   dc_published = _published_generator(data, spec, names, generator_name)
   out = _check_file(out)
   dataset, splits = load_splits(data, reporter)
@@ -240,104 +351,28 @@ def run_poison(data: DataSpec, spec: PoisonSpec, out,
               "dc_weights_sha256": (dc_published or {}).get("sha256"),
               "model": v.model, "victim_epochs": v.epochs, "seed": spec.seed,
               "epoch_schedule": v.epoch_schedule}
-  work = files.work_dir(out, settings)
-
+  c = _Crafting(spec, splits, files.work_dir(out, settings), reporter, eps,
+                dap_steps, dc_steps, dc_published)
   key = jax.random.key(spec.seed)
   ids = attacks.assign_attacks(n, spec.ratio, len(names),
                                jax.random.fold_in(key, 1))
-  victim_meta, logits_fn = None, None
+  victim_meta = None
   if any(a in ("pgd", "dap") for a in names):
     model, state, victim_meta = train_victim(
-        data, splits, dataclasses.replace(v, seed=spec.seed), work, reporter)
-    logits_fn = model.logits_fn(state.params, state.model_state)
-
+        data, splits, dataclasses.replace(v, seed=spec.seed), c.work,
+        reporter)
+    c.logits_fn = model.logits_fn(state.params, state.model_state)
   x_out = splits.x_train.copy()
   attack_meta = []
   for a, name in enumerate(names):
     rows = np.flatnonzero(ids == a)
     akey = jax.random.fold_in(key, 100 + a)
-    meta = {"name": name, "eps": eps, "count": int(len(rows))}
-    if name == "pgd":
-      meta.update(steps=spec.pgd_steps, step_size=spec.pgd_step_size,
-                  random_start=True)
-    elif name == "dap":
-      meta.update(steps=dap_steps, step_size=eps / 5,
-                  target="(y + 1) mod num_classes")
-    elif name == "durp":
-      meta.update(values=spec.durp_values)
-    generator = None
-    if name == "dc" and dc_published is not None:
-      generator = dc_published.pop("params")
-      meta.update(generator="published", **dc_published,
-                  note="the DeepConfuse authors' trained MNIST generator, "
-                  "eval mode: clip(x + eps * g(x), 0, 1) in whole grey "
-                  "levels within the budget")
-    elif name == "dc":
-      dc_cfg = DeepConfuseConfig(eps=eps, steps=dc_steps)
-      meta.update(generator="reduced", steps=dc_cfg.steps,
-                  batch_size=dc_cfg.batch_size,
-                  classifier_lr=dc_cfg.classifier_lr,
-                  generator_lr=dc_cfg.generator_lr, width=dc_cfg.width,
-                  note="small conv autoencoder and CNN trained here; steps "
-                  "reduced from the original's training to fit a CPU")
-      if len(rows):
-        gen_file = work / "dc_generator.msgpack"
-        if gen_file.exists():
-          generator = flax.serialization.msgpack_restore(
-              gen_file.read_bytes())
-        else:
-          reporter.note(f"dc: training the generator, {dc_cfg.steps} steps")
-          generator, _, losses = train_generator(
-              splits.x_train, splits.y_train, akey,
-              num_classes=splits.num_classes, config=dc_cfg,
-              on_progress=lambda d, t: reporter.stage("dc generator", d, t))
-          reporter.pause()
-          meta["final_unrolled_clean_loss"] = float(losses[-10:].mean())
-          files.write_bytes_atomic(
-              gen_file, flax.serialization.msgpack_serialize(
-                  jax.device_get(generator)))
+    meta = _attack_meta(c, name, int(len(rows)))
+    if name == "dc":
+      _prepare_dc(c, rows, akey, meta)
     attack_meta.append(meta)
     reporter.note(f"{name}: {len(rows)} examples")
-    for c, start in enumerate(range(0, len(rows), CHUNK)):
-      part = rows[start:start + CHUNK]
-      chunk_file = work / f"{name}_{c:05d}.npy"
-      if chunk_file.exists():
-        x_out[part] = np.load(chunk_file)
-        continue
-      xb, yb = splits.x_train[part], splits.y_train[part]
-      report = (lambda d, t, s=start, name=name:
-                reporter.stage(name, s + d, len(rows)))
-      if name == "pgd":
-        adv = attacks.pgd_attack(logits_fn, xb, yb, jax.random.fold_in(
-            akey, c), eps=eps, steps=spec.pgd_steps,
-                                 step_size=spec.pgd_step_size,
-                                 on_progress=report)
-      elif name == "dap":
-        adv = attacks.dap_attack(logits_fn, xb, yb,
-                                 num_classes=splits.num_classes, eps=eps,
-                                 steps=dap_steps, on_progress=report)
-      elif name == "dc" and dc_published is not None:
-        adv = deepconfuse_published.published_poison(generator, xb, eps=eps)
-      elif name == "dc":
-        adv = deepconfuse_poison(generator, xb, config=dc_cfg)
-      else:
-        # One perturbation per class for the whole attack: the key does not
-        # depend on the chunk.
-        adv = attacks.durp_attack(xb, yb, akey,
-                                  num_classes=splits.num_classes, eps=eps,
-                                  values=spec.durp_values)
-      np.save(chunk_file, adv)
-      x_out[part] = adv
-    reporter.pause()
-
-  reductions = []
-  if "dap" in names and dap_steps < 100:
-    reductions.append(f"DAP: {dap_steps} steps of eps/5 instead of the "
-                      "specified 100")
-  if "dc" in names and dc_published is None:
-    reductions.append(f"DeepConfuse: the reduced generator, {dc_steps} "
-                      "steps of a small network, far below the original's "
-                      "training")
+    _craft_rows(c, name, rows, akey, x_out)
   meta = {"dataset": data.dataset, "source": dataset.source,
           "num_classes": splits.num_classes, "ratio": spec.ratio,
           "seed": spec.seed, "split_seed": data.split_seed,
@@ -348,11 +383,23 @@ def run_poison(data: DataSpec, spec: PoisonSpec, out,
                    "DeepConfuse's generator is named in its entry; the "
                    "victim is the dataset's training preset unless its "
                    "epochs are given.",
-          "reductions": reductions}
+          "reductions": _reductions(names, dap_steps, dc_steps,
+                                    dc_published)}
   ps = attacks.PoisonedSet(x_out, splits.y_train, ids, np.arange(n), meta)
   attacks.save_poisoned(out, ps)
-  shutil.rmtree(work, ignore_errors=True)
+  shutil.rmtree(c.work, ignore_errors=True)
   return ps
+
+
+def _reductions(names, dap_steps, dc_steps, dc_published):
+  out = []
+  if "dap" in names and dap_steps < 100:
+    out.append(f"DAP: {dap_steps} steps of eps/5 instead of the specified "
+               "100")
+  if "dc" in names and dc_published is None:
+    out.append(f"DeepConfuse: the reduced generator, {dc_steps} steps of a "
+               "small network, far below the original's training")
+  return out
 
 
 # ------------------------------------------------------------- targeted
