@@ -465,44 +465,31 @@ def _surrogates(data, spec, splits, work, state, reporter):
   return states
 
 
-def run_target_poison(data: DataSpec, spec: TargetSpec, out,
-                      reporter: Reporter = None):
-  """Crafts ``spec``'s targeted poisoned set of ``data``'s training split
-  into the ``.npz`` file ``out`` (resuming from ``out.work/``); returns the
-  `PoisonedSet` (its ``meta["target"]`` and ``meta["attacks"]`` say what
-  was crafted).
-
-  Raises:
-    ConfigError: an invalid setting, or a work folder of other settings.
-    DataError: a missing or corrupt data file.
-  """
-  reporter = reporter or Reporter()
-  attack = spec.attack
-  if attack not in TARGETED:
+def _check_targeted(spec: TargetSpec):
+  """``(eps, steps)`` of a targeted job, its settings checked."""
+  if spec.attack not in TARGETED:
     raise ConfigError(f"attack must be one of {', '.join(TARGETED)}, got "
-                      f"{attack!r}")
-  eps = DEFAULT_TARGETED_EPS[attack] if spec.eps is None else spec.eps
+                      f"{spec.attack!r}")
+  eps = DEFAULT_TARGETED_EPS[spec.attack] if spec.eps is None else spec.eps
   attacks.budget_levels(eps)
   if not 0.0 < spec.budget <= 1.0:
     raise ConfigError(f"budget must be in (0, 1], got {spec.budget}")
-  steps = spec.steps or DEFAULT_TARGETED_STEPS[attack]
   if spec.lr is not None and not spec.lr > 0:
     raise ConfigError(f"lr must be > 0, got {spec.lr}")
-  out = _check_file(out)
-  dataset, splits = load_splits(data, reporter)
-  n, k = len(splits.x_train), splits.num_classes
-  key = jax.random.key(spec.seed)
-  scenario = SCENARIO[attack]
-  victim = dataclasses.replace(spec.victim, seed=spec.seed)
+  return eps, spec.steps or DEFAULT_TARGETED_STEPS[spec.attack]
 
-  # Where the poisons come from, and what the victim trains on.
-  pool = np.arange(n)
-  victim_splits = splits
+
+def _target_and_bases(spec: TargetSpec, splits, key):
+  """Where the poisons come from and what the victim trains on (the
+  pre-training part in the transfer scenario), the target, and the
+  candidate base images: ``(victim_splits, target_meta, candidates, m)``
+  with ``m`` the number of poisons."""
+  n, k = len(splits.x_train), splits.num_classes
+  scenario = SCENARIO[spec.attack]
+  pool, victim_splits = np.arange(n), splits
   if scenario == "transfer":
-    split_seed = spec.seed
-    pre, fine = transfer.transfer_split(n, jax.random.key(split_seed),
+    pre, pool = transfer.transfer_split(n, jax.random.key(spec.seed),
                                         PRETRAIN_FRACTION)
-    pool = fine
     victim_splits = dataclasses.replace(splits, x_train=splits.x_train[pre],
                                         y_train=splits.y_train[pre])
   m = int(round(spec.budget * n))
@@ -519,16 +506,130 @@ def run_target_poison(data: DataSpec, spec: TargetSpec, out,
                  "intended_class": intended, "scenario": scenario}
   if scenario == "transfer":
     target_meta.update(pretrain_fraction=PRETRAIN_FRACTION,
-                       transfer_split_seed=split_seed)
+                       transfer_split_seed=spec.seed)
   candidates = pool[splits.y_train[pool] == intended]
   if m > len(candidates):
     where = ("fine-tuning part" if scenario == "transfer"
              else "training set")
     raise ConfigError(f"budget {spec.budget} asks for {m} poisons of class "
                       f"{intended}, but the {where} has {len(candidates)}")
+  return victim_splits, target_meta, candidates, m
+
+
+def _crafting_model_verdict(model, state, target_x, target_meta, reporter):
+  """The crafting model's verdict on the target before any poison, into
+  ``target_meta``: a victim that later gives the intended class is only
+  evidence of the attack if a clean model does not already do so.
+  (Transfer: the extractor with its own pre-trained top layer, not a top
+  layer trained on the clean 10%.)"""
+  clean = target_outcome(model, state, target_x, target_meta)
+  target_meta["crafting_model"] = {
+      "model": ("victim trained on the clean training split"
+                if target_meta["scenario"] == "scratch" else "extractor "
+                "pre-trained on the pre-training part, with its own top "
+                "layer"),
+      **{k: clean[k] for k in ("predicted", "intended_probability",
+                               "true_probability")}}
+  reporter.note(f"target: the clean crafting model predicts "
+                f"{clean['predicted']} (intended class probability "
+                f"{clean['intended_probability']:.3g})")
+
+
+def _metapoison(data, spec, splits, work, model, state, bases, target,
+                key, attack_meta, reporter):
+  """MetaPoison's poisons over its ensemble of surrogates."""
+  (base_x, base_y), (target_x, intended) = bases, target
+  states = _surrogates(data, spec, splits, work, state, reporter)
+  del state   # its buffers went to the members' training
+  epochs = member_epochs(data.dataset, spec)
+  victim = spec.victim
+  # The members go on along the victim's run (scaled) or the preset's
+  # schedule (absolute).
+  trainer = Trainer(model, clean_train_config(
+      data.dataset,
+      epochs[0] if victim.epoch_schedule == "scaled" else None,
+      victim.augment, victim.epoch_schedule), len(splits.x_train))
+  member_steps = spec.member_steps or trainer.steps_per_epoch
+  advance = targeted.trainer_advance(
+      trainer, states, splits.x_train, splits.y_train, member_steps,
+      jax.random.fold_in(key, 4))
+  cfg = targeted.MetaPoisonConfig(
+      eps=attack_meta["eps"], steps=attack_meta["steps"],
+      lr=targeted.MetaPoisonConfig.lr if spec.lr is None else spec.lr)
+  out = targeted.metapoison(
+      model, [(st.params, st.model_state) for st in states], base_x, base_y,
+      target_x, intended, splits.x_train, splits.y_train,
+      jax.random.fold_in(key, 3), config=cfg, advance_fn=advance,
+      on_progress=lambda d, t: reporter.stage("mp", d, t))
+  cfg_meta = dataclasses.asdict(cfg)
+  cfg_meta.pop("advance")
+  attack_meta.update(cfg_meta, ensemble=len(epochs), member_epochs=epochs,
+                     member_steps=member_steps, trajectory="clean",
+                     note="members advance on clean batches with their own "
+                     "optimizer; no ReColorAdv colour perturbation and no "
+                     "member re-initialisation (see targeted.metapoison)")
+  return out
+
+
+def _craft_targeted(data, spec, splits, work, model, state, bases, target,
+                    key, attack_meta, reporter):
+  """The poisons of ``spec.attack`` from the base images ``bases`` (x, y)
+  for ``target`` (image, intended class): ``(poisons, objective per
+  step)``; the attack's settings go into ``attack_meta``."""
+  attack, eps, steps = spec.attack, attack_meta["eps"], attack_meta["steps"]
+  (base_x, base_y), (target_x, intended) = bases, target
+  stage = lambda name: (lambda d, t: reporter.stage(name, d, t))
+  if attack in ("bp", "fc"):
+    fn = (targeted.bullseye_polytope if attack == "bp"
+          else targeted.feature_collision)
+    lr = 0.01 if spec.lr is None else spec.lr
+    attack_meta.update(lr=lr, optimizer="adam")
+    return fn(model.features_fn(state.params, state.model_state), base_x,
+              target_x, eps=eps, steps=steps, lr=lr,
+              on_progress=stage(attack))
+  if attack == "gm":
+    cfg = targeted.GradientMatchingConfig(
+        eps=eps, steps=steps, restarts=spec.restarts,
+        lr=targeted.GradientMatchingConfig.lr if spec.lr is None
+        else spec.lr)
+    augment = (random_shift_flip if data.dataset == "cifar10"
+               and spec.victim.augment is not False else None)
+    poisons, losses = targeted.gradient_matching(
+        model, state.params, state.model_state, base_x, base_y, target_x,
+        intended, jax.random.fold_in(key, 3), config=cfg, augment=augment,
+        on_progress=stage("gm"))
+    attack_meta.update(restarts=cfg.restarts, lr=cfg.lr,
+                       optimizer="signed adam",
+                       augmentation=augment is not None)
+    return poisons, losses.min(axis=1)
+  return _metapoison(data, spec, splits, work, model, state, bases, target,
+                     key, attack_meta, reporter)
+
+
+def run_target_poison(data: DataSpec, spec: TargetSpec, out,
+                      reporter: Reporter = None):
+  """Crafts ``spec``'s targeted poisoned set of ``data``'s training split
+  into the ``.npz`` file ``out`` (resuming from ``out.work/``); returns the
+  `PoisonedSet` (its ``meta["target"]`` and ``meta["attacks"]`` say what
+  was crafted).
+
+  Raises:
+    ConfigError: an invalid setting, or a work folder of other settings.
+    DataError: a missing or corrupt data file.
+  """
+  reporter = reporter or Reporter()
+  eps, steps = _check_targeted(spec)
+  out = _check_file(out)
+  dataset, splits = load_splits(data, reporter)
+  n = len(splits.x_train)
+  key = jax.random.key(spec.seed)
+  victim = dataclasses.replace(spec.victim, seed=spec.seed)
+  victim_splits, target_meta, candidates, m = _target_and_bases(
+      spec, splits, key)
+  index, intended = target_meta["index"], target_meta["intended_class"]
   settings = {"dataset": data.dataset, "source": dataset.source,
               "split_seed": data.split_seed, "num_val": len(splits.x_val),
-              "subset": data.subset, "attack": attack, "eps": eps,
+              "subset": data.subset, "attack": spec.attack, "eps": eps,
               "steps": steps, "lr": spec.lr, "budget": spec.budget,
               "restarts": spec.restarts, "ensemble": spec.ensemble,
               "member_steps": spec.member_steps, "target": index,
@@ -539,96 +640,32 @@ def run_target_poison(data: DataSpec, spec: TargetSpec, out,
   work = files.work_dir(out, settings)
   bases = np.sort(np.asarray(jax.random.permutation(
       jax.random.fold_in(key, 2), candidates))[:m])
-  reporter.note(f"target: test image {index} (class {true}) -> intended "
-                f"class {intended}; {m} poisons of class {intended} "
-                f"({scenario})")
-
+  reporter.note(f"target: test image {index} (class "
+                f"{target_meta['true_class']}) -> intended class {intended};"
+                f" {m} poisons of class {intended} "
+                f"({target_meta['scenario']})")
   model, state, victim_meta = train_victim(data, victim_splits, victim, work,
                                            reporter)
-  base_x, base_y = splits.x_train[bases], splits.y_train[bases]
   target_x = splits.x_test[index]
-  # The crafting model's verdict on the target before any poison: a victim
-  # that later gives the intended class is only evidence of the attack if
-  # a clean model does not already do so. (Transfer: the extractor with its
-  # own pre-trained top layer, not a top layer trained on the clean 10%.)
-  clean = target_outcome(model, state, target_x, target_meta)
-  target_meta["crafting_model"] = {
-      "model": ("victim trained on the clean training split"
-                if scenario == "scratch" else "extractor pre-trained on "
-                "the pre-training part, with its own top layer"),
-      **{k: clean[k] for k in ("predicted", "intended_probability",
-                               "true_probability")}}
-  reporter.note(f"target: the clean crafting model predicts "
-                f"{clean['predicted']} (intended class probability "
-                f"{clean['intended_probability']:.3g})")
-  akey = jax.random.fold_in(key, 3)
-  stage = lambda name: (lambda d, t: reporter.stage(name, d, t))
-  attack_meta = {"name": attack, "eps": eps, "count": m, "steps": steps}
-  if attack in ("bp", "fc"):
-    fn = (targeted.bullseye_polytope if attack == "bp"
-          else targeted.feature_collision)
-    lr = 0.01 if spec.lr is None else spec.lr
-    poisons, losses = fn(model.features_fn(state.params, state.model_state),
-                         base_x, target_x, eps=eps, steps=steps, lr=lr,
-                         on_progress=stage(attack))
-    attack_meta.update(lr=lr, optimizer="adam")
-  elif attack == "gm":
-    cfg = targeted.GradientMatchingConfig(
-        eps=eps, steps=steps, restarts=spec.restarts,
-        lr=targeted.GradientMatchingConfig.lr if spec.lr is None
-        else spec.lr)
-    augment = (random_shift_flip if data.dataset == "cifar10"
-               and victim.augment is not False else None)
-    poisons, losses = targeted.gradient_matching(
-        model, state.params, state.model_state, base_x, base_y, target_x,
-        intended, akey, config=cfg, augment=augment,
-        on_progress=stage("gm"))
-    attack_meta.update(restarts=cfg.restarts, lr=cfg.lr,
-                       optimizer="signed adam",
-                       augmentation=augment is not None)
-    losses = losses.min(axis=1)
-  else:
-    states = _surrogates(data, spec, splits, work, state, reporter)
-    epochs = member_epochs(data.dataset, spec)
-    # The members go on along the victim's run (scaled) or the preset's
-    # schedule (absolute).
-    trainer = Trainer(model, clean_train_config(
-        data.dataset,
-        epochs[0] if victim.epoch_schedule == "scaled" else None,
-        victim.augment, victim.epoch_schedule), len(splits.x_train))
-    member_steps = spec.member_steps or trainer.steps_per_epoch
-    advance = targeted.trainer_advance(
-        trainer, states, splits.x_train, splits.y_train, member_steps,
-        jax.random.fold_in(key, 4))
-    cfg = targeted.MetaPoisonConfig(
-        eps=eps, steps=steps,
-        lr=targeted.MetaPoisonConfig.lr if spec.lr is None else spec.lr)
-    poisons, losses = targeted.metapoison(
-        model, [(st.params, st.model_state) for st in states], base_x,
-        base_y, target_x, intended, splits.x_train, splits.y_train, akey,
-        config=cfg, advance_fn=advance, on_progress=stage("mp"))
-    del state, states   # their buffers went to the members' training
-    cfg_meta = dataclasses.asdict(cfg)
-    cfg_meta.pop("advance")
-    attack_meta.update(cfg_meta, ensemble=len(epochs), member_epochs=epochs,
-                       member_steps=member_steps, trajectory="clean",
-                       note="members advance on clean batches with their "
-                       "own optimizer; no ReColorAdv colour perturbation "
-                       "and no member re-initialisation (see "
-                       "targeted.metapoison)")
+  _crafting_model_verdict(model, state, target_x, target_meta, reporter)
+  attack_meta = {"name": spec.attack, "eps": eps, "count": m,
+                 "steps": steps}
+  poisons, losses = _craft_targeted(
+      data, spec, splits, work, model, state,
+      (splits.x_train[bases], splits.y_train[bases]), (target_x, intended),
+      key, attack_meta, reporter)
   reporter.pause()
   attack_meta["final_objective"] = float(losses[-1]) if len(losses) else None
-
   x_out = splits.x_train.copy()
   x_out[bases] = poisons
   ids = np.full(n, -1, np.int8)
   ids[bases] = 0
   meta = {"dataset": data.dataset, "source": dataset.source,
-          "num_classes": k, "ratio": m / n, "seed": spec.seed,
-          "split_seed": data.split_seed, "num_val": len(splits.x_val),
-          "subset": data.subset, "attacks": [attack_meta],
-          "victim": victim_meta, "target": target_meta,
-          "clean_sha256": _clean_sha(splits)}
+          "num_classes": splits.num_classes, "ratio": m / n,
+          "seed": spec.seed, "split_seed": data.split_seed,
+          "num_val": len(splits.x_val), "subset": data.subset,
+          "attacks": [attack_meta], "victim": victim_meta,
+          "target": target_meta, "clean_sha256": _clean_sha(splits)}
   ps = attacks.PoisonedSet(x_out, splits.y_train, ids, np.arange(n), meta,
                            target_x)
   attacks.save_poisoned(out, ps)
