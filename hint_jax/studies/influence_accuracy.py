@@ -413,14 +413,53 @@ def _run(model, params, model_state, x_train, y_train, x_test, y_test,
                    pert_psi)
   thetas, retraining = _retrain(theta_hat, problem, chol, mods, config,
                                 on_progress)
-  test_aug, test_y = nt.augment(phi_test[test_idx]), jnp.asarray(
-      y_test[test_idx])
-  job_losses = np.concatenate([np.asarray(jax.vmap(
-      lambda th: _losses(th, test_aug, test_y)[0])(th)) for th in thetas])
-  actual = job_losses - test_loss[test_idx][None, :]   # (jobs, num_test)
+  actual = _actual_changes(thetas, phi_test[test_idx], y_test[test_idx],
+                           test_loss[test_idx])
   timer.lap("retrain")
 
-  # Assemble.
+  per_test, loo_pairs, pert_pairs = _per_test_points(
+      test_idx, removals, predicted, actual, unique, pert_jobs,
+      (y_test, test_pred, test_loss), (s_rel, s_lib_rel))
+  timings = dict(timer.seconds, total=sum(timer.seconds.values()))
+  return {
+      "settings": _settings_record(config, model.name, n, dim, k),
+      "training": training,
+      "s_test": s_diag,
+      "retraining": {**retraining, "loo_jobs": int(len(unique)),
+                     "pert_jobs": len(pert_jobs)},
+      "test_points": per_test,
+      "loo": _pooled(per_test, "loo", loo_pairs, ("top", "random")),
+      "pert": _pooled(per_test, "pert", pert_pairs, ("ipert", "random")),
+      "timings_seconds": timings,
+  }
+
+
+def _actual_changes(thetas, phi_test, y_test, test_loss):
+  """(jobs, num_test): each retrained model's test losses minus θ̂'s."""
+  test_aug, test_y = nt.augment(phi_test), jnp.asarray(y_test)
+  job_losses = np.concatenate([np.asarray(jax.vmap(
+      lambda th: _losses(th, test_aug, test_y)[0])(th)) for th in thetas])
+  return job_losses - test_loss[None, :]
+
+
+def _settings_record(config, model_name, n, dim, k):
+  return {**dataclasses.asdict(config), "model": model_name,
+          "n_train": n, "feature_dim": dim - 1, "num_classes": k,
+          "num_params": dim * k, "l2_bias": True,
+          "damping": 0.0, "dtype": "float64",
+          "loo_convention": "weight 0, keep 1/n",
+          "predicted_loo": "(1/n) <grad_theta l(z_i), s_test>",
+          "predicted_pert": "(1/n) <I_pert(z_i), delta>, I_pert = "
+                            "-grad_x <grad_theta l(z_i), s_test>"}
+
+
+def _per_test_points(test_idx, removals, predicted, actual, unique,
+                     pert_jobs, test, residuals):
+  """Each test point's record (its removals' and perturbations' predicted
+  and actual changes, with their summaries), and the pooled
+  ``(kind, predicted, actual)`` pairs of both studies. ``actual`` has a
+  row per removed point (``unique``) then one per perturbation job."""
+  (y_test, test_pred, test_loss), (s_rel, s_lib_rel) = test, residuals
   row = {int(i): j for j, i in enumerate(unique)}
   per_test, loo_pairs, pert_pairs = [], [], []
   for t, ti in enumerate(test_idx):
@@ -449,35 +488,19 @@ def _run(model, params, model_state, x_train, y_train, x_test, y_test,
                  "predicted": p_pred.tolist(), "actual": p_act.tolist(),
                  **summary(p_pred, p_act)},
     })
+  return per_test, loo_pairs, pert_pairs
 
-  def pooled(study, pairs, kinds):
-    out = summary([p for _, p, _ in pairs], [a for _, _, a in pairs])
-    for stat in ("pearson", "spearman"):
-      out[f"per_test_{stat}"] = [point[study][stat] for point in per_test]
-    out["by_kind"] = {kind: summary([p for k_, p, _ in pairs if k_ == kind],
-                                    [a for k_, _, a in pairs if k_ == kind])
-                      for kind in kinds}
-    return out
 
-  timings = dict(timer.seconds, total=sum(timer.seconds.values()))
-  return {
-      "settings": {**dataclasses.asdict(config), "model": model.name,
-                   "n_train": n, "feature_dim": dim - 1, "num_classes": k,
-                   "num_params": dim * k, "l2_bias": True,
-                   "damping": 0.0, "dtype": "float64",
-                   "loo_convention": "weight 0, keep 1/n",
-                   "predicted_loo": "(1/n) <grad_theta l(z_i), s_test>",
-                   "predicted_pert": "(1/n) <I_pert(z_i), delta>, I_pert = "
-                                     "-grad_x <grad_theta l(z_i), s_test>"},
-      "training": training,
-      "s_test": s_diag,
-      "retraining": {**retraining, "loo_jobs": int(len(unique)),
-                     "pert_jobs": len(pert_jobs)},
-      "test_points": per_test,
-      "loo": pooled("loo", loo_pairs, ("top", "random")),
-      "pert": pooled("pert", pert_pairs, ("ipert", "random")),
-      "timings_seconds": timings,
-  }
+def _pooled(per_test, study, pairs, kinds):
+  """A study's pairs pooled over test points, per-test correlations and
+  the summary by kind."""
+  out = summary([p for _, p, _ in pairs], [a for _, _, a in pairs])
+  for stat in ("pearson", "spearman"):
+    out[f"per_test_{stat}"] = [point[study][stat] for point in per_test]
+  out["by_kind"] = {kind: summary([p for k_, p, _ in pairs if k_ == kind],
+                                  [a for k_, _, a in pairs if k_ == kind])
+                    for kind in kinds}
+  return out
 
 
 def train_body(model, splits, epochs, seed, reporter=None):
