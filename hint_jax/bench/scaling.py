@@ -53,6 +53,60 @@ def parse_counts(text):
   return counts
 
 
+def _time_on_mesh(d, model, trainer, splits, state, idx, m, repeats):
+  """The figures of one device count ``d``: sharded train steps over the
+  batches ``idx``, the feature pass, s_test by CG, I_up over every
+  training example and I_pert over the first ``m``."""
+  # pylint: disable=g-import-not-at-top
+  from hint_jax import influence as infl
+  from hint_jax import parallel
+  from hint_jax.parallel import influence as sharded
+  from hint_jax.train import Trainer
+  cfg, n = trainer.config, len(splits.x_train)
+  params, mstate = state.params, state.model_state
+  top = params["head"]
+  mesh = parallel.make_data_mesh(d)
+  if cfg.batch_size % d:
+    raise ConfigError(f"batch size {cfg.batch_size} does not split over {d} "
+                      "devices")
+  par = Trainer(model, cfg, n, mesh=mesh)
+  rows = parallel.rows(mesh)
+  xs = [parallel.put_global(splits.x_train[i], rows) for i in idx]
+  ys = [parallel.put_global(splits.y_train[i], rows) for i in idx]
+  holder = {"s": parallel.replicate(jax.tree.map(jnp.copy, state), mesh)}
+
+  def train_steps():
+    for xb, yb in zip(xs, ys):
+      holder["s"], metrics = par.sharded_step(holder["s"], xb, yb)
+    return metrics
+
+  fig = {"devices": d}
+  fig["train_images_per_s"] = (len(idx) * cfg.batch_size
+                               / _median(train_steps, repeats))
+  feats = lambda: sharded.features_of_images(model, params, mstate,
+                                             splits.x_train, mesh)
+  fig["features_images_per_s"] = n / _median(feats, repeats)
+  phi = feats()
+  phi_val = sharded.features_of_images(model, params, mstate, splits.x_val,
+                                       mesh)
+  op = sharded.top_layer_hessian(top, phi, mesh)
+  y_tr = jnp.asarray(splits.y_train)
+  solve = lambda: sharded.s_test(op, infl.top_loss_one, top, phi_val,
+                                 jnp.asarray(splits.y_val), mesh,
+                                 method="cg", damping=0.5, tol=1e-6)[0]
+  fig["s_test_cg_s"] = _median(solve, repeats)
+  s = solve()
+  fig["i_up_examples_per_s"] = n / _median(
+      lambda: sharded.top_layer_up_scores(top, phi, y_tr, s, mesh), repeats)
+  x_sel = jnp.asarray(splits.x_train[:m], jnp.float32) / 255.0
+  features_fn = model.features_fn(params, mstate)
+  fig["i_pert_examples_per_s"] = m / _median(
+      lambda: sharded.top_layer_pert(features_fn, top, x_sel, y_tr[:m], s,
+                                     mesh, chunk_size=max(1, 500 // d)),
+      repeats)
+  return fig
+
+
 def scaling_figures(counts, data_dir=None, *, quick=False, repeats=3,
                     train_epochs=1, ratio=0.5, subset=10000,
                     note=quiet) -> dict:
@@ -61,27 +115,20 @@ def scaling_figures(counts, data_dir=None, *, quick=False, repeats=3,
   that many devices (simulated CPU devices when there are no
   accelerators; call before anything starts JAX's backend), beside the
   plain one-device path. Returns the JSON-ready figures."""
-  # pylint: disable=g-import-not-at-top
-  from hint_jax import parallel
-  from hint_jax.parallel import influence as sharded
-  from hint_jax import influence as infl
+  from hint_jax import parallel  # pylint: disable=g-import-not-at-top
 
   parallel.use_cpu_devices(max(counts))  # a no-op for accelerators
   backend = jax.default_backend()
   if len(jax.devices()) < max(counts):
     raise ConfigError(f"{max(counts)} devices asked for but only "
                       f"{len(jax.devices())} {backend} device(s) exist")
-  from hint_jax.train import Trainer
 
   repeats = 1 if quick else repeats
   splits, model, trainer, state = trained_convnet(
       data_dir, train_epochs, 2000 if quick else subset, note)
-  cfg = trainer.config
   n = len(splits.x_train)
-  params, mstate = state.params, state.model_state
-  top = params["head"]
   m = int(np.ceil(ratio * n))
-  bs = cfg.batch_size
+  bs = trainer.config.batch_size
   steps = 10
   idx = np.asarray(trainer.epoch_batches(state, 1, n)[:steps])
   # The normal one-device path (no mesh, device-resident data), for scale.
@@ -97,43 +144,7 @@ def scaling_figures(counts, data_dir=None, *, quick=False, repeats=3,
   note(f"no mesh: train {no_mesh_train:.0f} img/s")
   rows_table = []
   for d in counts:
-    mesh = parallel.make_data_mesh(d)
-    if bs % d:
-      raise ConfigError(f"batch size {bs} does not split over {d} devices")
-    par = Trainer(model, cfg, n, mesh=mesh)
-    rows = parallel.rows(mesh)
-    xs = [parallel.put_global(splits.x_train[i], rows) for i in idx]
-    ys = [parallel.put_global(splits.y_train[i], rows) for i in idx]
-    holder = {"s": parallel.replicate(jax.tree.map(jnp.copy, state), mesh)}
-
-    def train_steps():
-      for xb, yb in zip(xs, ys):
-        holder["s"], metrics = par.sharded_step(holder["s"], xb, yb)
-      return metrics
-
-    fig = {"devices": d}
-    fig["train_images_per_s"] = steps * bs / _median(train_steps, repeats)
-    feats = lambda: sharded.features_of_images(model, params, mstate,
-                                               splits.x_train, mesh)
-    fig["features_images_per_s"] = n / _median(feats, repeats)
-    phi = feats()
-    phi_val = sharded.features_of_images(model, params, mstate, splits.x_val,
-                                         mesh)
-    op = sharded.top_layer_hessian(top, phi, mesh)
-    y_tr = jnp.asarray(splits.y_train)
-    solve = lambda: sharded.s_test(op, infl.top_loss_one, top, phi_val,
-                                   jnp.asarray(splits.y_val), mesh,
-                                   method="cg", damping=0.5, tol=1e-6)[0]
-    fig["s_test_cg_s"] = _median(solve, repeats)
-    s = solve()
-    fig["i_up_examples_per_s"] = n / _median(
-        lambda: sharded.top_layer_up_scores(top, phi, y_tr, s, mesh), repeats)
-    x_sel = jnp.asarray(splits.x_train[:m], jnp.float32) / 255.0
-    features_fn = model.features_fn(params, mstate)
-    fig["i_pert_examples_per_s"] = m / _median(
-        lambda: sharded.top_layer_pert(features_fn, top, x_sel, y_tr[:m], s,
-                                       mesh, chunk_size=max(1, 500 // d)),
-        repeats)
+    fig = _time_on_mesh(d, model, trainer, splits, state, idx, m, repeats)
     rows_table.append(fig)
     note(f"{d} device(s): train {fig['train_images_per_s']:.0f} img/s, "
          f"I_pert {fig['i_pert_examples_per_s']:.0f} ex/s")
