@@ -138,6 +138,17 @@ def _check_writable(path: pathlib.Path, name: str, what: str):
                       f"; choose another {what}")
 
 
+def _named(path, name, what) -> pathlib.Path:
+  """``path`` as a Path: not empty, each part a name the file system
+  accepts."""
+  if path is None or not str(path).strip():
+    raise ConfigError(f"{name} is empty; name an output "
+                      f"{'folder' if what == 'folder' else 'file'}")
+  path = pathlib.Path(path)
+  _check_names(path, name, what)
+  return path
+
+
 def check_out(path, name="out") -> pathlib.Path:
   """Checks an output folder without creating anything: a non-empty name,
   not an existing file, names the file system accepts, under a folder
@@ -146,10 +157,7 @@ def check_out(path, name="out") -> pathlib.Path:
   Raises:
     ConfigError: one line naming ``name``, the path and what is wrong.
   """
-  if path is None or not str(path).strip():
-    raise ConfigError(f"{name} is empty; name an output folder")
-  path = pathlib.Path(path)
-  _check_names(path, name, "folder")
+  path = _named(path, name, "folder")
   if path.exists() and not path.is_dir():
     raise ConfigError(f"{name} {path} exists and is not a directory")
   _check_writable(path, name, "folder")
@@ -167,10 +175,7 @@ def check_file(path, name="out", suffixes=None, sibling=None
   Raises:
     ConfigError: one line naming ``name``, the path and what is wrong.
   """
-  if path is None or not str(path).strip():
-    raise ConfigError(f"{name} is empty; name an output file")
-  path = pathlib.Path(path)
-  _check_names(path, name, "file name")
+  path = _named(path, name, "file name")
   if sibling:
     _check_names(path.with_name(path.name + sibling), name, "file name")
   if path.is_dir():

@@ -126,24 +126,31 @@ def mlp_arms(trak_models=(1, 10, 50), proj_dim=512) -> Tuple[Arm, ...]:
   iterations; LiSSA's scale 1 is the value
   ``experiments/mlp_curvature_scale.py`` gives for this model (largest
   Gauss-Newton eigenvalue of a 64-batch 0.96 < 2 x 1)."""
-  arms = [
-      Arm("grad_dot", "grad_dot"),
-      Arm("grad_cos", "grad_cos"),
-      Arm("kfac", "kfac", (), "damping", DAMPING),
-      Arm("ekfac", "ekfac", (), "damping", DAMPING),
-      Arm("arnoldi", "arnoldi", (("iterations", 100),), "top_k",
-          (10, 50, 100)),
-      Arm("tracin", "tracin", members="tracin"),
-  ]
+  arms = list(_cheap_whole_network_arms())
+  arms.append(Arm("tracin", "tracin", members="tracin"))
   arms += [Arm(f"trak-{k}", "trak", (("proj_dim", proj_dim),),
                members=f"trak-{k}") for k in trak_models]
-  arms += [
-      Arm("cg", "cg", (("maxiter", 50), ("curvature_examples", 1000)),
-          "damping", DAMPING),
-      Arm("lissa", "lissa", (("depth", 500), ("scale", 1.0)), "damping",
-          DAMPING),
-  ]
+  arms += [_SUBSAMPLED_CG,
+           Arm("lissa", "lissa", (("depth", 500), ("scale", 1.0)),
+               "damping", DAMPING)]
   return tuple(arms)
+
+
+# CG with its curvature on a fixed random 1000 training images, 50
+# iterations (the MLP's and the ConvNet's 100k parameters).
+_SUBSAMPLED_CG = Arm("cg", "cg", (("maxiter", 50),
+                                  ("curvature_examples", 1000)),
+                     "damping", DAMPING)
+
+
+def _cheap_whole_network_arms() -> Tuple[Arm, ...]:
+  """Grad-Dot, Grad-Cos, K-FAC, EK-FAC and Arnoldi as the MLP and ConvNet
+  studies run them."""
+  return (Arm("grad_dot", "grad_dot"), Arm("grad_cos", "grad_cos"),
+          Arm("kfac", "kfac", (), "damping", DAMPING),
+          Arm("ekfac", "ekfac", (), "damping", DAMPING),
+          Arm("arnoldi", "arnoldi", (("iterations", 100),), "top_k",
+              (10, 50, 100)))
 
 
 # HINT's own scores as HINT computes them (`hint_jax.hint.HintConfig`'s
@@ -164,15 +171,9 @@ def convnet_arms(proj_dim=512) -> Tuple[Arm, ...]:
       HINT_TOP,
       Arm("top_explicit", "explicit", (("curvature", "ggn"),), "damping",
           DAMPING + (0.5,), params=("head",)),
-      Arm("grad_dot", "grad_dot"),
-      Arm("grad_cos", "grad_cos"),
-      Arm("kfac", "kfac", (), "damping", DAMPING),
-      Arm("ekfac", "ekfac", (), "damping", DAMPING),
-      Arm("arnoldi", "arnoldi", (("iterations", 100),), "top_k",
-          (10, 50, 100)),
+      *_cheap_whole_network_arms(),
       Arm("trak-1", "trak", (("proj_dim", proj_dim),), members="trak-1"),
-      Arm("cg", "cg", (("maxiter", 50), ("curvature_examples", 1000)),
-          "damping", DAMPING),
+      _SUBSAMPLED_CG,
   )
 
 
