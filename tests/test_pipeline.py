@@ -204,3 +204,16 @@ def test_committed_cells_still_resolve_to_their_folders(table, folder):
   committed = {c["id"] for c in manifest["cells"]
                if (out / c["dir"] / "result.json").exists()}
   assert committed and committed <= done
+
+
+def test_defences_declare_whether_they_need_the_whole_training_set():
+  """The multi-host refusal reads each defence's own declaration (HINT,
+  EPIC and FRIENDS score or rewrite the whole training set; ATDA and no
+  defence train on each process's rows)."""
+  from hint_jax.pipeline import defences  # pylint: disable=g-import-not-at-top
+  whole = {name: defences.defence_class(name).whole_training_set
+           for name in ("none", "hint", "epic", "friends", "atda")}
+  assert whole == {"none": False, "hint": True, "epic": True,
+                   "friends": True, "atda": False}
+  with pytest.raises(ConfigError, match="unknown defence"):
+    defences.defence_class("prayer")

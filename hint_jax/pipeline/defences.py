@@ -20,6 +20,7 @@ import numpy as np
 
 from hint_jax import defenses
 from hint_jax import hint as hint_lib
+from hint_jax.errors import ConfigError
 
 NOISE_FILE = "hint_noise.npz"
 
@@ -250,6 +251,15 @@ class AtdaDefence(JobDefence):
 
   def adversary(self, model):
     return defenses.make_adversary(model, self.config)
+
+
+def defence_class(name: str) -> type:
+  """The `JobDefence` class of a defence name ("none", "hint", ...)."""
+  for cls in (JobDefence, HintDefence, EpicDefence, FriendsDefence,
+              AtdaDefence):
+    if cls.name == name:
+      return cls
+  raise ConfigError(f"unknown defence {name!r}")
 
 
 def make_defence(config, model, splits, *, epochs, x_clean=None, mesh=None,

@@ -32,8 +32,8 @@ from hint_jax.errors import ConfigError, DataError
 from hint_jax.models import get_model, num_params
 from hint_jax.parallel.distributed import process_rows
 from hint_jax.pipeline import checkpoint, files
-from hint_jax.pipeline.defences import (JobDefence, make_defence,
-                                        transfer_hook)
+from hint_jax.pipeline.defences import (JobDefence, defence_class,
+                                        make_defence, transfer_hook)
 from hint_jax.pipeline.specs import (DataSpec, HintSpec, TrainJob,
                                      defence_name, hint_schedule,
                                      resolve_defence)
@@ -304,7 +304,7 @@ def _run(job, out, mesh, reporter, held):
   data, tr = job.data, job.train
   name = defence_name(job.defence)
   cfg = tr.config(data.dataset)
-  if jax.process_count() > 1 and name in ("hint", "epic", "friends"):
+  if jax.process_count() > 1 and defence_class(name).whole_training_set:
     raise ConfigError(f"defence {name} runs on one host only (it scores or "
                       "rewrites the whole training set); across hosts use "
                       "no defence or atda")
