@@ -280,14 +280,13 @@ def _attributed(data, arm, stack):
   member_list = [first] + [data.bind(gt.unstack(stack, i))[1]
                            for i in range(1, count)]
   if arm.params:
-    subs = [restrict(p, arm.params) for p in member_list]
-    rebuild = subs[0][1]
     if count > 1:
       raise ConfigError(f"{arm.label}: a parameter subset applies to one "
                         "model")
+    sub, rebuild = restrict(first, arm.params)
     whole = apply
     apply = lambda p, x: whole(rebuild(p), x)
-    member_list = [subs[0][0]]
+    member_list = [sub]
   return apply, member_list
 
 
