@@ -339,5 +339,13 @@ def test_job_bad_settings_are_one_line(tmp_path):
   with pytest.raises(ConfigError, match="kind must be"):
     pg.run_groundtruth(pg.GroundTruthJob(protocol="digits_lr", kind="x"),
                        tmp_path / "a")
+  # A BatchNorm protocol trains on full batches: 499 LOO examples or a
+  # 0.41 subset (205) do not split into batches of 25; nothing is written.
+  for kind, fraction in (("loo", 0.5), ("lds", 0.41)):
+    with pytest.raises(ConfigError, match="full batches"):
+      pg.run_groundtruth(pg.GroundTruthJob(protocol="digits_convnet",
+                                           kind=kind, fraction=fraction),
+                         tmp_path / "b")
+    assert not (tmp_path / "b").exists()
   with pytest.raises(DataError, match="no finished ground truth"):
     pg.load_groundtruth(tmp_path)

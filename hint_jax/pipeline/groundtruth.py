@@ -250,10 +250,20 @@ class GroundTruthJob:
   chunk: int = 50
 
   def check(self):
-    get_protocol(self.protocol)
+    protocol = get_protocol(self.protocol)
     if self.kind not in KINDS:
       raise ConfigError(f"kind must be one of {', '.join(KINDS)}, got "
                         f"{self.kind!r}")
+    if protocol.stateful:    # full batches only (see train_models)
+      k = (protocol.num_train - 1 if self.kind == "loo"
+           else int(protocol.num_train * self.fraction))
+      if k % protocol.spec.batch_size:
+        raise ConfigError(
+            f"{self.protocol} trains on full batches of "
+            f"{protocol.spec.batch_size} (BatchNorm), but each {self.kind} "
+            f"model has {k} examples; "
+            + ("LOO does not apply to it" if self.kind == "loo" else
+               "choose a fraction that gives a multiple of the batch"))
     for name in ("num_subsets", "seeds_per_subset", "chunk"):
       if getattr(self, name) < 1:
         raise ConfigError(f"{name} must be >= 1, got {getattr(self, name)}")
