@@ -1,11 +1,9 @@
 """Shared command-line plumbing: one-line errors, progress bars, files."""
 
 import argparse
-import pathlib
 import sys
 import time
 
-from hint_jax.errors import ConfigError
 from hint_jax.pipeline import files
 
 
