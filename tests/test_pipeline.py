@@ -211,9 +211,9 @@ def test_defences_declare_whether_they_need_the_whole_training_set():
   EPIC and FRIENDS score or rewrite the whole training set; ATDA and no
   defence train on each process's rows)."""
   from hint_jax.pipeline import defences  # pylint: disable=g-import-not-at-top
-  whole = {name: defences.defence_class(name).whole_training_set
+  whole = {name: defences.get(name).whole_training_set
            for name in ("none", "hint", "epic", "friends", "atda")}
   assert whole == {"none": False, "hint": True, "epic": True,
                    "friends": True, "atda": False}
   with pytest.raises(ConfigError, match="unknown defence"):
-    defences.defence_class("prayer")
+    defences.get("prayer")

@@ -4,7 +4,7 @@ import argparse
 import sys
 import time
 
-from hint_jax.pipeline import files
+from hint_jax.pipeline import files, options
 
 
 def check_out(path):
@@ -41,40 +41,34 @@ def command_parser(*registers):
   return parser
 
 
-def positive_int(text):
-  return _int_at_least(text, 1)
+def _argument_type(read):
+  """A library reader (raises ValueError) as an argparse type."""
+  def parse(text):
+    try:
+      return read(text)
+    except ValueError as e:
+      raise argparse.ArgumentTypeError(str(e)) from None
+  parse.__name__ = getattr(read, "__name__", "value")
+  return parse
 
 
-def nonneg_int(text):
-  return _int_at_least(text, 0)
+positive_int = _argument_type(options.whole_number(1))
+nonneg_int = _argument_type(options.whole_number(0))
+finite_float = _argument_type(options.number)
+positive_float = _argument_type(options.positive_number)
 
 
-def _int_at_least(text, low):
-  try:
-    value = int(text)
-  except ValueError:
-    raise argparse.ArgumentTypeError(f"{text!r} is not a whole number")
-  if value < low:
-    raise argparse.ArgumentTypeError(f"must be >= {low}, got {value}")
-  return value
-
-
-def finite_float(text):
-  try:
-    value = float(text)
-  except ValueError:
-    raise argparse.ArgumentTypeError(f"{text!r} is not a number")
-  if value != value or value in (float("inf"), float("-inf")):
-    raise argparse.ArgumentTypeError(f"must be a finite number, got {text}")
-  return value
-
-
-def positive_float(text):
-  value = finite_float(text)
-  if not value > 0:
-    raise argparse.ArgumentTypeError(f"must be a finite number > 0, "
-                                     f"got {text}")
-  return value
+def add_option(group, option: options.Option):
+  """Adds a plug-in's declared `Option` to an argparse group."""
+  if option.read is None:
+    group.add_argument(option.flag, dest=option.dest,
+                       action="store_const", const=option.switch,
+                       default=option.default, help=option.help or None)
+    return
+  group.add_argument(option.flag, dest=option.dest,
+                     type=_argument_type(option.read),
+                     default=option.default, choices=option.choices,
+                     metavar=option.metavar, help=option.help or None)
 
 
 # Without a terminal (a log file, nohup), progress is written as plain

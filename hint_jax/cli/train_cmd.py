@@ -1,20 +1,14 @@
 """``hint-jax train``: train a model on a dataset, write result.json and
 metrics.jsonl, resume from the last finished epoch if interrupted."""
 
-import argparse
 
-from hint_jax import defenses
-from hint_jax import hint as hint_lib
 from hint_jax import pipeline
-from hint_jax.cli.common import (CliReporter, OneLineParser, check_out,
-                                 finite_float, nonneg_int, positive_float,
-                                 positive_int)
+from hint_jax.cli.common import (CliReporter, OneLineParser, add_option,
+                                 check_out, finite_float, nonneg_int,
+                                 positive_float, positive_int)
 from hint_jax.models import MODEL_NAMES
-from hint_jax.pipeline import specs
+from hint_jax.pipeline import defences, specs
 from hint_jax.train.presets import EPOCH_SCHEDULES
-
-DEFENSES = ("none", "hint", "epic", "friends", "atda")
-
 
 def add_data_args(p):
   p.add_argument("--dataset", required=True,
@@ -114,133 +108,17 @@ def make_mesh(args):
   return None
 
 
-def _schedule(text):
-  text = text.strip()
-  if text.lower() in ("", "none"):
-    return ()
-  try:
-    epochs = tuple(int(t) for t in text.split(","))
-  except ValueError:
-    raise argparse.ArgumentTypeError(
-        f"{text!r} is not a comma-separated list of epochs, e.g. 5,15,40")
-  return epochs
-
-
-def add_defense_args(p):
-  d = specs.HintSpec()
-  p.add_argument("--defense", choices=DEFENSES, default="none",
+def add_defence_args(p):
+  """``--defense`` and every registered defence's options, each defence's
+  in its own group."""
+  p.add_argument("--defense", choices=defences.names(), default="none",
                  help="defence to train with (default: none)")
-  g = p.add_argument_group("HINT (--defense hint; defaults are the "
-                           "authors' settings)")
-  g.add_argument("--ratio", type=finite_float, default=None,
-                 help="fraction r of training examples given noise "
-                 "(default 0.5; 1 noises all and skips scoring)")
-  g.add_argument("--gamma", type=finite_float, default=None,
-                 help="noise step size (default 0.1)")
-  g.add_argument("--beta", type=finite_float, default=None,
-                 help="L-inf bound of the noise in [0,1] pixel units "
-                 "(default 16/255)")
-  g.add_argument("--schedule", type=_schedule, default=None,
-                 help="0-based epochs before which the noise is updated, "
-                 "e.g. 5,15,40 (default: mnist 9, cifar10 5,15,40, digits "
-                 "5,15, scaled to a shorter run, or trimmed to it under "
-                 "--epoch-schedule absolute)")
-  g.add_argument("--gamma-decay-epoch", type=nonneg_int, default=None,
-                 help="use gamma/10 from this epoch on (default: the "
-                 "authors' 40, scaled with the schedule under "
-                 "--epoch-schedule scaled)")
-  g.add_argument("--no-gamma-decay", action="store_true",
-                 help="keep gamma for every update")
-  g.add_argument("--sign-step", action="store_true",
-                 help="step along sign(I_pert)")
-  g.add_argument("--rounding", choices=hint_lib.config.ROUNDINGS,
-                 default=d.rounding,
-                 help="how noised images are stored as uint8 (authors: "
-                 "truncate)")
-  g.add_argument("--hessian-from", choices=hint_lib.config.HESSIAN_FROM,
-                 default=d.hessian_from,
-                 help="images the Hessian of later updates is taken over "
-                 "(authors: the selected set)")
-  g.add_argument("--grad-space", choices=hint_lib.config.GRAD_SPACES,
-                 default=d.grad_space,
-                 help="for models that normalise inputs: gradient w.r.t. "
-                 "the normalised input (authors) or the pixels")
-  g.add_argument("--solver", choices=hint_lib.config.SOLVERS,
-                 default=d.solver,
-                 help="s_test solver (cg: the fixed point of the authors' "
-                 "LiSSA; lissa: theirs)")
-  g.add_argument("--damping", type=finite_float, default=d.damping,
-                 help="lambda of (H + lambda I) (authors' LiSSA: 0.5)")
-  g.add_argument("--hint-seed", type=nonneg_int, default=d.seed,
-                 help="seed of HINT's own randomness (LiSSA batches, the "
-                 "controls' draws)")
-  g.add_argument("--hint-direction", choices=hint_lib.config.DIRECTIONS,
-                 default=d.direction,
-                 help="control: random_sign keeps each update's per-pixel "
-                 "magnitude |gamma I_pert| and draws its sign at random")
-  g.add_argument("--hint-selection", choices=hint_lib.config.SELECTIONS,
-                 default=d.selection,
-                 help="control: random noises a random subset of the same "
-                 "size instead of the top |I_up|")
-
-
-def add_epic_args(p):
-  d = specs.EpicSpec()
-  g = p.add_argument_group("EPIC (--defense epic; defaults per dataset are "
-                           "the paper's: MNIST K = 5, T = 2; CIFAR-10 K = "
-                           "10, T = 4)")
-  g.add_argument("--epic-warmup", type=nonneg_int, default=None,
-                 help="epochs before the first selection (K)")
-  g.add_argument("--epic-period", type=positive_int, default=None,
-                 help="epochs between selections (T)")
-  g.add_argument("--epic-budget", type=finite_float, default=d.budget,
-                 help="medoids per class, fraction of the class (0.1)")
-  g.add_argument("--epic-scale", type=finite_float, default=d.scale,
-                 help="similarity exp(-||g_i - g_j|| / scale) (10)")
-
-
-def add_friends_args(p):
-  d = defenses.FriendsConfig()
-  g = p.add_argument_group("FRIENDS (--defense friends; defaults are the "
-                           "paper's)")
-  g.add_argument("--friends-begin-epoch", type=nonneg_int,
-                 default=d.begin_epoch,
-                 help="epoch (0-based) before which the friendly noise is "
-                 "computed, once")
-  g.add_argument("--friends-steps", type=positive_int, default=d.steps)
-  g.add_argument("--friends-lr", type=finite_float, default=d.lr)
-  g.add_argument("--friends-mu", type=finite_float, default=d.mu)
-  g.add_argument("--friends-clamp", type=finite_float, default=d.clamp,
-                 help="friendly noise bound, [0,1] units (16/255)")
-  g.add_argument("--friends-bernoulli", type=finite_float,
-                 default=d.bernoulli,
-                 help="Bernoulli noise amplitude, [0,1] units (8/255); 0 "
-                 "turns it off")
-
-
-def _tau(text):
-  if text.lower() == "none":
-    return None
-  return nonneg_int(text)
-
-
-def add_atda_args(p):
-  d = defenses.AtdaConfig()
-  g = p.add_argument_group("ATDA (--defense atda: adversarial training, "
-                           "FAT early stop)")
-  g.add_argument("--atda-eps", type=finite_float, default=d.eps,
-                 help="budget in --atda-norm, [0,1] units (0.25 against "
-                 "untargeted attacks; the paper uses 0.062 against targeted "
-                 "ones)")
-  g.add_argument("--atda-norm", choices=defenses.atda.NORMS, default=d.norm,
-                 help="the inner attack's norm: l2 (default, as the "
-                 "reference code the paper cites) or linf")
-  g.add_argument("--atda-steps", type=positive_int, default=d.steps)
-  g.add_argument("--atda-step-size", type=finite_float, default=None,
-                 help="default eps/5")
-  g.add_argument("--atda-tau", type=_tau, default=d.tau,
-                 help="FAT: steps allowed after the first misclassification "
-                 "(0); 'none' for plain PGD adversarial training")
+  for name in defences.names():
+    kind = defences.get(name)
+    if kind.options:
+      group = p.add_argument_group(kind.help or kind.label)
+      for option in kind.options:
+        add_option(group, option)
 
 
 def register(sub):
@@ -259,10 +137,7 @@ def parse_train(argv):
 def add_all_args(p):
   add_data_args(p)
   add_train_args(p)
-  add_defense_args(p)
-  add_epic_args(p)
-  add_friends_args(p)
-  add_atda_args(p)
+  add_defence_args(p)
   p.add_argument("--victim-dir", default=None,
                  help="transfer-scenario files only: the folder where "
                  "`target-poison --victim-dir` left the pre-trained "
@@ -288,28 +163,7 @@ def train_spec(args) -> specs.TrainSpec:
 
 def defence_spec(args) -> specs.DefenceSpec:
   """The ``--defense`` and its options as a spec."""
-  if args.defense == "hint":
-    return specs.HintSpec(
-        ratio=args.ratio, gamma=args.gamma, beta=args.beta,
-        schedule=args.schedule, gamma_decay_epoch=args.gamma_decay_epoch,
-        gamma_decay=not args.no_gamma_decay, sign=args.sign_step,
-        rounding=args.rounding, hessian_from=args.hessian_from,
-        grad_space=args.grad_space, solver=args.solver, damping=args.damping,
-        seed=args.hint_seed, direction=args.hint_direction,
-        selection=args.hint_selection)
-  if args.defense == "epic":
-    return specs.EpicSpec(warmup=args.epic_warmup, period=args.epic_period,
-                          budget=args.epic_budget, scale=args.epic_scale)
-  if args.defense == "friends":
-    return defenses.FriendsConfig(
-        begin_epoch=args.friends_begin_epoch, steps=args.friends_steps,
-        lr=args.friends_lr, mu=args.friends_mu, clamp=args.friends_clamp,
-        bernoulli=args.friends_bernoulli)
-  if args.defense == "atda":
-    return defenses.AtdaConfig(
-        eps=args.atda_eps, norm=args.atda_norm, steps=args.atda_steps,
-        step_size=args.atda_step_size, tau=args.atda_tau)
-  return None
+  return defences.get(args.defense).spec(vars(args))
 
 
 def train_job(args) -> specs.TrainJob:
@@ -321,10 +175,6 @@ def train_job(args) -> specs.TrainJob:
 def load_splits(args):
   """`hint_jax.pipeline.load_splits` of the data arguments."""
   return pipeline.load_splits(data_spec(args), CliReporter(False))
-
-
-_LABELS = {"none": "", "hint": " with HINT", "epic": " with EPIC",
-           "friends": " with FRIENDS", "atda": " with ATDA"}
 
 
 def run(args):
@@ -342,7 +192,9 @@ def run(args):
           f"{'succeeded' if t['success'] else 'failed'}; wrote "
           f"{out / pipeline.RESULT_FILE}")
   else:
-    print(f"{args.dataset}/{result['model']}{_LABELS[args.defense]}: test "
+    with_ = ("" if args.defense == "none"
+             else f" with {defences.get(args.defense).label}")
+    print(f"{args.dataset}/{result['model']}{with_}: test "
           f"accuracy {100 * result['test_accuracy']:.2f}% after "
           f"{result['epochs']} epochs; wrote {out / pipeline.RESULT_FILE}")
   return 0

@@ -3,7 +3,8 @@
 `run_train` trains (optionally on a poisoned set, optionally defended)
 resumably into a folder and writes the same ``result.json`` and
 ``metrics.jsonl`` as ``hint-jax train``; every defence sits behind
-`JobDefence`; `run_attribute` scores training examples for test examples
+`JobDefence` and registered as a `DefenceKind` (`register_defence` adds
+your own); `run_attribute` scores training examples for test examples
 with one of `hint_jax.attribution`'s estimators; `run_groundtruth`
 retrains many models on subsets or leave-one-out sets (the ground truth
 those scores are measured against). Nothing here prints: pass a
@@ -14,8 +15,9 @@ from hint_jax.pipeline import checkpoint, files
 from hint_jax.pipeline.attribution import AttributeJob, run_attribute
 from hint_jax.pipeline.groundtruth import (GroundTruthJob, load_groundtruth,
                                            run_groundtruth)
-from hint_jax.pipeline.defences import (NOISE_FILE, JobDefence,
-                                        hint_poison_record, make_defence)
+from hint_jax.pipeline.defences import (NOISE_FILE, DefenceKind,
+                                        JobDefence, hint_poison_record,
+                                        make_defence, register_defence)
 from hint_jax.pipeline.specs import (DataSpec, DefenceSpec, EpicSpec,
                                      HintSpec, TrainJob, TrainSpec,
                                      defence_name, resolve_defence,

@@ -32,11 +32,11 @@ from hint_jax.errors import ConfigError, DataError
 from hint_jax.models import get_model, num_params
 from hint_jax.parallel.distributed import process_rows
 from hint_jax.pipeline import checkpoint, files
-from hint_jax.pipeline.defences import (JobDefence, defence_class,
-                                        make_defence, transfer_hook)
-from hint_jax.pipeline.specs import (DataSpec, HintSpec, TrainJob,
-                                     defence_name, hint_schedule,
-                                     resolve_defence)
+from hint_jax.pipeline import defences
+from hint_jax.pipeline.defences import (JobDefence, defence_name,
+                                        defence_notes, make_defence,
+                                        resolve_defence)
+from hint_jax.pipeline.specs import DataSpec, TrainJob
 from hint_jax.train import Trainer, fit, transfer
 from hint_jax.train.presets import PRESETS, default_model, preset, preset_key
 
@@ -304,7 +304,7 @@ def _run(job, out, mesh, reporter, held):
   data, tr = job.data, job.train
   name = defence_name(job.defence)
   cfg = tr.config(data.dataset)
-  if jax.process_count() > 1 and defence_class(name).whole_training_set:
+  if jax.process_count() > 1 and defences.get(name).whole_training_set:
     raise ConfigError(f"defence {name} runs on one host only (it scores or "
                       "rewrites the whole training set); across hosts use "
                       "no defence or atda")
@@ -402,11 +402,9 @@ class _Training:
     resumed = checkpoint.load(out, state, self.settings)
     for note in notes:
       reporter.note(note)
-    if isinstance(job.defence, HintSpec):
-      note = hint_schedule(job.defence, job.data.dataset, self.cfg.epochs,
-                           job.train.epoch_schedule)[1]
-      if note:
-        reporter.note(note)
+    for note in defence_notes(job.defence, job.data.dataset,
+                              self.cfg.epochs, job.train.epoch_schedule):
+      reporter.note(note)
     if resumed is None:
       if self.writer and self.metrics.exists():
         self.metrics.unlink()
@@ -477,7 +475,7 @@ def _plain_result(run, state, splits, dataset, num_train, t_start, mesh):
             "loss": history[-1]["test_loss"]})
   return {
       **{k: v for k, v in settings.items()
-         if k not in ("config", "hint", "epic", "friends", "atda")},
+         if k != "config" and k not in defences.names()},
       "data_verified": dataset.meta.get("verified"),
       "epochs": cfg.epochs, "batch_size": cfg.batch_size,
       "lr": cfg.optim.lr, "epoch_schedule": run.job.train.epoch_schedule,
@@ -524,11 +522,9 @@ def _run_transfer(job, out, t_start, dataset, splits, ps, x_poisoned,
   # Settings are checked before the extractor is trained.
   defence_cfg = resolve_defence(job.defence, data.dataset, top_cfg.epochs,
                                 tr.epoch_schedule)
-  if isinstance(job.defence, HintSpec):
-    note = hint_schedule(job.defence, data.dataset, top_cfg.epochs,
-                         tr.epoch_schedule)[1]
-    if note:
-      reporter.note(note)
+  for note in defence_notes(job.defence, data.dataset, top_cfg.epochs,
+                            tr.epoch_schedule):
+    reporter.note(note)
   target = ps.target
   victim = ps.meta.get("victim") or {}
   pre, fine = transfer.transfer_split(
@@ -570,7 +566,7 @@ def _run_transfer(job, out, t_start, dataset, splits, ps, x_poisoned,
   params = transfer.train_top_layer(
       model, params, state.model_state, x_fine, y_fine,
       jax.random.fold_in(jax.random.key(tr.seed), 1), config=top_cfg,
-      before_epoch=transfer_hook(defence, state, tr.seed),
+      before_epoch=defence.transfer_hook(state, tr.seed),
       rows=defence.active_indices, adversary=defence.adversary(model))
   top_seconds = time.perf_counter() - t_top
   state = state.replace(params=params)
