@@ -69,3 +69,15 @@ def test_attribution_example_scores_with_three_estimators(tmp_path):
     assert f"{name}: scores (40, 1297)" in out
   assert out.count("Spearman ") == 3
   assert (tmp_path / "agree.png").stat().st_size > 1000
+
+
+@pytest.mark.slow
+def test_own_defence_example_runs_from_python_and_the_command_line():
+  out = _run("own_defence.py").splitlines()
+  assert out[0].startswith("from Python: defence squeeze {'config': "
+                           "{'bits': 3}}, test accuracy ")
+  assert out[1].startswith("from the command line: digits/convnet_small "
+                           "with bit-depth squeezing: test accuracy ")
+  # The same run both ways: training is deterministic.
+  assert out[0].split("test accuracy ")[1] == out[1].split(
+      "test accuracy ")[1].split()[0]

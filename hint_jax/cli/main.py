@@ -2,6 +2,7 @@
 
 import sys
 
+from hint_jax import plugins
 from hint_jax.cli import common
 from hint_jax.errors import HintJaxError
 
@@ -10,6 +11,10 @@ def build_parser():
   parser = common.OneLineParser(
       prog="hint-jax", description="HINT defence against data poisoning, "
       "in JAX.")
+  parser.add_argument(
+      "--plugin", action="append", default=[], metavar="FILE.py|MODULE",
+      help="load a plug-in (a file or module that registers a defence) "
+      "before the command; repeatable; also $HINT_JAX_PLUGINS")
   sub = parser.add_subparsers(dest="command", metavar="COMMAND",
                               parser_class=common.OneLineParser)
   sub.required = True
@@ -29,7 +34,28 @@ def build_parser():
   return parser
 
 
+def _plugin_args(argv):
+  """The ``--plugin`` values before the command (they must be loaded
+  before the parser is built: a plug-in adds names and options)."""
+  found, i = [], 0
+  while i < len(argv) and argv[i].startswith("-"):
+    if argv[i] == "--plugin" and i + 1 < len(argv):
+      found.append(argv[i + 1])
+      i += 2
+      continue
+    if argv[i].startswith("--plugin="):
+      found.append(argv[i].split("=", 1)[1])
+    i += 1
+  return found
+
+
 def main(argv=None) -> int:
+  argv = sys.argv[1:] if argv is None else list(argv)
+  try:
+    plugins.load_all(plugins.from_environment() + _plugin_args(argv))
+  except HintJaxError as e:
+    print(f"hint-jax: error: {e}", file=sys.stderr)
+    return 2
   parser = build_parser()
   args = parser.parse_args(argv)
   try:

@@ -23,6 +23,7 @@ import json
 from typing import Optional, Tuple
 
 from hint_jax.errors import ConfigError
+from hint_jax.pipeline import defences
 
 
 @dataclasses.dataclass(frozen=True)
@@ -257,6 +258,13 @@ def digest(obj) -> str:
                         ).hexdigest()[:10]
 
 
+def _trial_seed_flags(method, seed: str) -> list:
+  """The flag that gives a defence's own randomness the trial's seed
+  (HINT's ``--hint-seed``), as the defence declares it."""
+  flag = defences.get(method.defense).trial_seed_flag
+  return [] if flag is None else [flag, seed]
+
+
 @dataclasses.dataclass(frozen=True)
 class Cell:
   """One training run of a profile."""
@@ -271,8 +279,7 @@ class Cell:
     and ``--out`` (the runner adds them)."""
     return (["--dataset", self.dataset, "--defense", self.method.defense,
              "--seed", str(self.trial)]
-            + (["--hint-seed", str(self.trial)]
-               if self.method.defense == "hint" else [])
+            + _trial_seed_flags(self.method, str(self.trial))
             + list(self.method.flags)
             + list(self.profile.train_flags_of(self.dataset)))
 
@@ -541,8 +548,7 @@ class TargetedCell:
     seed = str(VICTIM_SEED_OFFSET + self.trial)
     return (["--dataset", self.dataset, "--defense", self.method.defense,
              "--seed", seed]
-            + (["--hint-seed", seed] if self.method.defense == "hint"
-               else [])
+            + _trial_seed_flags(self.method, seed)
             + list(self.method.flags) + list(self.profile.train_flags)
             + self._augment_flags())
 

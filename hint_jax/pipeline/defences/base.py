@@ -115,6 +115,8 @@ class DefenceKind:
       run says about how the spec's defaults were adapted.
     config_type: the type ``resolve`` returns, by which `make_defence`
       finds the kind of a configuration (None: ``spec_type``).
+    trial_seed_flag: the option of its own randomness that an experiment
+      sets to the trial's seed, as it sets ``--seed`` (None: none).
   """
   name: str
   label: str
@@ -126,6 +128,7 @@ class DefenceKind:
   whole_training_set: bool = False
   notes: Optional[Callable[..., list]] = None
   config_type: Optional[type] = None
+  trial_seed_flag: Optional[str] = None
 
   def spec(self, values: Dict[str, Any]):
     """The spec of parsed option values (keyed by `Option.dest`)."""

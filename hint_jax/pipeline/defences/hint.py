@@ -258,4 +258,4 @@ KIND = register(DefenceKind(
     config_type=hint_lib.HintConfig,
     resolve=resolve_hint, build=_build, options=OPTIONS,
     help="HINT (--defense hint; defaults are the authors' settings)",
-    whole_training_set=True, notes=_notes))
+    whole_training_set=True, notes=_notes, trial_seed_flag="--hint-seed"))
