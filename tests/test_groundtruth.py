@@ -129,9 +129,11 @@ def _linear():
   return init, loss
 
 
-def test_training_equals_a_hand_written_sgd_loop():
+@pytest.mark.parametrize("step_loop", ["scan", "host"])
+def test_training_equals_a_hand_written_sgd_loop(step_loop):
   """One model, k = 7 examples in batches of 3 (last batch 1), momentum and
-  weight decay, against numpy float64 with PyTorch's SGD rule."""
+  weight decay, against numpy float64 with PyTorch's SGD rule; the steps
+  in one compiled scan or called one by one."""
   x = np.random.default_rng(0).normal(size=(9, 3)).astype(np.float32)
   y = np.array([0, 1, 1, 0, 1, 0, 0, 1, 1], np.int32)
   mask = np.ones(9, bool)
@@ -141,7 +143,7 @@ def test_training_equals_a_hand_written_sgd_loop():
   init, loss = _linear()
   key = jax.random.key(0)
   got = gt.unstack(gt.train_models(init, loss, x, y, mask[None], [5], spec,
-                                   key), 0)
+                                   key, step_loop=step_loop), 0)
 
   mk = jax.random.fold_in(key, 5)
   p = {k: np.asarray(v, np.float64)
@@ -170,7 +172,8 @@ def test_training_equals_a_hand_written_sgd_loop():
     np.testing.assert_allclose(np.asarray(got[k]), p[k], atol=1e-5)
 
 
-def test_stacked_training_equals_one_at_a_time():
+@pytest.mark.parametrize("step_loop", ["scan", "host"])
+def test_stacked_training_equals_one_at_a_time(step_loop):
   rng = np.random.default_rng(1)
   x = rng.normal(size=(20, 3)).astype(np.float32)
   y = rng.integers(0, 2, 20).astype(np.int32)
@@ -179,9 +182,11 @@ def test_stacked_training_equals_one_at_a_time():
                       momentum=0.5)
   init, loss = _linear()
   key = jax.random.key(2)
-  stacked = gt.train_models(init, loss, x, y, masks, [0, 1, 2], spec, key)
+  stacked = gt.train_models(init, loss, x, y, masks, [0, 1, 2], spec, key,
+                            step_loop=step_loop)
   for i in range(3):
-    alone = gt.train_models(init, loss, x, y, masks[i:i + 1], [i], spec, key)
+    alone = gt.train_models(init, loss, x, y, masks[i:i + 1], [i], spec, key,
+                            step_loop="scan")
     for a, b in zip(jax.tree.leaves(gt.unstack(stacked, i)),
                     jax.tree.leaves(gt.unstack(alone, 0))):
       # Same arithmetic, batched: XLA may order the batched products'
@@ -218,7 +223,8 @@ def _batchnorm_model():
   return net, init, loss
 
 
-def test_stateful_training_carries_the_statistics_step_by_step():
+@pytest.mark.parametrize("step_loop", ["scan", "host"])
+def test_stateful_training_carries_the_statistics_step_by_step(step_loop):
   """A BatchNorm model: the stacked result equals one model at a time and
   a plain Python loop over the same batches (the module's own training
   step, its statistics carried along), and batches must be full."""
@@ -230,7 +236,7 @@ def test_stateful_training_carries_the_statistics_step_by_step():
   spec = gt.TrainSpec(epochs=2, batch_size=4, learning_rate=0.1)
   key = jax.random.key(5)
   params, state = gt.train_models(init, loss, x, y, masks, [0, 1], spec, key,
-                                  stateful=True)
+                                  stateful=True, step_loop=step_loop)
   for i in range(2):
     mk = jax.random.fold_in(key, i)
     p, s = init(jax.random.fold_in(mk, 0))
@@ -266,6 +272,10 @@ def test_trainer_refuses_unequal_masks():
                     gt.TrainSpec(1, 2, 0.1), jax.random.key(0))
   with pytest.raises(ConfigError):
     gt.TrainSpec(0, 2, 0.1)
+  with pytest.raises(ConfigError, match="step_loop must be"):
+    gt.train_models(init, loss, x, y, masks[:1], [0],
+                    gt.TrainSpec(1, 2, 0.1), jax.random.key(0),
+                    step_loop="python")
 
 
 # ------------------------------------------------------------------ the job

@@ -80,6 +80,14 @@ class Protocol:
     `hint_jax.attribution.groundtruth`)."""
     return self.model in ("convnet", "convnet_small")
 
+  @property
+  def step_loop(self) -> str:
+    """How `hint_jax.attribution.groundtruth.train_models` runs an epoch's
+    steps: "host" for the convolutional models on the CPU (a convolution
+    inside ``lax.scan`` is many times slower there), else "scan"."""
+    conv = self.model in ("convnet", "convnet_small")
+    return "host" if conv and jax.default_backend() == "cpu" else "scan"
+
   def module(self):
     if self.model == "lr":
       return LogReg(num_classes=10)
@@ -372,7 +380,7 @@ def run_groundtruth(job: GroundTruthJob, out, *, data_dir=None,
       params = gt.train_models(
           data.init, data.train_loss, data.x_train, data.y_train, masks[c],
           seeds[c], protocol.spec, key, stateful=data.stateful,
-          on_epoch=lambda e: reporter.stage("epochs", e,
+          step_loop=protocol.step_loop, on_epoch=lambda e: reporter.stage("epochs", e,
                                             protocol.spec.epochs))
       losses = gt.evaluate_losses(data.eval_loss, params, data.x_test,
                                   data.y_test)
