@@ -39,7 +39,6 @@ temporary name, renamed when complete) and skipped when present.
 
 import dataclasses
 import json
-import pathlib
 import platform
 import resource
 import time
