@@ -139,6 +139,19 @@ def test_a_broken_plugin_is_one_line_and_exit_2(tmp_path, capsys, body,
   assert not (tmp_path / "out").exists()
 
 
+def test_a_plugin_option_that_clashes_is_one_line(tmp_path, capsys,
+                                                   restore_registry):
+  from hint_jax.pipeline.options import Option, whole_number  # pylint: disable=g-import-not-at-top
+  defences.register(dataclasses.replace(
+      _kind(), options=(Option("--seed", "level", whole_number(1), 1),)))
+  assert cli_main.main(["train", "--dataset", "digits", "--out",
+                        str(tmp_path / "out")]) == 2
+  err = capsys.readouterr().err.strip()
+  assert err.startswith("hint-jax: error: defence mine: option --seed "
+                        "cannot be added")
+  assert len(err.splitlines()) == 1
+
+
 def test_plugins_from_the_environment(monkeypatch, tmp_path):
   monkeypatch.setenv(plugins.ENV_VAR, f"a.py{plugins.os.pathsep}b")
   assert plugins.from_environment() == ["a.py", "b"]

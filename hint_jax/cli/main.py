@@ -53,10 +53,10 @@ def main(argv=None) -> int:
   argv = sys.argv[1:] if argv is None else list(argv)
   try:
     plugins.load_all(plugins.from_environment() + _plugin_args(argv))
+    parser = build_parser()   # a plug-in's options are added here
   except HintJaxError as e:
     print(f"hint-jax: error: {e}", file=sys.stderr)
     return 2
-  parser = build_parser()
   args = parser.parse_args(argv)
   try:
     return int(args.func(args) or 0)

@@ -2,10 +2,13 @@
 metrics.jsonl, resume from the last finished epoch if interrupted."""
 
 
+import argparse
+
 from hint_jax import pipeline
 from hint_jax.cli.common import (CliReporter, OneLineParser, add_option,
                                  check_out, finite_float, nonneg_int,
                                  positive_float, positive_int)
+from hint_jax.errors import ConfigError
 from hint_jax.models import MODEL_NAMES
 from hint_jax.pipeline import defences, specs
 from hint_jax.train.presets import EPOCH_SCHEDULES
@@ -118,7 +121,11 @@ def add_defence_args(p):
     if kind.options:
       group = p.add_argument_group(kind.help or kind.label)
       for option in kind.options:
-        add_option(group, option)
+        try:
+          add_option(group, option)
+        except argparse.ArgumentError as e:
+          raise ConfigError(f"defence {name}: option {option.flag} "
+                            f"cannot be added ({e})") from None
 
 
 def register(sub):
