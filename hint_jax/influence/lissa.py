@@ -150,6 +150,14 @@ def lissa_auto_scale(batch_hvp: BatchHvp, data: Any, like: Any,
   scale = 1.1 λ̂_max leaves a margin of about 1.8× for the batches not
   sampled and for power iteration's underestimate.
 
+  That margin assumes the sampled batches are typical. Batch curvature
+  can be heavy-tailed, set by a few training examples: on dattri's MNIST
+  MLP one image's own Gauss-Newton eigenvalue is 3301 against a median of
+  0.002, so 8 sampled batches of 64 gave at most 0.96 while 1 batch in 78
+  holds that image (λ_max ≥ 52) and the recursion diverged
+  (``experiments/results/influence_bench_cpu/``). Sample many batches
+  (hundreds) or bound the tail per example before trusting the scale.
+
   Args:
     batch_hvp: `batch_hvp(batch, w) -> H_B w`.
     data: pytree with a leading example axis.
