@@ -70,6 +70,14 @@ def test_an_unregistered_spec_or_name_is_one_line():
     pipeline.make_defence(_Spec(), None, None, epochs=1)
 
 
+def test_a_defence_must_build_a_jobdefence_of_its_own_name(
+    restore_registry):
+  defences.register(_kind())   # builds a plain JobDefence, named "none"
+  with pytest.raises(ConfigError, match="'mine' built a JobDefence named "
+                     "'none'"):
+    pipeline.make_defence(_Spec(), None, None, epochs=1)
+
+
 def test_a_registered_defences_options_reach_the_command_line(
     restore_registry):
   from hint_jax.pipeline.options import Option, whole_number  # pylint: disable=g-import-not-at-top

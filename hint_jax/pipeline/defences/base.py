@@ -33,7 +33,7 @@ class JobDefence:
   """No defence; the base of the others. ``config`` is the resolved
   configuration (None here)."""
 
-  name = "none"
+  name = "none"   # the registered DefenceKind's name (make_defence checks)
 
   def __init__(self, config=None):
     self.config = config
@@ -210,8 +210,13 @@ def make_defence(config, model, splits, *, epochs, x_clean=None, mesh=None,
     wanted = kind.config_type or kind.spec_type
     if wanted is None if config is None else (
         wanted is not None and isinstance(config, wanted)):
-      return kind.build(config, model, splits, epochs=epochs,
-                        x_clean=x_clean, mesh=mesh, on_stage=on_stage)
+      defence = kind.build(config, model, splits, epochs=epochs,
+                           x_clean=x_clean, mesh=mesh, on_stage=on_stage)
+      if defence.name != kind.name:   # its record() keys use the name
+        raise ConfigError(f"defence {kind.name!r} built a JobDefence named "
+                          f"{defence.name!r}; set its class's name to "
+                          f"{kind.name!r}")
+      return defence
   raise ConfigError(f"no registered defence takes a "
                     f"{type(config).__name__} configuration")
 
