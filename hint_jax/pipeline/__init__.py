@@ -2,9 +2,9 @@
 
 `run_train` trains (optionally on a poisoned set, optionally defended)
 resumably into a folder and writes the same ``result.json`` and
-``metrics.jsonl`` as ``hint-jax train``; every defence sits behind
-`JobDefence` and registered as a `DefenceKind` (`register_defence` adds
-your own); `run_attribute` scores training examples for test examples
+``metrics.jsonl`` as ``hint-jax train``; every defence is a `JobDefence`
+registered as a `DefenceKind` (`register_defence` adds your own);
+`run_attribute` scores training examples for test examples
 with one of `hint_jax.attribution`'s estimators; `run_groundtruth`
 retrains many models on subsets or leave-one-out sets (the ground truth
 those scores are measured against). Nothing here prints: pass a
