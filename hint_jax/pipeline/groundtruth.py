@@ -61,6 +61,10 @@ RECORD_FILE = "groundtruth.json"
 LOSS_FILE = "test_loss.npy"
 
 
+# The protocols' convolutional models (both have BatchNorm).
+CONV_MODELS = ("convnet", "convnet_small")
+
+
 @dataclasses.dataclass(frozen=True)
 class Protocol:
   """Data slice, model and training of a ground truth."""
@@ -78,15 +82,15 @@ class Protocol:
   def stateful(self) -> bool:
     """The model has BatchNorm statistics (see
     `hint_jax.attribution.groundtruth`)."""
-    return self.model in ("convnet", "convnet_small")
+    return self.model in CONV_MODELS
 
   @property
   def step_loop(self) -> str:
     """How `hint_jax.attribution.groundtruth.train_models` runs an epoch's
     steps: "host" for the convolutional models on the CPU (a convolution
     inside ``lax.scan`` is many times slower there), else "scan"."""
-    conv = self.model in ("convnet", "convnet_small")
-    return "host" if conv and jax.default_backend() == "cpu" else "scan"
+    on_cpu = jax.default_backend() == "cpu"
+    return "host" if self.model in CONV_MODELS and on_cpu else "scan"
 
   def module(self):
     if self.model == "lr":
