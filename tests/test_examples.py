@@ -81,3 +81,13 @@ def test_own_defence_example_runs_from_python_and_the_command_line():
   # The same run both ways: training is deterministic.
   assert out[0].split("test accuracy ")[1] == out[1].split(
       "test accuracy ")[1].split()[0]
+
+
+@pytest.mark.slow
+def test_own_attack_example_runs_from_python_and_the_command_line():
+  out = _run("own_attack.py").splitlines()
+  assert out[0].startswith("from Python: {'clean': 0, 'fgsm': 649, "
+                           "'durp': 648}, largest change ")
+  assert out[1].startswith("from the command line: wrote ")
+  # The same images both ways: crafting is deterministic.
+  assert out[1].endswith("same images as from Python: True")

@@ -29,7 +29,8 @@ def run(args):
   poison_file = out / "poison.npz"
   info("demo: crafting the poisoned training set (mixed PGD/DAP/DURP/"
        "DeepConfuse, p = 1)")
-  pipeline.run_poison(data, pipeline.PoisonSpec(ratio=1.0, dc_steps=300,
+  mix = ("pgd", "dap", "durp", pipeline.DcSpec(steps=300))
+  pipeline.run_poison(data, pipeline.PoisonSpec(mix, ratio=1.0,
                                                 seed=args.seed),
                       poison_file, reporter)
   results = {}

@@ -1,17 +1,18 @@
 """``hint-jax poison``: craft a (mixed) poisoned training set and write the
 poisoned-dataset file (`hint_jax.pipeline.run_poison` does the work)."""
 
+import argparse
 import time
 
-from hint_jax import attacks
 from hint_jax import pipeline
-from hint_jax.attacks import deepconfuse_published
-from hint_jax.cli.common import (CliReporter, check_out_file, finite_float,
-                                 nonneg_int, positive_int)
+from hint_jax.cli.common import (CliReporter, add_option, check_out_file,
+                                 finite_float, nonneg_int, positive_int)
 from hint_jax.cli.train_cmd import (add_data_args, add_epoch_schedule_arg,
                                     data_spec)
+from hint_jax.errors import ConfigError
 from hint_jax.models import MODEL_NAMES
-from hint_jax.pipeline import poisoning
+from hint_jax.pipeline import poisoning, poisons
+
 
 def register(sub):
   d = poisoning.PoisonSpec()
@@ -19,37 +20,16 @@ def register(sub):
                      "DAP, DURP, DeepConfuse; mixed in equal shares)")
   add_data_args(p)
   p.add_argument("--attacks", default=",".join(poisoning.ATTACKS),
-                 help=f"comma-separated, from {', '.join(poisoning.ATTACKS)}")
-  p.add_argument("--ratio", type=finite_float, default=1.0,
+                 help="comma-separated, from "
+                 f"{', '.join(poisons.attack_names())} (default "
+                 f"{','.join(poisoning.ATTACKS)})")
+  p.add_argument("--ratio", type=finite_float, default=d.ratio,
                  help="fraction p of training examples poisoned, split "
                  "equally among the attacks (default 1)")
   p.add_argument("--eps", type=finite_float, default=None,
                  help="L-inf budget in [0,1] units (default: mnist 0.3, "
                  "cifar10 8/255)")
-  p.add_argument("--pgd-steps", type=positive_int, default=d.pgd_steps)
-  p.add_argument("--pgd-step-size", type=finite_float,
-                 default=d.pgd_step_size)
-  p.add_argument("--dap-steps", type=positive_int, default=None,
-                 help="DAP steps of eps/5 (default 100; mnist 50, reduced "
-                 "for crafting time)")
-  p.add_argument("--durp-values", choices=attacks.DURP_VALUES,
-                 default=d.durp_values,
-                 help="DURP's per-class perturbation: random signs of the "
-                 "whole budget (default) or uniform in [-eps, eps]")
-  p.add_argument("--dc-generator", choices=poisoning.DC_GENERATORS, default=None,
-                 help="DeepConfuse's generator: 'published' (the authors' "
-                 "trained MNIST generator, read from --dc-weights; the "
-                 "default for mnist) or 'reduced' (a small generator "
-                 "trained here for --dc-steps; the default, and the only "
-                 "choice, for other datasets)")
-  p.add_argument("--dc-weights", default=None,
-                 help="the published generator's file (default: <data "
-                 f"dir>/{deepconfuse_published.DATA_SUBDIR}/"
-                 f"{deepconfuse_published.FILE_NAME})")
-  p.add_argument("--dc-steps", type=positive_int, default=None,
-                 help="steps of the reduced DeepConfuse generator (default "
-                 "1000; mnist 500; both far below the original's many "
-                 "epochs)")
+  add_attack_args(p)
   p.add_argument("--model", choices=MODEL_NAMES, default=None,
                  help="victim model (default: the dataset's)")
   p.add_argument("--victim-epochs", type=positive_int, default=None,
@@ -63,6 +43,22 @@ def register(sub):
   p.add_argument("--out", required=True, help="the .npz file to write")
   p.add_argument("--no-progress", action="store_true")
   p.set_defaults(func=run)
+
+
+def add_attack_args(p):
+  """Every registered untargeted attack's options, each in its own group
+  (one group for all when their headings say nothing)."""
+  for name in poisons.attack_names():
+    kind = poisons.get_attack(name)
+    if not kind.options:
+      continue
+    group = p.add_argument_group(kind.help or kind.label)
+    for option in kind.options:
+      try:
+        add_option(group, option)
+      except argparse.ArgumentError as e:
+        raise ConfigError(f"attack {name}: option {option.flag} cannot be "
+                          f"added ({e})") from None
 
 
 def add_victim_dir_arg(p):
@@ -81,13 +77,18 @@ def victim_spec(args) -> poisoning.VictimSpec:
 
 
 def poison_spec(args) -> poisoning.PoisonSpec:
-  return poisoning.PoisonSpec(
-      attacks=tuple(a.strip() for a in args.attacks.split(",") if a.strip()),
-      ratio=args.ratio, eps=args.eps, pgd_steps=args.pgd_steps,
-      pgd_step_size=args.pgd_step_size, dap_steps=args.dap_steps,
-      durp_values=args.durp_values, dc_generator=args.dc_generator,
-      dc_weights=args.dc_weights, dc_steps=args.dc_steps, seed=args.seed,
-      victim=victim_spec(args))
+  """The job's spec: each chosen attack's spec from its options (a name
+  not registered stays a name, for `run_poison` to refuse in one line)."""
+  values = vars(args)
+  chosen = []
+  for name in (a.strip() for a in args.attacks.split(",")):
+    if name in poisons.attack_names():
+      chosen.append(poisons.get_attack(name).spec(values))
+    elif name:
+      chosen.append(name)
+  return poisoning.PoisonSpec(attacks=tuple(chosen), ratio=args.ratio,
+                              eps=args.eps, seed=args.seed,
+                              victim=victim_spec(args))
 
 
 def run(args):

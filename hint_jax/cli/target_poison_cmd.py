@@ -13,7 +13,7 @@ from hint_jax.cli.poison_cmd import add_victim_dir_arg, victim_spec
 from hint_jax.cli.train_cmd import (add_data_args, add_epoch_schedule_arg,
                                     data_spec)
 from hint_jax.models import MODEL_NAMES
-from hint_jax.pipeline import poisoning
+from hint_jax.pipeline import poisoning, poisons
 
 
 def register(sub):
@@ -22,7 +22,7 @@ def register(sub):
                      "Feature Collision) against one test image")
   add_data_args(p)
   d = poisoning.TargetSpec("gm")
-  p.add_argument("--attack", required=True, choices=poisoning.TARGETED)
+  p.add_argument("--attack", required=True, choices=poisons.targeted_names())
   p.add_argument("--target-index", type=nonneg_int, default=None,
                  help="the target's index in the test split (default: "
                  "drawn from --seed)")

@@ -571,8 +571,6 @@ class TargetedCell:
 
 
 TABLE3_ATTACKS = ("gm", "mp", "bp", "fc")
-# Attacks on a frozen, pre-trained extractor (the others train from scratch).
-TRANSFER_ATTACKS = ("bp", "fc")
 QUICK_TARGETED_CRAFT = ("--budget", "0.005", "--steps", "20", "--restarts",
                         "2", "--ensemble", "2", "--victim-epochs", "5")
 _add(TargetedProfile(

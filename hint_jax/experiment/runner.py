@@ -64,6 +64,7 @@ from hint_jax.experiment import configs as exp_configs
 from hint_jax.experiment.configs import (TargetedCell, TargetedProfile,
                                          get_profile)
 from hint_jax.errors import ConfigError, DataError
+from hint_jax.pipeline import poisons
 from hint_jax.pipeline.files import check_out, make_out, write_json_atomic
 
 POISON_LOWER_STREAM = 7   # key of lower_ratio: fold_in(key(poison seed), 7)
@@ -316,7 +317,7 @@ class Runner:
     argv = ["train"] + cell.train_flags()
     if isinstance(cell, TargetedCell):
       argv += ["--poison", str(targeted_poison_file(self.out, cell))]
-      if cell.attack in exp_configs.TRANSFER_ATTACKS:
+      if poisons.get_targeted(cell.attack).scenario == "transfer":
         # The extractor the set was crafted on, trained once (not part of
         # the cell's identity: it only saves the re-training).
         argv += ["--victim-dir", str(self.out / "victims")]

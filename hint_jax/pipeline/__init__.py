@@ -4,6 +4,9 @@
 resumably into a folder and writes the same ``result.json`` and
 ``metrics.jsonl`` as ``hint-jax train``; every defence is a `JobDefence`
 registered as a `DefenceKind` (`register_defence` adds your own);
+`run_poison` and `run_target_poison` craft poisoned sets with the attacks
+registered as `AttackKind` / `TargetedKind` (`register_attack`,
+`register_targeted` add your own);
 `run_attribute` scores training examples for test examples
 with one of `hint_jax.attribution`'s estimators; `run_groundtruth`
 retrains many models on subsets or leave-one-out sets (the ground truth
@@ -27,5 +30,9 @@ from hint_jax.pipeline.training import (METRICS_FILE, RESULT_FILE, Reporter,
                                         clean_train_config, load_splits,
                                         run_train, target_outcome,
                                         train_clean)
+from hint_jax.pipeline.poisons import (AttackContext, AttackKind, Crafting,
+                                       DapSpec, DcSpec, DurpSpec, PgdSpec,
+                                       TargetCrafting, TargetedKind,
+                                       register_attack, register_targeted)
 from hint_jax.pipeline.poisoning import (PoisonSpec, TargetSpec, VictimSpec,
                                          run_poison, run_target_poison)
