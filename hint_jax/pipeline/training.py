@@ -299,8 +299,21 @@ def _this_process(splits, poison_mask, notes):
   return splits, None if poison_mask is None else poison_mask[mine]
 
 
-def _run(job, out, mesh, reporter, held):
-  t_start = time.perf_counter()
+@dataclasses.dataclass
+class _Inputs:
+  """A job's inputs once checked: the training configuration, the
+  defence's resolved configuration, the data (poisoned rows applied), the
+  poisoned set (or None) and the lines to say once the run starts."""
+  cfg: object
+  defence_cfg: object
+  dataset: object
+  splits: object
+  poisoned: "_Poisoned | None"
+  notes: list
+
+
+def _read_inputs(job, reporter) -> _Inputs:
+  """Checks the settings, then reads the data and the poisoned set."""
   data, tr = job.data, job.train
   name = defence_name(job.defence)
   cfg = tr.config(data.dataset)
@@ -323,12 +336,26 @@ def _run(job, out, mesh, reporter, held):
               else _read_poison(job, splits, cfg, notes))
   if poisoned is not None:
     splits = dataclasses.replace(splits, x_train=poisoned.x_poisoned)
-  if _is_transfer(poisoned):
+  return _Inputs(cfg, defence_cfg, dataset, splits, poisoned, notes)
+
+
+def _run(job, out, mesh, reporter, held):
+  t_start = time.perf_counter()
+  inputs = _read_inputs(job, reporter)
+  if _is_transfer(inputs.poisoned):
     held.take(out)
-    for note in notes:
+    for note in inputs.notes:
       reporter.note(note)
-    return _run_transfer(job, out, t_start, dataset, splits, poisoned.ps,
-                         poisoned.x_poisoned, poisoned.x_clean, reporter)
+    return _run_transfer(job, out, t_start, inputs, reporter)
+  return _run_plain(job, out, mesh, reporter, held, t_start, inputs)
+
+
+def _run_plain(job, out, mesh, reporter, held, t_start, inputs: _Inputs):
+  """Trains the whole network (with the defence's hooks) on the training
+  set, resuming from the folder's checkpoint."""
+  data, tr = job.data, job.train
+  cfg, splits, poisoned, notes = (inputs.cfg, inputs.splits, inputs.poisoned,
+                                  inputs.notes)
   if poisoned is not None:
     notes.append(f"poisoned training set: {poisoned.record['counts']}")
   if job.victim_dir is not None:
@@ -342,41 +369,54 @@ def _run(job, out, mesh, reporter, held):
   num_train = len(splits.x_train)  # all processes together
   splits, poison_mask = _this_process(
       splits, None if poisoned is None else poisoned.mask, notes)
-  defence = make_defence(defence_cfg, model, splits, epochs=cfg.epochs,
-                         x_clean=None if poisoned is None
+  defence = make_defence(inputs.defence_cfg, model, splits,
+                         epochs=cfg.epochs, x_clean=None if poisoned is None
                          else poisoned.x_clean, mesh=mesh,
                          on_stage=reporter.stage)
   cfg = defence.train_config(cfg)
   trainer = Trainer(model, cfg, num_train, adversary=defence.adversary(model),
                     mesh=mesh)
   state = trainer.init_state(jax.random.key(tr.seed))
-  settings = {"dataset": data.dataset, "source": dataset.source,
+  settings = {"dataset": data.dataset, "source": inputs.dataset.source,
               "model": model_name, "seed": tr.seed,
               "split_seed": data.split_seed, "subset": data.subset,
-              "num_val": len(splits.x_val), "defense": name,
+              "num_val": len(splits.x_val), "defense": defence.name,
               "poison": None if poisoned is None else poisoned.record,
               "config": json.loads(json.dumps(dataclasses.asdict(cfg)))}
   if defence.config is not None:
-    settings[name] = defence.settings()
+    settings[defence.name] = defence.settings()
   run = _Training(job, out, cfg, trainer, defence, settings, reporter)
   state, splits = run.resume(state, splits, notes)
   state = run.fit(state, splits)
-  result = _plain_result(run, state, splits, dataset, num_train, t_start,
-                         mesh)
+  result = _plain_result(run, state, splits, inputs.dataset, num_train,
+                         t_start, mesh)
   if poisoned is not None and poisoned.ps.target_x is not None:
     result["target"] = target_outcome(model, state, poisoned.ps.target_x,
                                       poisoned.record["target"])
-    t = result["target"]
-    reporter.note(f"target test image {t['index']}: predicted "
-                  f"{t['predicted']}, intended {t['intended_class']} -> "
-                  f"attack {'succeeded' if t['success'] else 'failed'}")
+    _say_target(result["target"], reporter)
   result.update(defence.record(poison_mask))
   if run.writer:
     files.write_output(out, lambda p: defence.write_files(p, splits.train_idx),
                        "the same job")
-    files.write_output(out / RESULT_FILE, lambda p: files.write_json_atomic(
-        p, result), "the same job")
+    _write_result(out, result)
   return result
+
+
+def _say_target(t, reporter):
+  reporter.note(f"target test image {t['index']}: predicted "
+                f"{t['predicted']}, intended {t['intended_class']} -> "
+                f"attack {'succeeded' if t['success'] else 'failed'}")
+
+
+def _write_result(out, result):
+  files.write_output(out / RESULT_FILE, lambda p: files.write_json_atomic(
+      p, result), "the same job")
+
+
+def _environment(t_start) -> dict:
+  """The result's entries on where and how long it ran (both scenarios)."""
+  return {"total_seconds": time.perf_counter() - t_start,
+          "backend": jax.default_backend(), "jax_version": jax.__version__}
 
 
 class _Training:
@@ -486,16 +526,14 @@ def _plain_result(run, state, splits, dataset, num_train, t_start, mesh):
       "val_accuracy": history[-1].get("val_accuracy") if history else None,
       "train_seconds": sum(r["train_seconds"] for r in history),
       "defense_seconds": sum(r.get("hook_seconds", 0.0) for r in history),
-      "total_seconds": time.perf_counter() - t_start,
-      "backend": jax.default_backend(), "jax_version": jax.__version__,
+      **_environment(t_start),
       "machine": platform.machine(), "config": settings["config"],
       "devices": 1 if mesh is None else mesh.size,
       "processes": jax.process_count(),
   }
 
 
-def _run_transfer(job, out, t_start, dataset, splits, ps, x_poisoned,
-                  x_clean, reporter):
+def _run_transfer(job, out, t_start, inputs: _Inputs, reporter):
   """The transfer scenario of a targeted poisoned set: pre-train on the
   clean 90% with the crafting run's own model, seed and epochs (so the
   victim's feature extractor is the one the attack saw: white-box, as in
@@ -518,6 +556,7 @@ def _run_transfer(job, out, t_start, dataset, splits, ps, x_poisoned,
     0.062 against targeted attacks).
   """
   data, tr = job.data, job.train
+  splits, ps = inputs.splits, inputs.poisoned.ps
   top_cfg = transfer.TopLayerConfig()
   # Settings are checked before the extractor is trained.
   defence_cfg = resolve_defence(job.defence, data.dataset, top_cfg.epochs,
@@ -525,8 +564,48 @@ def _run_transfer(job, out, t_start, dataset, splits, ps, x_poisoned,
   for note in defence_notes(job.defence, data.dataset, top_cfg.epochs,
                             tr.epoch_schedule):
     reporter.note(note)
+  pre, fine, poisoned_rows = _transfer_rows(job, splits, ps)
+  model, state, trainer, extractor = _pretrained_extractor(
+      job, out, splits, ps, pre, reporter)
+  params = transfer.reinit_top_layer(model, state.params,
+                                     jax.random.key(tr.seed))
+  x_fine, y_fine = inputs.poisoned.x_poisoned[fine], splits.y_train[fine]
+  fine_splits = dataclasses.replace(splits, x_train=x_fine, y_train=y_fine)
+  defence = make_defence(defence_cfg, model, fine_splits,
+                         epochs=top_cfg.epochs,
+                         x_clean=inputs.poisoned.x_clean[fine])
+  t_top = time.perf_counter()
+  params = transfer.train_top_layer(
+      model, params, state.model_state, x_fine, y_fine,
+      jax.random.fold_in(jax.random.key(tr.seed), 1), config=top_cfg,
+      before_epoch=defence.transfer_hook(state, tr.seed),
+      rows=defence.active_indices, adversary=defence.adversary(model))
+  top_seconds = time.perf_counter() - t_top
+  state = state.replace(params=params)
+  final = trainer.evaluate(state, splits.x_test, splits.y_test)
+  result = {
+      "dataset": data.dataset, "source": inputs.dataset.source,
+      "model": extractor.pop("model"), "seed": tr.seed,
+      "defense": defence.name, "poison": inputs.poisoned.record,
+      "scenario": "transfer", "num_pretrain": len(pre),
+      "num_finetune": len(fine), **extractor,
+      "top_layer": dataclasses.asdict(top_cfg),
+      "test_accuracy": final["accuracy"], "test_loss": final["loss"],
+      "top_layer_seconds": top_seconds, **_environment(t_start),
+      "target": target_outcome(model, state, ps.target_x, ps.target),
+  }
+  _say_target(result["target"], reporter)
+  result.update(defence.record(np.isin(fine, poisoned_rows), transfer=True))
+  if files.is_writer():
+    _write_result(out, result)
+  return result
+
+
+def _transfer_rows(job, splits, ps):
+  """``(pre-training rows, fine-tuning rows, poisoned rows)`` of the
+  file's transfer split, the poisons checked to lie in the fine-tuning
+  part."""
   target = ps.target
-  victim = ps.meta.get("victim") or {}
   pre, fine = transfer.transfer_split(
       len(splits.x_train), jax.random.key(target["transfer_split_seed"]),
       target["pretrain_fraction"])
@@ -535,6 +614,17 @@ def _run_transfer(job, out, t_start, dataset, splits, ps, x_poisoned,
     raise DataError(f"{job.poison}: poisons lie in the pre-training part "
                     "of its transfer split; the file is not a transfer-"
                     "scenario set")
+  return pre, fine, poisoned_rows
+
+
+def _pretrained_extractor(job, out, splits, ps, pre, reporter):
+  """The crafting run's extractor, pre-trained (or reloaded from the run
+  folder or the victim cache) on the clean rows ``pre``: ``(model, state,
+  trainer, entries)``, the entries the result records of it (the model's
+  name, its test accuracy beside the crafting run's, and its own verdict
+  on the target)."""
+  data, tr = job.data, job.train
+  victim = ps.meta.get("victim") or {}
   model_name = (victim.get("model") or tr.model
                 or default_model(data.dataset, splits.x_train.shape[1:]))
   pre_splits = dataclasses.replace(splits, x_train=splits.x_train[pre],
@@ -555,44 +645,12 @@ def _run_transfer(job, out, t_start, dataset, splits, ps, x_poisoned,
       augment=victim.get("augment"), **schedule, **identity)
   # The pre-trained network's own verdict (its pre-training top layer):
   # the clean reference for the target, as the crafting run saw it.
-  pretrain_target = target_outcome(model, state, ps.target_x, target)
-  params = transfer.reinit_top_layer(model, state.params,
-                                     jax.random.key(tr.seed))
-  x_fine, y_fine = x_poisoned[fine], splits.y_train[fine]
-  fine_splits = dataclasses.replace(splits, x_train=x_fine, y_train=y_fine)
-  defence = make_defence(defence_cfg, model, fine_splits,
-                         epochs=top_cfg.epochs, x_clean=x_clean[fine])
-  t_top = time.perf_counter()
-  params = transfer.train_top_layer(
-      model, params, state.model_state, x_fine, y_fine,
-      jax.random.fold_in(jax.random.key(tr.seed), 1), config=top_cfg,
-      before_epoch=defence.transfer_hook(state, tr.seed),
-      rows=defence.active_indices, adversary=defence.adversary(model))
-  top_seconds = time.perf_counter() - t_top
-  state = state.replace(params=params)
-  final = trainer.evaluate(state, splits.x_test, splits.y_test)
-  result = {
-      "dataset": data.dataset, "source": dataset.source, "model": model_name,
-      "seed": tr.seed, "defense": defence_name(job.defence),
-      "poison": _poison_record(job.poison, ps),
-      "scenario": "transfer", "num_pretrain": len(pre),
-      "num_finetune": len(fine),
-      "pretrain_test_accuracy": pre_acc,
+  verdict = target_outcome(model, state, ps.target_x, ps.target)
+  return model, state, trainer, {
+      "model": model_name, "pretrain_test_accuracy": pre_acc,
       "crafting_extractor_test_accuracy": victim.get("test_accuracy"),
-      "pretrain_target": {k: pretrain_target[k] for k in (
-          "predicted", "intended_probability", "true_probability")},
-      "top_layer": dataclasses.asdict(top_cfg),
-      "test_accuracy": final["accuracy"], "test_loss": final["loss"],
-      "top_layer_seconds": top_seconds,
-      "total_seconds": time.perf_counter() - t_start,
-      "target": target_outcome(model, state, ps.target_x, target),
-      "backend": jax.default_backend(), "jax_version": jax.__version__,
-  }
-  result.update(defence.record(np.isin(fine, poisoned_rows), transfer=True))
-  if files.is_writer():
-    files.write_output(out / RESULT_FILE, lambda p: files.write_json_atomic(
-        p, result), "the same job")
-  return result
+      "pretrain_target": {k: verdict[k] for k in (
+          "predicted", "intended_probability", "true_probability")}}
 
 
 __all__ = ["JobDefence", "Reporter", "clean_model_folder",
