@@ -144,3 +144,61 @@ def test_poison_and_target_poison_on_own_data(tmp_path, capsys):
                "--out", str(out)] + dataset)
     assert rc == 0, capsys.readouterr().err
     assert (out / "result.json").exists()
+
+
+def _npz(path, n_train=150, seed=0):
+  rng = np.random.default_rng(seed)
+  y = np.arange(n_train + 30) % 3
+  x = (rng.normal(60, 10, (len(y), 8, 8)) + 60 * y[:, None, None]).clip(
+      0, 255).astype(np.uint8)
+  np.savez(path, x_train=x[:n_train], y_train=y[:n_train],
+           x_test=x[n_train:], y_test=y[n_train:])
+  return path
+
+
+@pytest.mark.slow
+def test_experiment_quick_profiles_on_own_data(tmp_path, capsys):
+  """`experiment --dataset` runs a quick profile on an npz and on an image
+  folder of the user's own: cells and the report carry a file-safe name,
+  and the contents' digest is part of every cell's id."""
+  path = _npz(tmp_path / "mine.npz")
+  given = tmp_path / "p1.npz"   # a cheap p = 1 set instead of the mix
+  assert main(["poison", "--dataset", f"npz:{path}", "--attacks", "durp",
+               "--out", str(given), "--no-progress"]) == 0
+  exp = tmp_path / "exp"
+  argv = ["experiment", "table2", "--profile", "quick", "--dataset",
+          f"npz:{path}", "--poison-file", str(given), "--ratios", "1",
+          "--methods", "none", "--out", str(exp), "--no-progress"]
+  assert main(argv) == 0, capsys.readouterr().err
+  cells = sorted(p.name for p in (exp / "cells").iterdir())
+  assert len(cells) == 1 and cells[0].startswith("npz-mine_p1_none_t0_")
+  result = json.loads((exp / "cells" / cells[0] / "result.json").read_text())
+  assert result["dataset"] == f"npz:{path}"
+  assert main(["report", str(exp)]) == 0
+  report = (exp / "report.md").read_text()
+  assert f"### npz:{path}" in report and "Run on npz:" in report
+  assert all(f.parent == exp / "figures"
+             for f in (exp / "figures").rglob("*") if f.is_file())
+  # Other contents at the same path: no finished cell is reused.
+  capsys.readouterr()
+  _npz(path, seed=1)
+  assert main(argv + ["--dry-run"]) == 0
+  assert "0 finished" in capsys.readouterr().out
+  # A targeted profile on an image folder (gradient matching, one trial).
+  root = _folder(tmp_path / "fruit", size=12, per_class=(20, 4))
+  exp3 = tmp_path / "exp3"
+  assert main(["experiment", "table3", "--profile", "quick", "--dataset",
+               f"folder:{root}", "--attacks", "gm", "--trials", "1",
+               "--methods", "none", "--out", str(exp3),
+               "--no-progress"]) == 0, capsys.readouterr().err
+  done = [p for p in (exp3 / "cells").iterdir()
+          if (p / "result.json").exists()]
+  assert [p.name.split("_")[0] for p in done] == ["folder-fruit"]
+
+
+def test_a_profile_of_two_datasets_refuses_another(tmp_path, capsys):
+  assert main(["experiment", "table2", "--profile", "cpu", "--dataset",
+               f"npz:{_npz(tmp_path / 'mine.npz')}", "--dry-run", "--out",
+               str(tmp_path / "exp")]) == 2
+  assert "replace the dataset of a one-dataset profile only" in (
+      capsys.readouterr().err)

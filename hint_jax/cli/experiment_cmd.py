@@ -35,6 +35,11 @@ def register(sub):
                  metavar="FILE", help="use this p = 1 poisoned set (from "
                  "`hint-jax poison --ratio 1`) for its dataset instead of "
                  "crafting one; repeatable, one per dataset")
+  p.add_argument("--dataset", default=None, metavar="NAME",
+                 help="run the profile on this dataset instead of its own "
+                 "(one-dataset profiles, e.g. quick): your own data as "
+                 "npz:PATH or folder:PATH (their contents' digest is part "
+                 "of every cell's id)")
   p.add_argument("--ratios", type=_floats, default=None,
                  help="run only the cells at these p (comma list); the "
                  "report shows what has finished")
@@ -69,6 +74,10 @@ def _run_bench(args):
   and OUT/report.md."""
   from hint_jax.pipeline import files  # pylint: disable=g-import-not-at-top
   from hint_jax.studies import attribution_bench as ab  # pylint: disable=g-import-not-at-top
+  if args.dataset is not None:
+    raise ConfigError(f"--dataset: {BENCH} runs its fixed protocols (dattri's "
+                      "MNIST-10 slice); use hint-jax groundtruth and "
+                      "attribute on your own data")
   if args.profile not in ab.PROFILES:
     raise ConfigError(f"{BENCH} has the profiles {', '.join(ab.PROFILES)}, "
                       f"not {args.profile}")
@@ -141,7 +150,8 @@ def options(args) -> runner.RunOptions:
       data_dir=args.data_dir, poison_files=tuple(args.poison_file),
       ratios=tup(args.ratios), methods=tup(args.methods),
       datasets=tup(args.datasets),
-      attacks=tup(args.attacks), trials=args.trials, dry_run=args.dry_run,
+      attacks=tup(args.attacks), trials=args.trials, dataset=args.dataset,
+      dry_run=args.dry_run,
       progress=not args.no_progress,
       invocation=tuple(invocation_argv(args)))
 
@@ -153,6 +163,8 @@ def invocation_argv(args) -> list:
           "--out", str(args.out)]
   if args.data_dir:
     argv += ["--data-dir", args.data_dir]
+  if args.dataset:
+    argv += ["--dataset", args.dataset]
   for f in args.poison_file:
     argv += ["--poison-file", str(f)]
   if args.ratios is not None:

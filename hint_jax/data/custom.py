@@ -13,6 +13,7 @@ Either is checked as the built-in datasets are (`dataset.check_arrays`),
 and problems are one-line `DataError`s saying what to fix.
 """
 
+import hashlib
 import pathlib
 
 import numpy as np
@@ -126,3 +127,30 @@ def _load_npz(name, path) -> dataset_lib.Dataset:
       x_train=x_train, y_train=y_train, x_test=x_test, y_test=y_test,
       num_classes=num_classes, name=name, source=f"npz:{path}",
       class_names=names, meta={})
+
+
+def content_sha256(name: str) -> str:
+  """The sha256 of a user dataset's contents: the file's bytes (``npz:``,
+  a ``folder:`` archive), or every file under the folder, by relative
+  path and bytes in path order (renaming or changing an image changes
+  it; a file's modification time does not)."""
+  kind, path = metadata.parse_custom(name)
+  path = pathlib.Path(path).expanduser()
+  h = hashlib.sha256()
+  try:
+    if path.is_file():
+      with open(path, "rb") as f:
+        for block in iter(lambda: f.read(1 << 20), b""):
+          h.update(block)
+    elif kind == "folder" and path.is_dir():
+      for p in sorted(q for q in path.rglob("*") if q.is_file()):
+        rel = p.relative_to(path).as_posix().encode()
+        h.update(len(rel).to_bytes(8, "little") + rel)
+        data = p.read_bytes()
+        h.update(len(data).to_bytes(8, "little") + data)
+    else:
+      raise DataError(f"dataset {name}: {path} does not exist")
+  except OSError as e:
+    raise DataError(f"dataset {name}: cannot read {path} "
+                    f"({dataset_lib.error_reason(e)})") from None
+  return h.hexdigest()

@@ -20,6 +20,7 @@ those poisons (`hint_jax.attacks.lower_ratio`), so all tables share it.
 import dataclasses
 import hashlib
 import json
+import pathlib
 from typing import Optional, Tuple
 
 from hint_jax.errors import ConfigError
@@ -149,6 +150,9 @@ class Profile:
     plans: per-dataset plans (`DatasetPlan`) replacing, for their dataset,
       the ratios, methods, trials and flags above; a dataset without one
       runs the profile-wide settings.
+    data_sha256: the content digest of a user dataset the profile runs on
+      (`on_dataset`), part of every key so cells of other contents are
+      never reused; None for the built-in datasets.
   """
   table: str
   name: str
@@ -164,6 +168,7 @@ class Profile:
   more_trials: Tuple[Tuple[float, str, int], ...] = ()
   only_at: Tuple[Tuple[str, Tuple[float, ...]], ...] = ()
   plans: Tuple["DatasetPlan", ...] = ()
+  data_sha256: Optional[str] = None
 
   def __post_init__(self):
     labels = {m.label for m in self.methods}
@@ -174,6 +179,18 @@ class Profile:
         raise ConfigError(f"{self.table}/{self.name}: the {plan.dataset} "
                           "plan needs one of the profile's datasets and "
                           "only its ratios and methods")
+
+  def on_dataset(self, dataset: str, data_sha256: Optional[str] = None):
+    """This profile run on ``dataset`` instead of its one dataset (a
+    dataset plan of it carries over)."""
+    if len(self.datasets) != 1:
+      raise ConfigError(f"{self.table}/{self.name} runs "
+                        f"{', '.join(self.datasets)}; another dataset can "
+                        "replace the dataset of a one-dataset profile only "
+                        "(e.g. --profile quick)")
+    plans = tuple(dataclasses.replace(p, dataset=dataset) for p in self.plans)
+    return dataclasses.replace(self, datasets=(dataset,), plans=plans,
+                               data_sha256=data_sha256)
 
   def plan(self, dataset: str) -> Optional["DatasetPlan"]:
     for plan in self.plans:
@@ -214,6 +231,8 @@ class Profile:
            "split": _split_flags(self.train_flags_of(dataset))}
     if dataset in POISON_REVISIONS:
       key["revision"] = POISON_REVISIONS[dataset]
+    if self.data_sha256 is not None:
+      key["data_sha256"] = self.data_sha256
     return key
 
   def cells(self):
@@ -253,6 +272,19 @@ def _split_flags(flags):
   return out
 
 
+def dataset_slug(dataset: str) -> str:
+  """A dataset's name as file names carry it: a built-in name unchanged; a
+  user dataset (``folder:PATH``, ``npz:PATH``) as its kind and the file's
+  stem, e.g. ``npz-mydata`` (the digest beside it in every id tells two
+  paths of one stem apart)."""
+  kind, sep, path = dataset.partition(":")
+  if not sep:
+    return dataset
+  stem = pathlib.PurePath(path.rstrip("/\\") or "data").name.split(".")[0]
+  safe = "".join(c if c.isalnum() or c == "-" else "_" for c in stem)
+  return f"{kind}-{safe[:40] or 'data'}"
+
+
 def digest(obj) -> str:
   return hashlib.sha256(json.dumps(obj, sort_keys=True).encode()
                         ).hexdigest()[:10]
@@ -286,14 +318,17 @@ class Cell:
   def key(self) -> dict:
     """Everything that determines the cell's result: cells of different
     tables with equal keys are the same run and are shared."""
-    return {"train": self.train_flags(), "ratio": self.ratio,
-            "poison": (self.profile.poison_key(self.dataset)
-                       if self.ratio > 0 else None)}
+    key = {"train": self.train_flags(), "ratio": self.ratio,
+           "poison": (self.profile.poison_key(self.dataset)
+                      if self.ratio > 0 else None)}
+    if self.profile.data_sha256 is not None:
+      key["data_sha256"] = self.profile.data_sha256
+    return key
 
   @property
   def cell_id(self) -> str:
-    return (f"{self.dataset}_p{self.ratio:g}_{self.method.slug}_"
-            f"t{self.trial}_{digest(self.key())}")
+    return (f"{dataset_slug(self.dataset)}_p{self.ratio:g}_"
+            f"{self.method.slug}_t{self.trial}_{digest(self.key())}")
 
 
 _QUICK_POISON = ("--dc-steps", "300")
@@ -456,7 +491,7 @@ class TargetedProfile:
   than ``trials`` (their first ``n``), for profiles where a costly
   defence cannot run every trial; every other method runs ``trials``.
   ``attack_flags``: ``(attack, flags)`` pairs, crafting flags for one
-  attack only (after ``craft_flags``).
+  attack only (after ``craft_flags``). ``data_sha256``: as `Profile`'s.
   """
   table: str
   name: str
@@ -469,6 +504,7 @@ class TargetedProfile:
   description: str = ""
   method_trials: Tuple[Tuple[str, int], ...] = ()
   attack_flags: Tuple[Tuple[str, Tuple[str, ...]], ...] = ()
+  data_sha256: Optional[str] = None
 
   def __post_init__(self):
     labels = {m.label for m in self.methods}
@@ -481,6 +517,11 @@ class TargetedProfile:
   @property
   def datasets(self):
     return (self.dataset,)
+
+  def on_dataset(self, dataset: str, data_sha256: Optional[str] = None):
+    """This profile run on ``dataset`` instead of its own."""
+    return dataclasses.replace(self, dataset=dataset,
+                               data_sha256=data_sha256)
 
   def trials_of(self, method: "Method") -> int:
     return dict(self.method_trials).get(method.label, self.trials)
@@ -535,6 +576,8 @@ class TargetedCell:
            "split": _split_flags(self.profile.train_flags)}
     if self.attack in ATTACK_REVISIONS:
       key["revision"] = ATTACK_REVISIONS[self.attack]
+    if self.profile.data_sha256 is not None:
+      key["data_sha256"] = self.profile.data_sha256
     return key
 
   def craft_flags(self) -> list:
@@ -560,14 +603,14 @@ class TargetedCell:
 
   @property
   def poison_id(self) -> str:
-    return f"{self.dataset}_{self.attack}_t{self.trial}_" + digest(
-        self.poison_key())
+    return (f"{dataset_slug(self.dataset)}_{self.attack}_t{self.trial}_"
+            + digest(self.poison_key()))
 
   @property
   def cell_id(self) -> str:
     twin = "_clean" if self.clean_twin else ""
-    return (f"{self.dataset}_{self.attack}_{self.method.slug}_t{self.trial}"
-            f"{twin}_{digest(self.key())}")
+    return (f"{dataset_slug(self.dataset)}_{self.attack}_{self.method.slug}"
+            f"_t{self.trial}{twin}_{digest(self.key())}")
 
 
 TABLE3_ATTACKS = ("gm", "mp", "bp", "fc")

@@ -373,7 +373,7 @@ def figure2(out, manifests, cells, data_dir, num, fig_dir):
       model = get_model(settings["model"], k, ds.x_test.shape[1:])
       probs[m] = predict(model, params, model_state, ds.x_test)
     idx = pick_test_images(probs["none"].argmax(1), ds.y_test, num)
-    path = fig_dir / f"fig2_predictions_{dataset}.png"
+    path = fig_dir / f"fig2_predictions_{configs.dataset_slug(dataset)}.png"
     predictions_figure(
         ds.x_test[idx], ds.y_test[idx],
         [(m, p[idx]) for m, p in probs.items()], path,
@@ -422,7 +422,7 @@ def figure1(out, manifests, cells, fig_dir):
     if not hint:
       continue
     cell = max(hint, key=lambda c: c["ratio"])
-    path = fig_dir / f"fig1_noise_{dataset}.png"
+    path = fig_dir / f"fig1_noise_{configs.dataset_slug(dataset)}.png"
     noise_figure(out / cell["dir"], path, num=4, pick="changed", seed=0)
     written.append(path)
   return written

@@ -665,7 +665,14 @@ def write_report(out, data_dir=None, num_images=5, tables=None):
   parts += ["", "## Profiles, commands and machine"]
   for m in manifests:
     parts += ["", f"### {m['table']} / {m['profile']}", "",
-              m.get("description", ""), "", "Commands run:", "", "```"]
+              m.get("description", "")]
+    settings = m.get("settings") or {}
+    if settings.get("data_sha256"):
+      own = settings.get("datasets") or [settings.get("dataset")]
+      parts += ["", f"Run on {', '.join(map(str, own))} (`--dataset`) "
+                "instead of the dataset named above; its contents' sha256 "
+                f"{settings['data_sha256']}."]
+    parts += ["", "Commands run:", "", "```"]
     parts += [inv_line(i) for i in m.get("invocations", [])]
     parts += m.get("commands", []) + ["```"]
     spent = compute(m, cells)

@@ -59,6 +59,7 @@ except ImportError:  # Windows: no locks (see the module docstring)
 import jax
 
 from hint_jax import attacks
+from hint_jax import data as data_lib
 from hint_jax import pipeline
 from hint_jax.experiment import configs as exp_configs
 from hint_jax.experiment.configs import (TargetedCell, TargetedProfile,
@@ -93,6 +94,9 @@ class RunOptions:
     poison_files: p = 1 poisoned sets to use instead of crafting them.
     ratios, methods, datasets, attacks, trials: run only these cells
       (None: all).
+    dataset: run the profile on this dataset instead of its own (a
+      one-dataset profile; e.g. the user's ``npz:PATH`` or ``folder:PATH``
+      with ``quick``); None: the profile's.
     dry_run: list the cells, run nothing.
     progress: progress bars in the recorded commands (no: ``--no-progress``).
     invocation: this invocation as typed, for the manifest.
@@ -107,6 +111,7 @@ class RunOptions:
   datasets: Optional[Tuple[str, ...]] = None
   attacks: Optional[Tuple[str, ...]] = None
   trials: Optional[int] = None
+  dataset: Optional[str] = None
   dry_run: bool = False
   progress: bool = True
   invocation: Tuple[str, ...] = ()
@@ -154,7 +159,8 @@ def machine() -> dict:
 
 def poison_dir(out, profile, dataset) -> pathlib.Path:
   key = profile.poison_key(dataset)
-  return out / "poison" / f"{dataset}_{exp_configs.digest(key)}"
+  return out / "poison" / (f"{exp_configs.dataset_slug(dataset)}_"
+                           f"{exp_configs.digest(key)}")
 
 
 def poison_file(out, profile, dataset, ratio) -> pathlib.Path:
@@ -327,8 +333,19 @@ class Runner:
     return argv + ["--out", str(cell_dir(self.out, cell))] + self._common()
 
   # ------------------------------------------------------------ run
-  def run(self) -> Outcome:
+  def profile(self):
+    """The profile this invocation runs (on ``opts.dataset`` when given,
+    with its contents' digest for a user dataset)."""
     profile = get_profile(self.opts.table, self.opts.profile)
+    if self.opts.dataset is None:
+      return profile
+    name = data_lib.check_name(self.opts.dataset)
+    sha = (data_lib.content_sha256(name)
+           if data_lib.parse_custom(name) is not None else None)
+    return profile.on_dataset(name, sha)
+
+  def run(self) -> Outcome:
+    profile = self.profile()
     if isinstance(profile, TargetedProfile):
       return self._run_targeted(profile)
     opts, out = self.opts, self.out
@@ -363,7 +380,7 @@ class Runner:
     for dataset in profile.datasets:
       ratios = [c.ratio for c, d, ch in zip(cells, done, chosen)
                 if c.dataset == dataset and ch and not d]
-      with lock(out, f"poison-{dataset}"):
+      with lock(out, f"poison-{exp_configs.dataset_slug(dataset)}"):
         self.ensure_poison(profile, dataset, ratios,
                            given.get(dataset, (None,))[0])
     todo = [c for c, d, ch in zip(cells, done, chosen) if ch and not d]
