@@ -18,22 +18,26 @@ from hint_jax.bench.timing import median_seconds as _median
 from hint_jax.bench.timing import quiet
 
 
-def trained_convnet(data_dir, train_epochs, subset, note=quiet):
-  """The MNIST ConvNet trained ``train_epochs`` epochs on ``subset``
-  training images (None: all), untimed: ``(splits, model, trainer,
-  state)``."""
+def trained_convnet(data_dir, train_epochs, subset, note=quiet,
+                    dataset="mnist"):
+  """The dataset's default network (MNIST: the ConvNet) trained
+  ``train_epochs`` epochs on at most ``subset`` training images (None:
+  all), untimed: ``(splits, model, trainer, state)``."""
   # pylint: disable=g-import-not-at-top
   from hint_jax import data as data_lib
   from hint_jax.models import get_model
   from hint_jax.train import Trainer, fit
-  from hint_jax.train.presets import preset
-  dataset = data_lib.load_dataset("mnist", data_dir)
-  splits = data_lib.split_train_val(dataset, subset=subset)
+  from hint_jax.train.presets import default_model, preset
+  loaded = data_lib.load_dataset(dataset, data_dir)
+  splits = data_lib.split_train_val(loaded)
+  if subset is not None and subset < len(splits.x_train):
+    splits = data_lib.split_train_val(loaded, subset=subset)
   n = len(splits.x_train)
-  model = get_model("convnet", 10, (28, 28, 1))
-  cfg = preset("mnist", epochs=train_epochs, eval_every=0)
+  name = default_model(dataset, splits.x_train.shape[1:])
+  model = get_model(name, splits.num_classes, splits.x_train.shape[1:])
+  cfg = preset(dataset, epochs=train_epochs, eval_every=0)
   trainer = Trainer(model, cfg, n)
-  note(f"training the ConvNet for {cfg.epochs} epoch(s) on {n} images "
+  note(f"training the {name} for {cfg.epochs} epoch(s) on {n} images "
        "(one device, not timed) ...")
   state, _, _ = fit(trainer, trainer.init_state(jax.random.key(0)), splits)
   return splits, model, trainer, state
@@ -207,16 +211,17 @@ def _time_i_pert(b: _Setting, fig, ratio, sample):
 
 
 def influence_figures(data_dir=None, *, quick=False, repeats=3,
-                      train_epochs=1, ratio=0.5, note=quiet) -> dict:
+                      train_epochs=1, ratio=0.5, note=quiet,
+                      dataset="mnist") -> dict:
   """Times one training epoch, the feature pass, HVPs, s_test by each
   solver, I_up over every training example and I_pert over ceil(ratio n)
   of them (vectorised against a per-example loop) on the MNIST ConvNet
-  trained ``train_epochs`` epochs; ``quick``: 5000 images, one repeat.
-  Returns ``{"benchmark", "n_train", "quick", "repeats", "backend",
-  "figures"}``."""
+  (or ``dataset``'s default network) trained ``train_epochs`` epochs;
+  ``quick``: at most 5000 images, one repeat. Returns ``{"benchmark", "dataset",
+  "n_train", "quick", "repeats", "backend", "figures"}``."""
   repeats = 1 if quick else repeats
   splits, model, trainer, state = trained_convnet(
-      data_dir, train_epochs, 5000 if quick else None, note)
+      data_dir, train_epochs, 5000 if quick else None, note, dataset)
   b = _Setting(splits, model, trainer, state, repeats, quick, note)
   fig = {}
   _time_training_and_features(b, fig)
@@ -225,7 +230,8 @@ def influence_figures(data_dir=None, *, quick=False, repeats=3,
   sample = 200 if not quick else 50
   _time_i_up(b, fig, sample)
   _time_i_pert(b, fig, ratio, sample)
-  return {"benchmark": "influence", "n_train": len(splits.x_train),
+  return {"benchmark": "influence", "dataset": dataset,
+          "n_train": len(splits.x_train),
           "quick": quick, "repeats": repeats,
           "backend": jax.default_backend(), "figures": fig}
 

@@ -32,6 +32,7 @@ def register(sub):
   _register_influence(bsub)
   _register_hint(bsub)
   _register_defenses(bsub)
+  _register_all(bsub)
 
 
 def _write(path, record):
@@ -331,3 +332,59 @@ def bench_defenses(args):
     defence_bench_figure(fig, args.plot)
     print(f"wrote {args.plot}")
   return 0
+
+
+# -------------------------------------------------------------------- all
+def _register_all(bsub):
+  from hint_jax.bench.suite import PARTS  # pylint: disable=g-import-not-at-top
+  p = bsub.add_parser("all", help="every benchmark in one run (training, "
+                      "HINT's overhead, influence, attribution) on the "
+                      "backend JAX finds, with the device and versions")
+  p.add_argument("--data-dir", default=None)
+  p.add_argument("--quick", action="store_true",
+                 help="a smoke run of minutes without data files (random "
+                 "images for throughput, the embedded digits otherwise)")
+  p.add_argument("--parts", default=",".join(PARTS),
+                 help=f"comma-separated, from {', '.join(PARTS)}")
+  p.add_argument("--no-torch", action="store_true",
+                 help="skip the PyTorch references even if torch is "
+                 "installed")
+  p.add_argument("--json", default=None,
+                 help="write the figures here (after every part)")
+  p.set_defaults(func=bench_all)
+
+
+def bench_all(args):
+  from hint_jax.bench import suite  # pylint: disable=g-import-not-at-top
+  parts = tuple(t.strip() for t in args.parts.split(",") if t.strip())
+  unknown = [t for t in parts if t not in suite.PARTS]
+  if unknown or not parts:
+    raise ConfigError(f"--parts: unknown {', '.join(unknown) or '(none)'}; "
+                      f"choose from {', '.join(suite.PARTS)}")
+  record = suite.run_all(args.data_dir, quick=args.quick,
+                         torch=not args.no_torch, parts=parts, note=info,
+                         on_part=lambda r: _write(args.json, r))
+  env = record["environment"]
+  print(f"bench all{' --quick' if args.quick else ''} on "
+        f"{env['backend']} ({env['device_kind']}; jax "
+        f"{env['versions'].get('jax')}; {env['xla_options']}):")
+  for name in parts:
+    print(f"  {name:12s} {record['seconds'][name]:8.1f} s")
+  _print_all(record["parts"])
+  return 0
+
+
+def _print_all(parts):
+  for result in (parts.get("train") or {}).get("results", []):
+    for name, fig in result["figures"].items():
+      ratio = fig.get("speed_vs_pytorch_median")
+      print(f"  train {result['model']:12s} {name:22s} "
+            f"{fig['images_per_second']:8.1f} images/s"
+            + ("" if ratio is None else f"  {ratio:.2f}x PyTorch"))
+  for name, fig in ((parts.get("hint") or {}).get("settings") or {}).items():
+    print(f"  hint {name}: HINT / plain {fig['time_ratio']:.3f}x over "
+          f"{fig['epochs']} epochs")
+  for name, fig in ((parts.get("attribution") or {}).get("estimators")
+                    or {}).items():
+    print(f"  attribution {name:10s} prepare {fig['prepare_s']:7.2f} s, "
+          f"scores {fig['scores_s']:7.2f} s")
