@@ -166,14 +166,19 @@ def convnet_arms(proj_dim=512) -> Tuple[Arm, ...]:
   one full-data model; TRAK over several models and TracIn, which need
   models with their own statistics, are not here): HINT's top-layer
   scores, the same solve on the top layer with a damping grid, and the
-  whole-network estimators, cheapest first."""
+  whole-network estimators, cheapest first.
+
+  Not CG (planned, dropped before it ran): 50 Gauss-Newton products over
+  1000 images for each of 500 test points is 25 million per-example
+  products per damping value, about 20 hours per value at the 2.9 ms per
+  product the whole-network CG benchmark measured on this CPU
+  (experiments/results/influence_bench_cpu/README.md, "Amendment")."""
   return (
       HINT_TOP,
       Arm("top_explicit", "explicit", (("curvature", "ggn"),), "damping",
           DAMPING + (0.5,), params=("head",)),
       *_cheap_whole_network_arms(),
       Arm("trak-1", "trak", (("proj_dim", proj_dim),), members="trak-1"),
-      _SUBSAMPLED_CG,
   )
 
 
