@@ -4,6 +4,7 @@ import argparse
 import sys
 import time
 
+from hint_jax.errors import ConfigError
 from hint_jax.pipeline import files, options
 
 
@@ -69,6 +70,22 @@ def add_option(group, option: options.Option):
                      type=_argument_type(option.read),
                      default=option.default, choices=option.choices,
                      metavar=option.metavar, help=option.help or None)
+
+
+def add_kind_options(p, kinds, what: str):
+  """Each registered kind's (a defence's, an attack's) `Option`s in an
+  argument group of its own; an option that clashes with another is one
+  line naming ``what`` and the kind."""
+  for kind in kinds:
+    if not kind.options:
+      continue
+    group = p.add_argument_group(kind.help or kind.label)
+    for option in kind.options:
+      try:
+        add_option(group, option)
+      except argparse.ArgumentError as e:
+        raise ConfigError(f"{what} {kind.name}: option {option.flag} cannot "
+                          f"be added ({e})") from None
 
 
 # Without a terminal (a log file, nohup), progress is written as plain

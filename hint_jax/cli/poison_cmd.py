@@ -1,15 +1,13 @@
 """``hint-jax poison``: craft a (mixed) poisoned training set and write the
 poisoned-dataset file (`hint_jax.pipeline.run_poison` does the work)."""
 
-import argparse
 import time
 
 from hint_jax import pipeline
-from hint_jax.cli.common import (CliReporter, add_option, check_out_file,
+from hint_jax.cli.common import (CliReporter, add_kind_options, check_out_file,
                                  finite_float, nonneg_int, positive_int)
 from hint_jax.cli.train_cmd import (add_data_args, add_epoch_schedule_arg,
                                     data_spec)
-from hint_jax.errors import ConfigError
 from hint_jax.models import MODEL_NAMES
 from hint_jax.pipeline import poisoning, poisons
 
@@ -46,19 +44,10 @@ def register(sub):
 
 
 def add_attack_args(p):
-  """Every registered untargeted attack's options, each in its own group
-  (one group for all when their headings say nothing)."""
-  for name in poisons.attack_names():
-    kind = poisons.get_attack(name)
-    if not kind.options:
-      continue
-    group = p.add_argument_group(kind.help or kind.label)
-    for option in kind.options:
-      try:
-        add_option(group, option)
-      except argparse.ArgumentError as e:
-        raise ConfigError(f"attack {name}: option {option.flag} cannot be "
-                          f"added ({e})") from None
+  """Every registered untargeted attack's options, each in its own
+  group."""
+  add_kind_options(p, [poisons.get_attack(n) for n in poisons.attack_names()],
+                   "attack")
 
 
 def add_victim_dir_arg(p):

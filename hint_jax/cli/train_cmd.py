@@ -1,14 +1,10 @@
 """``hint-jax train``: train a model on a dataset, write result.json and
 metrics.jsonl, resume from the last finished epoch if interrupted."""
 
-
-import argparse
-
 from hint_jax import pipeline
-from hint_jax.cli.common import (CliReporter, OneLineParser, add_option,
+from hint_jax.cli.common import (CliReporter, OneLineParser, add_kind_options,
                                  check_out, finite_float, nonneg_int,
                                  positive_float, positive_int)
-from hint_jax.errors import ConfigError
 from hint_jax.models import MODEL_NAMES
 from hint_jax.pipeline import defences, specs
 from hint_jax.train.presets import EPOCH_SCHEDULES
@@ -116,16 +112,8 @@ def add_defence_args(p):
   in its own group."""
   p.add_argument("--defense", choices=defences.names(), default="none",
                  help="defence to train with (default: none)")
-  for name in defences.names():
-    kind = defences.get(name)
-    if kind.options:
-      group = p.add_argument_group(kind.help or kind.label)
-      for option in kind.options:
-        try:
-          add_option(group, option)
-        except argparse.ArgumentError as e:
-          raise ConfigError(f"defence {name}: option {option.flag} "
-                            f"cannot be added ({e})") from None
+  add_kind_options(p, [defences.get(n) for n in defences.names()],
+                   "defence")
 
 
 def register(sub):
