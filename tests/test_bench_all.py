@@ -42,3 +42,15 @@ def test_bench_all_refuses_an_unknown_part(capsys):
   err = capsys.readouterr().err.strip()
   assert err == ("hint-jax: error: --parts: unknown magic; choose from "
                  "train, hint, influence, attribution")
+
+
+def test_the_full_hint_part_makes_one_noise_update(data_dir):
+  """The shortened MNIST setting keeps an update inside its epochs: the
+  setting's own schedule {9} is trimmed away at 3 epochs."""
+  from hint_jax.bench import hint as bench  # pylint: disable=g-import-not-at-top
+  spec = suite.hint_spec(str(data_dir), quick=False)
+  _, _, _, cfg, hcfg = bench._setting("mnist", spec)  # pylint: disable=protected-access
+  assert cfg.epochs == suite.HINT_EPOCHS == 3
+  assert hcfg.schedule == (2,)
+  plain = bench.HintBench(data_dir=str(data_dir), epochs=suite.HINT_EPOCHS)
+  assert bench._setting("mnist", plain)[4].schedule == ()  # pylint: disable=protected-access

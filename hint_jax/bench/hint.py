@@ -47,6 +47,7 @@ class HintBench:
   """The benchmark's settings (see the module docstring)."""
   data_dir: str = None
   epochs: int = None           # override the setting's (schedule trimmed)
+  schedule: tuple = None       # override the setting's HINT schedule
   cifar_model: str = "resnet_tiny"
   cifar_subset: int = 2000
   cifar_source: str = "auto"
@@ -86,6 +87,8 @@ def _setting(name, args):
     hcfg = hint.HintConfig(ratio=0.5, schedule=(2, 4))
   else:
     raise ConfigError(f"unknown setting {name!r}; choose from {SETTINGS}")
+  if args.schedule is not None:
+    hcfg = dataclasses.replace(hcfg, schedule=tuple(args.schedule))
   if args.epochs is not None:
     cfg = dataclasses.replace(cfg, epochs=args.epochs)
     hcfg = dataclasses.replace(
