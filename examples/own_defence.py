@@ -4,7 +4,7 @@ Python and from the command line.
 
     python examples/own_defence.py
     hint-jax --plugin examples/own_defence.py train --dataset digits \
-        --defense squeeze --squeeze-bits 3 --epochs 2 --out runs/squeeze
+        --defence squeeze --squeeze-bits 3 --epochs 2 --out runs/squeeze
 
 The first trains a small ConvNet on the embedded 8x8 digits twice (2
 epochs each, under a minute), once through `hint_jax.pipeline.run_train`
@@ -70,7 +70,7 @@ pipeline.register_defence(pipeline.DefenceKind(
     build=lambda config, model, splits, **_: SqueezeDefence(config),
     options=(Option("--squeeze-bits", "bits", whole_number(1), 4,
                     help="bits kept per pixel (1-8)"),),
-    help="squeeze (--defense squeeze; examples/own_defence.py)"))
+    help="squeeze (--defence squeeze; examples/own_defence.py)"))
 
 
 def main():
@@ -79,12 +79,12 @@ def main():
         data=pipeline.DataSpec("digits"), train=pipeline.TrainSpec(epochs=2),
         defence=SqueezeSpec(bits=3))
     result = pipeline.run_train(job, pathlib.Path(tmp) / "python")
-    print(f"from Python: defence {result['defense']} "
+    print(f"from Python: defence {result['defence']} "
           f"{result['squeeze']}, test accuracy "
           f"{100 * result['test_accuracy']:.2f}%")
     cli = subprocess.run(
         [sys.executable, "-m", "hint_jax.cli.main", "--plugin", __file__,
-         "train", "--dataset", "digits", "--defense", "squeeze",
+         "train", "--dataset", "digits", "--defence", "squeeze",
          "--squeeze-bits", "3", "--epochs", "2", "--no-progress",
          "--out", str(pathlib.Path(tmp) / "cli")],
         capture_output=True, text=True, check=False)

@@ -23,7 +23,7 @@ from hint_jax import xla_options
 from hint_jax.bench.timing import interleaved_medians
 from hint_jax.attacks.gradient_matching import (gradient_alignment,
                                                 param_gradient)
-from hint_jax.defenses.atda import AtdaConfig, make_adversary
+from hint_jax.defences.atda import AtdaConfig, make_adversary
 from hint_jax.models import get_model
 from hint_jax.train import Trainer
 from hint_jax.train.presets import preset

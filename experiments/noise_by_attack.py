@@ -1,6 +1,6 @@
 """What HINT's noise did to each attack's poisons in one trained cell.
 
-For a `hint-jax train --defense hint --poison FILE` run (its
+For a `hint-jax train --defence hint --poison FILE` run (its
 ``hint_noise.npz``) and the poisoned set it trained on, per attack of the
 set (and for the clean rows): how many rows HINT selected, the mean |delta|
 of the float noise and of the stored change in grey levels, the share of

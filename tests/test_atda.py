@@ -9,7 +9,7 @@ import jax.numpy as jnp
 import numpy as np
 import pytest
 
-from hint_jax.defenses import atda
+from hint_jax.defences import atda
 from hint_jax.errors import ConfigError
 from hint_jax.models import get_model
 from hint_jax.train import Trainer, fit
@@ -130,12 +130,12 @@ def test_adversarial_training_changes_the_steps_and_is_reproducible(
 def test_train_with_atda_cli(tmp_path):
   from hint_jax.cli.main import main  # pylint: disable=g-import-not-at-top
   out = tmp_path / "run"
-  assert main(["train", "--dataset", "digits", "--epochs", "2", "--defense",
+  assert main(["train", "--dataset", "digits", "--epochs", "2", "--defence",
                "atda", "--atda-steps", "3", "--out", str(out),
                "--no-progress"]) == 0
   r = json.loads((out / "result.json").read_text())
-  assert r["defense"] == "atda"
+  assert r["defence"] == "atda"
   assert r["atda"]["config"]["steps"] == 3 and r["atda"]["config"]["tau"] == 0
   assert r["atda"]["config"]["norm"] == "l2"
-  assert r["defense_seconds"] == 0.0   # inside the training steps
+  assert r["defence_seconds"] == 0.0   # inside the training steps
   assert r["train_seconds"] > 0

@@ -38,33 +38,33 @@ CASES = [
     ("subset-zero", TRAIN + ["--subset", "0"] + OUT),
     ("unknown-dataset", ["train", "--dataset", "imagenet"] + OUT),
     ("unknown-source", TRAIN + ["--source", "floppy"] + OUT),
-    ("unknown-defense", TRAIN + ["--defense", "prayer"] + OUT),
-    ("hint-beta-zero", TRAIN + ["--defense", "hint", "--beta", "0",
+    ("unknown-defence", TRAIN + ["--defence", "prayer"] + OUT),
+    ("hint-beta-zero", TRAIN + ["--defence", "hint", "--beta", "0",
                                 "--schedule", "0"] + OUT),
-    ("hint-beta-negative", TRAIN + ["--defense", "hint", "--beta", "-1",
+    ("hint-beta-negative", TRAIN + ["--defence", "hint", "--beta", "-1",
                                     "--schedule", "0"] + OUT),
-    ("hint-beta-nan", TRAIN + ["--defense", "hint", "--beta", "nan",
+    ("hint-beta-nan", TRAIN + ["--defence", "hint", "--beta", "nan",
                                "--schedule", "0"] + OUT),
-    ("hint-ratio-zero", TRAIN + ["--defense", "hint", "--ratio", "0",
+    ("hint-ratio-zero", TRAIN + ["--defence", "hint", "--ratio", "0",
                                  "--schedule", "0"] + OUT),
-    ("hint-ratio-two", TRAIN + ["--defense", "hint", "--ratio", "2",
+    ("hint-ratio-two", TRAIN + ["--defence", "hint", "--ratio", "2",
                                 "--schedule", "0"] + OUT),
-    ("hint-gamma-negative", TRAIN + ["--defense", "hint", "--gamma", "-1",
+    ("hint-gamma-negative", TRAIN + ["--defence", "hint", "--gamma", "-1",
                                      "--schedule", "0"] + OUT),
-    ("hint-schedule-decreasing", TRAIN + ["--defense", "hint", "--schedule",
+    ("hint-schedule-decreasing", TRAIN + ["--defence", "hint", "--schedule",
                                           "3,1"] + OUT),
-    ("hint-schedule-words", TRAIN + ["--defense", "hint", "--schedule",
+    ("hint-schedule-words", TRAIN + ["--defence", "hint", "--schedule",
                                      "a,b"] + OUT),
-    ("hint-schedule-past-end", TRAIN + ["--defense", "hint", "--schedule",
+    ("hint-schedule-past-end", TRAIN + ["--defence", "hint", "--schedule",
                                         "40"] + OUT),
-    ("hint-direction-unknown", TRAIN + ["--defense", "hint",
+    ("hint-direction-unknown", TRAIN + ["--defence", "hint",
                                         "--hint-direction", "up"] + OUT),
-    ("friends-begin-past-end", TRAIN + ["--defense", "friends",
+    ("friends-begin-past-end", TRAIN + ["--defence", "friends",
                                         "--friends-begin-epoch", "9"] + OUT),
-    ("epic-warmup-past-end", TRAIN + ["--defense", "epic", "--epic-warmup",
+    ("epic-warmup-past-end", TRAIN + ["--defence", "epic", "--epic-warmup",
                                       "9"] + OUT),
-    ("atda-eps-zero", TRAIN + ["--defense", "atda", "--atda-eps", "0"] + OUT),
-    ("atda-norm-unknown", TRAIN + ["--defense", "atda", "--atda-norm",
+    ("atda-eps-zero", TRAIN + ["--defence", "atda", "--atda-eps", "0"] + OUT),
+    ("atda-norm-unknown", TRAIN + ["--defence", "atda", "--atda-norm",
                                    "l1"] + OUT),
     ("victim-dir-without-transfer", TRAIN + ["--victim-dir", "{W}/v"] + OUT),
     ("epoch-schedule-unknown", TRAIN + ["--epoch-schedule", "relative"] +
@@ -157,7 +157,7 @@ CASES = [
                                "--model", "convnet_small", "--epochs", "1",
                                "--no-progress"] + OUT),
     ("hint-default-schedule-zero-epochs", TRAIN + ["--epochs", "0",
-                                                   "--defense", "hint"] + OUT),
+                                                   "--defence", "hint"] + OUT),
     # output names and places
     ("out-name-too-long", TRAIN + ["--out", "{W}/" + "a" * 300]),
     ("craft-out-name-too-long", ["poison", "--dataset", "digits", "--attacks",
@@ -167,12 +167,12 @@ CASES = [
     ("craft-out-under-proc", ["poison", "--dataset", "digits", "--attacks",
                               "durp", "--no-progress", "--out",
                               "/proc/hint_jax_test/p.npz"]),
-    ("figure-unknown-suffix", ["figure", "bench-defenses", "--json",
+    ("figure-unknown-suffix", ["figure", "bench-defences", "--json",
                                "{W}/bench.json", "--out", "{W}/bars.docx"]),
-    ("figure-name-too-long", ["figure", "bench-defenses", "--json",
+    ("figure-name-too-long", ["figure", "bench-defences", "--json",
                               "{W}/bench.json", "--out",
                               "{W}/" + "c" * 300 + ".png"]),
-    ("figure-out-under-proc", ["figure", "bench-defenses", "--json",
+    ("figure-out-under-proc", ["figure", "bench-defences", "--json",
                                "{W}/bench.json", "--out",
                                "/proc/hint_jax_test/bars.png"]),
 ]
@@ -260,7 +260,7 @@ def _own_data_cases(w):
            y_train=np.arange(300) % 2, x_test=np.zeros((4, 1, 1), np.uint8),
            y_test=np.arange(4) % 2)
   (w / "bench.json").write_text(json.dumps(
-      {"defenses": {"none": {"seconds": [1.0]}, "hint": {"seconds": [2.0]}}}))
+      {"defences": {"none": {"seconds": [1.0]}, "hint": {"seconds": [2.0]}}}))
 
 
 @pytest.mark.parametrize("case,argv", CASES, ids=[c[0] for c in CASES])
@@ -385,7 +385,7 @@ def test_a_full_disk_is_one_line_and_the_rerun_completes(tmp_path, capsys,
   import builtins  # pylint: disable=g-import-not-at-top
   import errno  # pylint: disable=g-import-not-at-top
   out = tmp_path / "run"
-  argv = ["train", "--dataset", "digits", "--epochs", "3", "--defense",
+  argv = ["train", "--dataset", "digits", "--epochs", "3", "--defence",
           "hint", "--schedule", "1", "--out", str(out), "--no-progress"]
   calls = [0]
 

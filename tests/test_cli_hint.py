@@ -1,4 +1,4 @@
-"""The command line of the HINT defence: train --defense hint (result
+"""The command line of the HINT defence: train --defence hint (result
 fields, noise file, resume), bad settings, figure noise, bench hint, demo."""
 
 import json
@@ -16,17 +16,17 @@ from test_cli import _assert_one_line_error, _run_cli
 
 def test_train_with_hint_records_phases_and_writes_noise(tmp_path, capsys):
   out = tmp_path / "run"
-  argv = ["train", "--dataset", "digits", "--epochs", "4", "--defense",
+  argv = ["train", "--dataset", "digits", "--epochs", "4", "--defence",
           "hint", "--schedule", "1,3", "--ratio", "0.25", "--out", str(out),
           "--no-progress"]
   assert main(argv) == 0
   result = json.loads((out / "result.json").read_text())
   n = result["num_train"]
-  assert result["defense"] == "hint"
+  assert result["defence"] == "hint"
   assert result["num_selected"] == int(np.ceil(0.25 * n))
   for key in ("hint_selection_seconds", "hint_pert_seconds",
               "hint_write_seconds", "hint_s_test_seconds", "train_seconds",
-              "defense_seconds"):
+              "defence_seconds"):
     assert result[key] >= 0
   assert result["hint_selection_seconds"] > 0
   assert [u["epoch"] for u in result["hint"]["updates"]] == [1, 3]
@@ -52,7 +52,7 @@ def test_train_with_hint_records_phases_and_writes_noise(tmp_path, capsys):
 
 
 def test_resume_mid_run_rebuilds_the_noised_images(tmp_path, monkeypatch):
-  base = ["train", "--dataset", "digits", "--epochs", "4", "--defense",
+  base = ["train", "--dataset", "digits", "--epochs", "4", "--defence",
           "hint", "--schedule", "1,3", "--ratio", "0.3", "--no-progress"]
   assert main(base + ["--out", str(tmp_path / "full")]) == 0
   # The same run, killed right after epoch 3 (after the first noise
@@ -90,7 +90,7 @@ def test_bad_hint_settings_are_one_line_errors(tmp_path):
                       (["--schedule", "40"], "schedule"),
                       (["--beta", "-1"], "beta")):
     line = _assert_one_line_error(_run_cli(
-        ["train", "--dataset", "digits", "--epochs", "8", "--defense", "hint",
+        ["train", "--dataset", "digits", "--epochs", "8", "--defence", "hint",
          "--out", str(tmp_path / "o")] + extra))
     assert word in line, line
 
@@ -100,7 +100,7 @@ def test_default_schedule_is_scaled_or_trimmed_to_the_epochs(tmp_path,
   # digits' default schedule is 5,15 of 30 epochs. Scaled (the default)
   # to 7 epochs: floor(5 * 7/30 + 1/2) = 1, floor(15 * 7/30 + 1/2) = 4.
   out = tmp_path / "s"
-  assert main(["train", "--dataset", "digits", "--epochs", "7", "--defense",
+  assert main(["train", "--dataset", "digits", "--epochs", "7", "--defence",
                "hint", "--out", str(out), "--no-progress"]) == 0
   assert "scaled to [1, 4]" in capsys.readouterr().err
   result = json.loads((out / "result.json").read_text())
@@ -110,7 +110,7 @@ def test_default_schedule_is_scaled_or_trimmed_to_the_epochs(tmp_path,
   assert result["epoch_schedule"] == "scaled"
   # Absolute epochs: trimmed, only 5 is left.
   out = tmp_path / "t"
-  assert main(["train", "--dataset", "digits", "--epochs", "7", "--defense",
+  assert main(["train", "--dataset", "digits", "--epochs", "7", "--defence",
                "hint", "--epoch-schedule", "absolute", "--out", str(out),
                "--no-progress"]) == 0
   assert "trimmed to [5]" in capsys.readouterr().err
@@ -119,7 +119,7 @@ def test_default_schedule_is_scaled_or_trimmed_to_the_epochs(tmp_path,
   assert result["hint"]["config"]["gamma_decay_epoch"] == 40
   # None of it left: an error, not a HINT run that does nothing.
   line = _assert_one_line_error(_run_cli(
-      ["train", "--dataset", "digits", "--epochs", "3", "--defense", "hint",
+      ["train", "--dataset", "digits", "--epochs", "3", "--defence", "hint",
        "--epoch-schedule", "absolute", "--out", str(tmp_path / "none")]))
   assert "--schedule" in line
 
@@ -130,7 +130,7 @@ def test_cifar_schedule_in_the_papers_shape():
   from hint_jax.cli.train_cmd import defence_spec  # pylint: disable=g-import-not-at-top
   from hint_jax.pipeline import resolve_hint  # pylint: disable=g-import-not-at-top
   args = build_parser().parse_args(
-      ["train", "--dataset", "cifar10", "--defense", "hint", "--out", "x"])
+      ["train", "--dataset", "cifar10", "--defence", "hint", "--out", "x"])
   spec = defence_spec(args)
   hint_config = lambda epochs, schedule="scaled": resolve_hint(
       spec, "cifar10", epochs, schedule)
@@ -168,7 +168,7 @@ def test_demo_trains_both_and_draws_the_figure(tmp_path, capsys):
                      .read_text())
   hinted = json.loads((tmp_path / "demo" / "hint" / "result.json")
                       .read_text())
-  assert plain["defense"] == "none" and hinted["defense"] == "hint"
+  assert plain["defence"] == "none" and hinted["defence"] == "hint"
   assert hinted["num_selected"] > 0
   assert main(["figure", "noise", "--run", str(tmp_path / "demo" / "plain")
                ]) == 2  # no noise file: a clear error
@@ -180,7 +180,7 @@ def test_bench_hint_quick_writes_json(tmp_path):
                "--json", str(path)]) == 0
   fig = json.loads(path.read_text())["settings"]["quick"]
   assert fig["time_ratio"] > 0 and fig["num_selected"] > 0
-  assert fig["hint_defense_seconds"] > 0
+  assert fig["hint_defence_seconds"] > 0
   assert len(fig["plain_epoch_seconds"]) == fig["epochs"]
 
 

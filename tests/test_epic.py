@@ -9,7 +9,7 @@ import jax
 import numpy as np
 import pytest
 
-from hint_jax.defenses import epic
+from hint_jax.defences import epic
 from hint_jax.errors import ConfigError
 from hint_jax.models import get_model
 from hint_jax.train import Trainer, fit
@@ -138,15 +138,15 @@ def test_epic_hook_drops_for_good(digits_splits):
 def test_train_with_epic_records_drops_and_resumes(tmp_path,
                                                    interrupted_run):
   from hint_jax.cli.main import main  # pylint: disable=g-import-not-at-top
-  base = ["train", "--dataset", "digits", "--epochs", "5", "--defense",
+  base = ["train", "--dataset", "digits", "--epochs", "5", "--defence",
           "epic", "--epic-warmup", "2", "--epic-period", "1",
           "--no-progress"]
   assert main(base + ["--out", str(tmp_path / "full")]) == 0
   a = json.loads((tmp_path / "full" / "result.json").read_text())
-  assert a["defense"] == "epic"
+  assert a["defence"] == "epic"
   assert [r["epoch"] for r in a["epic"]["epic_selections"]] == [2, 3, 4]
   assert a["num_train_kept"] == a["num_train"] - a["epic"]["epic_dropped"]
-  assert a["epic_seconds"] > 0 and a["defense_seconds"] > 0
+  assert a["epic_seconds"] > 0 and a["defence_seconds"] > 0
   # Killed after epoch 3 (after the first selection), resumed.
   assert interrupted_run(base + ["--out", str(tmp_path / "cut")], 2) == 0
   b = json.loads((tmp_path / "cut" / "result.json").read_text())
@@ -162,6 +162,6 @@ def test_bad_epic_settings_are_one_line_errors(tmp_path):
                       (["--epic-warmup", "9"], "warm-up"),
                       (["--epic-scale", "-2"], "scale")):
     line = _assert_one_line_error(_run_cli(
-        ["train", "--dataset", "digits", "--epochs", "8", "--defense",
+        ["train", "--dataset", "digits", "--epochs", "8", "--defence",
          "epic", "--out", str(tmp_path / "o")] + extra))
     assert word in line, line

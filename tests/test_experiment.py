@@ -176,7 +176,7 @@ def test_quick_profiles_run_every_cell(quick_dir):
   for c in cells:
     r = c["result"]
     assert r is not None, c["id"]
-    assert r["defense"] == c["defense"] and r["seed"] == c["trial"]
+    assert r["defence"] == c["defence"] and r["seed"] == c["trial"]
     assert 0.0 <= r["test_accuracy"] <= 1.0
     if c["ratio"] > 0:
       assert r["poison"]["ratio"] == c["ratio"]
@@ -263,7 +263,7 @@ def test_report_tables_and_figures(quick_dir):
     assert f"{100 * by[(1.0, method)]:.2f}" in row
   # Table V: no defence is 1.00x by construction.
   assert "| none |" in text and "1.00x" in text
-  assert "hint-jax train --dataset digits --defense hint" in text
+  assert "hint-jax train --dataset digits --defence hint" in text
   for name in ("accuracy_vs_p.png", "fig1_noise_digits.png",
                "fig2_predictions_digits.png"):
     data = (quick_dir / "figures" / name).read_bytes()

@@ -10,7 +10,7 @@ import jax.numpy as jnp
 import numpy as np
 import pytest
 
-from hint_jax import defenses
+from hint_jax import defences
 from hint_jax.errors import ConfigError
 from hint_jax.models import get_model
 from hint_jax.train import Trainer, fit
@@ -27,9 +27,9 @@ def test_friendly_noise_grows_and_keeps_the_prediction(digits_splits, digits_con
   model, st = digits_convnet
   f = model.logits_fn(st.params, st.model_state)
   x_u8 = digits_splits.x_train[:256]
-  cfg = defenses.FriendsConfig()
+  cfg = defences.FriendsConfig()
   trace = []
-  e = defenses.friendly_noise(f, x_u8, jax.random.key(0), cfg, trace=trace)
+  e = defences.friendly_noise(f, x_u8, jax.random.key(0), cfg, trace=trace)
   t = np.stack(trace)   # (chunks, steps, [kl, mean e^2])
   assert np.abs(e).max() <= cfg.clamp + 1e-7
   x = jnp.asarray(x_u8, jnp.float32) / 255
@@ -43,17 +43,17 @@ def test_friendly_noise_grows_and_keeps_the_prediction(digits_splits, digits_con
   assert t[:, -1, 1].mean() > 5 * t[:, 0, 1].mean()
   assert friendly_kl < 0.05 and agree > 0.95, (friendly_kl, agree)
   # Same key, same noise.
-  again = defenses.friendly_noise(f, x_u8, jax.random.key(0), cfg)
+  again = defences.friendly_noise(f, x_u8, jax.random.key(0), cfg)
   np.testing.assert_array_equal(e, again)
 
 
 def test_bernoulli_noise_is_exactly_plus_minus_amplitude():
   x = jnp.full((64, 8, 8, 1), 0.5, jnp.float32)
-  out = np.asarray(defenses.bernoulli_noise(jax.random.key(0), x, 8 / 255))
+  out = np.asarray(defences.bernoulli_noise(jax.random.key(0), x, 8 / 255))
   d = out - 0.5
   assert set(np.round(np.unique(d) * 255, 4)) == {-8.0, 8.0}
   assert abs((d > 0).mean() - 0.5) < 0.02   # 4096 fair coins: sd 0.008
-  edge = np.asarray(defenses.bernoulli_noise(
+  edge = np.asarray(defences.bernoulli_noise(
       jax.random.key(1), jnp.zeros((4, 8, 8, 1)), 8 / 255))
   assert edge.min() >= 0.0   # clipped to [0, 1] after the noise
 
@@ -62,9 +62,9 @@ def test_trainer_bernoulli_setting_is_checked():
   with pytest.raises(ConfigError):
     dataclasses.replace(preset("digits"), bernoulli_noise=-0.1).validate()
   with pytest.raises(ConfigError):
-    defenses.FriendsConfig(lr=0).validate()
+    defences.FriendsConfig(lr=0).validate()
   with pytest.raises(ConfigError):
-    defenses.FriendsConfig(clamp=2.0).validate()
+    defences.FriendsConfig(clamp=2.0).validate()
 
 
 def test_friends_hook_changes_images_once_within_the_clamp(digits_splits):
@@ -73,7 +73,7 @@ def test_friends_hook_changes_images_once_within_the_clamp(digits_splits):
   cfg = dataclasses.replace(preset("digits"), epochs=4, eval_every=0,
                             bernoulli_noise=8 / 255)
   tr = Trainer(model, cfg, len(digits.x_train))
-  fr = defenses.Friends(model, defenses.FriendsConfig(begin_epoch=2),
+  fr = defences.Friends(model, defences.FriendsConfig(begin_epoch=2),
                         digits.x_train)
   _, hist, x_end = fit(tr, tr.init_state(jax.random.key(0)), digits,
                        before_epoch=fr.before_epoch)
@@ -86,11 +86,11 @@ def test_friends_hook_changes_images_once_within_the_clamp(digits_splits):
 
 def test_train_with_friends_cli_and_resume(tmp_path, interrupted_run):
   from hint_jax.cli.main import main  # pylint: disable=g-import-not-at-top
-  base = ["train", "--dataset", "digits", "--epochs", "4", "--defense",
+  base = ["train", "--dataset", "digits", "--epochs", "4", "--defence",
           "friends", "--friends-begin-epoch", "1", "--no-progress"]
   assert main(base + ["--out", str(tmp_path / "full")]) == 0
   a = json.loads((tmp_path / "full" / "result.json").read_text())
-  assert a["defense"] == "friends" and a["friends_seconds"] > 0
+  assert a["defence"] == "friends" and a["friends_seconds"] > 0
   assert a["config"]["bernoulli_noise"] == pytest.approx(8 / 255)
   # Killed after epoch 3 (the noise computed before epoch 2), resumed.
   assert interrupted_run(base + ["--out", str(tmp_path / "cut")], 2) == 0

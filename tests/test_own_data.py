@@ -102,7 +102,7 @@ def test_train_on_an_image_folder_from_the_command_line(tmp_path, capsys):
   out = tmp_path / "run"
   rc = main(["train", "--dataset", f"folder:{root}", "--epochs", "2",
              "--batch-size", "32",
-             "--defense", "hint", "--out", str(out), "--no-progress"])
+             "--defence", "hint", "--out", str(out), "--no-progress"])
   assert rc == 0, capsys.readouterr().err
   result = json.loads((out / "result.json").read_text())
   assert result["dataset"] == f"folder:{root}"

@@ -356,7 +356,7 @@ else:
     for d in ("1", "8"):
       out = tmp_path / f"d{d}"
       assert main(["train", "--dataset", "digits", "--epochs", "1",
-                   "--defense", "hint", "--schedule", "0", "--devices", d,
+                   "--defence", "hint", "--schedule", "0", "--devices", d,
                    "--out", str(out), "--no-progress"]) == 0
       res = json.loads((out / "result.json").read_text())
       assert res["devices"] == int(d) and res["processes"] == 1

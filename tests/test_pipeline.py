@@ -8,7 +8,7 @@ import pathlib
 import numpy as np
 import pytest
 
-from hint_jax import defenses, pipeline
+from hint_jax import defences, pipeline
 from hint_jax.cli.main import main
 from hint_jax.errors import ConfigError
 
@@ -47,7 +47,7 @@ def test_python_job_gives_the_command_lines_result(tmp_path, poison_file):
   (wall times aside). Both are deterministic, so equality is exact."""
   cli_out, lib_out = tmp_path / "cli", tmp_path / "lib"
   assert main(["train", "--dataset", "digits", "--epochs", "4", "--poison",
-               str(poison_file), "--defense", "hint", "--schedule", "1,3",
+               str(poison_file), "--defence", "hint", "--schedule", "1,3",
                "--out", str(cli_out), "--no-progress"]) == 0
 
   job = pipeline.TrainJob(
@@ -97,7 +97,7 @@ def test_python_job_resumes_and_reports(tmp_path):
 @pytest.mark.parametrize("spec,name", [
     (None, "none"), (pipeline.HintSpec(), "hint"), (pipeline.EpicSpec(),
                                                      "epic"),
-    (defenses.FriendsConfig(), "friends"), (defenses.AtdaConfig(), "atda")])
+    (defences.FriendsConfig(), "friends"), (defences.AtdaConfig(), "atda")])
 def test_every_defence_resolves_behind_one_protocol(spec, name,
                                                     digits_convnet,
                                                     digits_splits):
@@ -117,7 +117,7 @@ def test_defence_settings_are_checked_against_the_run():
   with pytest.raises(ConfigError, match="warm-up"):
     pipeline.resolve_defence(pipeline.EpicSpec(warmup=9), "digits", 5)
   with pytest.raises(ConfigError, match="begin epoch"):
-    pipeline.resolve_defence(defenses.FriendsConfig(begin_epoch=5),
+    pipeline.resolve_defence(defences.FriendsConfig(begin_epoch=5),
                              "digits", 5)
   with pytest.raises(ConfigError, match="defence must be"):
     pipeline.defence_name("hint")

@@ -89,11 +89,11 @@ def test_a_registered_defences_options_reach_the_command_line(
   defences.register(dataclasses.replace(
       _kind(), options=(Option("--mine-level", "level", whole_number(1), 1,
                                help="how much"),)))
-  args = parse_train(["--dataset", "digits", "--out", "x", "--defense",
+  args = parse_train(["--dataset", "digits", "--out", "x", "--defence",
                       "mine", "--mine-level", "3"])
   assert defence_spec(args) == _Spec(level=3)
   with pytest.raises(SystemExit):
-    parse_train(["--dataset", "digits", "--out", "x", "--defense", "mine",
+    parse_train(["--dataset", "digits", "--out", "x", "--defence", "mine",
                  "--mine-level", "0"])
 
 
@@ -128,7 +128,7 @@ def test_a_plugin_file_registers_its_defence_for_the_command(
   assert e.value.code == 0
   text = capsys.readouterr().out
   assert "--gentle-amount" in text and "gentle (a test plug-in)" in text
-  assert re.search(r"--defense \{none,hint,epic,friends,atda,gentle\}",
+  assert re.search(r"--defence \{none,hint,epic,friends,atda,gentle\}",
                    text)
   assert plugins.load(path) is plugins.load(path)   # imported once
 

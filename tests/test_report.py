@@ -54,7 +54,7 @@ def test_paired_versus_none_pairs_by_seed():
 def _cell(i, method, attack, trial, hit, acc=0.6):
   result = None if hit is None else {
       "test_accuracy": acc, "train_seconds": 10.0 * (1 + i % 3),
-      "defense_seconds": 1.0, "target": {
+      "defence_seconds": 1.0, "target": {
           "success": hit, "index": 7, "true_class": 1, "intended_class": 2,
           "predicted": 2 if hit else 1,
           "intended_probability": 0.9 if hit else 0.1}}
@@ -188,7 +188,7 @@ def test_compute_sums_the_cells_and_recorded_crafting():
   manifests, cells = _fake()
   m = dict(manifests[0], command_seconds=[
       ["hint-jax target-poison --attack bp", 1800.0],
-      ["hint-jax train --defense none", 99.0]])
+      ["hint-jax train --defence none", 99.0]])
   text = rep.compute(m, cells)
   # 5 finished cells of 10/20/30 s training + 1 s defence each (_cell):
   # i = 0, 1, 2, 3, 5 -> 11 + 21 + 31 + 11 + 31 = 105 s.
@@ -348,12 +348,12 @@ def test_table4_points_place_each_variant_on_its_panel():
 
 
 def _bench_record():
-  # The shape `hint_jax.bench.defenses.defence_ratios` returns.
+  # The shape `hint_jax.bench.defences.defence_ratios` returns.
   secs = {"none": [10.0, 14.0, 12.0], "hint": [13.0, 12.0, 12.6],
           "atda": [80.0, 70.0, 90.0]}
   return {"dataset": "mnist", "subset": 2000, "repeats": 3,
           "backend": "cpu", "paper_table_v": {"hint": 1.52, "atda": 3.6},
-          "defenses": {m: {"seconds": s, "test_accuracy": [0.9] * 3,
+          "defences": {m: {"seconds": s, "test_accuracy": [0.9] * 3,
                            "median_seconds": float(np.median(s))}
                        for m, s in secs.items()}}
 
@@ -370,9 +370,9 @@ def test_defence_bench_figure_draws_median_ratios(tmp_path):
 
 
 @pytest.mark.parametrize("bad", [
-    {"defenses": {}},                                       # no none
-    {"defenses": {"none": {"seconds": []}}},                # no runs
-    {"defenses": {"none": {"seconds": ["x"]}}},             # not numbers
+    {"defences": {}},                                       # no none
+    {"defences": {"none": {"seconds": []}}},                # no runs
+    {"defences": {"none": {"seconds": ["x"]}}},             # not numbers
     [1, 2]])                                                # not an object
 def test_defence_bench_figure_refuses_other_records(tmp_path, bad):
   path = tmp_path / "bench.json"

@@ -305,7 +305,7 @@ def test_transfer_trains_only_the_top_layer(digits_convnet, digits_splits):
 
 def test_transfer_rows_and_adversary(digits_convnet, digits_splits):
   """The EPIC and ATDA plumbing of `train_top_layer`."""
-  from hint_jax import defenses  # pylint: disable=g-import-not-at-top
+  from hint_jax import defences  # pylint: disable=g-import-not-at-top
   model, state = digits_convnet
   s = digits_splits
   _, fine = transfer.transfer_split(len(s.x_train), jax.random.key(0))
@@ -344,16 +344,16 @@ def test_transfer_rows_and_adversary(digits_convnet, digits_splits):
   assert calls == [((32, 8, 8, 1), True)]   # traced once, on a batch
   # ATDA's adversary: the head trained on its examples is more robust to
   # the same attack on the test set than the plainly trained head.
-  atda = defenses.AtdaConfig(eps=0.1, steps=5, tau=None)
+  atda = defences.AtdaConfig(eps=0.1, steps=5, tau=None)
   robust = train(x, y, jax.random.key(1),
-                 adversary=defenses.make_adversary(model, atda))
+                 adversary=defences.make_adversary(model, atda))
   for k, v in state.params.items():
     if k != TOP_LAYER:
       jax.tree.map(np.testing.assert_array_equal, robust[k], v)
   xt = jnp.asarray(s.x_test, jnp.float32) / 255.0
 
   def robust_accuracy(p):
-    x_adv = defenses.early_stopped_pgd(
+    x_adv = defences.early_stopped_pgd(
         model.logits_fn(p, state.model_state), xt, jnp.asarray(s.y_test),
         jax.random.key(9), atda)[0]
     logits = model.apply_eval(p, state.model_state, x_adv)
@@ -451,7 +451,7 @@ def test_target_poison_command_and_train_report_the_target(tmp_path):
 
   # Every defence runs in the transfer scenario, on the fine-tuning set.
   def defended(name, *flags):
-    assert main(["train", "--dataset", "digits", "--defense", name,
+    assert main(["train", "--dataset", "digits", "--defence", name,
                  "--poison", str(out), "--out", str(tmp_path / name),
                  "--no-progress", *flags]) == 0
     r = json.loads((tmp_path / name / "result.json").read_text())
@@ -475,7 +475,7 @@ def test_target_poison_command_and_train_report_the_target(tmp_path):
   assert defended("atda", "--atda-eps", "0.062")["atda"]["config"]["eps"] \
       == 0.062
   # A setting that cannot run in 20 top-layer epochs is refused up front.
-  assert main(["train", "--dataset", "digits", "--defense", "friends",
+  assert main(["train", "--dataset", "digits", "--defence", "friends",
                "--friends-begin-epoch", "20", "--poison", str(out), "--out",
                str(tmp_path / "late"), "--no-progress"]) == 2
 

@@ -31,7 +31,7 @@ def register(sub):
   t.set_defaults(func=bench_train)
   _register_influence(bsub)
   _register_hint(bsub)
-  _register_defenses(bsub)
+  _register_defences(bsub)
   _register_all(bsub)
 
 
@@ -240,7 +240,7 @@ def _print_hint(fig, torch_fig=None):
   print(f"HINT training       {fig['hint_seconds']:8.1f} s   test accuracy "
         f"{100 * fig['test_accuracy_hint']:.2f}%  (epochs "
         f"{fig['hint_train_seconds']:.1f} s + defence "
-        f"{fig['hint_defense_seconds']:.1f} s)")
+        f"{fig['hint_defence_seconds']:.1f} s)")
   target = (fig["targets"] or {}).get("ratio")
   authors = (fig["authors"] or {}).get("ratio")
   line = f"HINT / plain        {fig['time_ratio']:8.3f}x"
@@ -250,7 +250,7 @@ def _print_hint(fig, torch_fig=None):
     line += f", authors {authors:.2f}x"
   print(line)
   print(f"  median per-epoch ratio without the defence: "
-        f"{fig['median_epoch_ratio_without_defense']:.3f}")
+        f"{fig['median_epoch_ratio_without_defence']:.3f}")
   rows = [("selection", "selection_seconds"), ("s_test (later)",
                                               "s_test_seconds"),
           ("I_pert", "pert_seconds"), ("noise write", "write_seconds")]
@@ -271,11 +271,12 @@ def _print_hint(fig, torch_fig=None):
           f"{torch_fig['time_ratio_estimate']:.2f}x")
 
 
-# --------------------------------------------------------------- defenses
-def _register_defenses(bsub):
-  from hint_jax.bench.defenses import DEFENSES  # pylint: disable=g-import-not-at-top
-  p = bsub.add_parser("defenses", help="wall time of each defence over "
-                      "undefended training (paper Table V)")
+# --------------------------------------------------------------- defences
+def _register_defences(bsub):
+  from hint_jax.bench.defences import DEFENCES  # pylint: disable=g-import-not-at-top
+  p = bsub.add_parser("defences", aliases=["defenses"],
+                      help="wall time of each defence over undefended "
+                      "training (paper Table V)")
   p.add_argument("--dataset", default="mnist",
                  choices=("mnist", "cifar10", "digits"))
   p.add_argument("--data-dir", default=None)
@@ -283,7 +284,8 @@ def _register_defenses(bsub):
                  help="training images (default: all)")
   p.add_argument("--epochs", type=positive_int, default=None,
                  help="default: the dataset's preset")
-  p.add_argument("--defenses", default=",".join(DEFENSES),
+  p.add_argument("--defences", "--defenses", dest="defences",
+                 default=",".join(DEFENCES),
                  help="comma-separated, 'none' first is the reference")
   p.add_argument("--repeats", type=positive_int, default=1)
   p.add_argument("--extra", default="",
@@ -293,21 +295,21 @@ def _register_defenses(bsub):
   p.add_argument("--json", default=None, help="write the figures here")
   p.add_argument("--plot", default=None,
                  help="PNG path: the ratios as bars, the paper's beside "
-                 "(`hint-jax figure bench-defenses` draws a saved --json)")
-  p.set_defaults(func=bench_defenses)
+                 "(`hint-jax figure bench-defences` draws a saved --json)")
+  p.set_defaults(func=bench_defences)
 
 
-def bench_defenses(args):
-  from hint_jax.bench.defenses import DEFENSES, defence_ratios  # pylint: disable=g-import-not-at-top
+def bench_defences(args):
+  from hint_jax.bench.defences import DEFENCES, defence_ratios  # pylint: disable=g-import-not-at-top
   from hint_jax.cli.train_cmd import parse_train, train_job  # pylint: disable=g-import-not-at-top
-  names = [d.strip() for d in args.defenses.split(",") if d.strip()]
-  if not names or names[0] != "none" or any(d not in DEFENSES
+  names = [d.strip() for d in args.defences.split(",") if d.strip()]
+  if not names or names[0] != "none" or any(d not in DEFENCES
                                             for d in names):
-    raise ConfigError(f"--defenses must start with none and list from "
-                      f"{', '.join(DEFENSES)}; got {args.defenses!r}")
+    raise ConfigError(f"--defences must start with none and list from "
+                      f"{', '.join(DEFENCES)}; got {args.defences!r}")
   jobs = []
   for d in names:
-    argv = ["--dataset", args.dataset, "--defense", d, "--out", "unused",
+    argv = ["--dataset", args.dataset, "--defence", d, "--out", "unused",
             "--eval-every", "0"]
     argv += ["--data-dir", args.data_dir] if args.data_dir else []
     argv += ["--subset", str(args.subset)] if args.subset else []
@@ -321,7 +323,7 @@ def bench_defenses(args):
   print(f"{'defence':10s} {'seconds':>9s} {'ratio':>7s} {'paper':>7s} "
         f"{'test acc':>9s}")
   for d in names:
-    f = fig["defenses"][d]
+    f = fig["defences"][d]
     paper = fig["paper_table_v"].get(d)
     print(f"{d:10s} {f['median_seconds']:9.1f} {f['ratio']:6.2f}x "
           f"{(f'{paper:.2f}x' if paper else '-'):>7s} "

@@ -49,7 +49,7 @@ def run(args):
         f"({plain['train_seconds']:.1f} s training)")
   print(f"  HINT:       test accuracy {100 * hinted['test_accuracy']:.2f}% "
         f"({hinted['train_seconds']:.1f} s training + "
-        f"{hinted['defense_seconds']:.1f} s HINT, "
+        f"{hinted['defence_seconds']:.1f} s HINT, "
         f"{hinted['num_selected']} examples noised)")
   print(f"results: {poison_file}, {out}/plain/result.json, "
         f"{out}/hint/result.json, {out}/hint/fig_noise.png")

@@ -1,6 +1,6 @@
 """``hint-jax figure noise``: the paper's Fig. 1 for a HINT run
-(`hint_jax.pipeline.figures` draws it); ``hint-jax figure bench-defenses``:
-Table V's bars from a saved ``hint-jax bench defenses --json`` record."""
+(`hint_jax.pipeline.figures` draws it); ``hint-jax figure bench-defences``:
+Table V's bars from a saved ``hint-jax bench defences --json`` record."""
 
 import pathlib
 
@@ -14,7 +14,7 @@ def register(sub):
   n = fsub.add_parser("noise", help="received image, healthy noise and "
                       "noised image with predictions (paper Fig. 1)")
   n.add_argument("--run", required=True,
-                 help="output directory of `hint-jax train --defense hint`")
+                 help="output directory of `hint-jax train --defence hint`")
   n.add_argument("--num", type=positive_int, default=4,
                  help="examples (rows) to show")
   n.add_argument("--pick", choices=figures.PICKS, default="changed",
@@ -25,13 +25,14 @@ def register(sub):
   n.add_argument("--out", default=None,
                  help="PNG path (default: RUN/fig_noise.png)")
   n.set_defaults(func=run_noise)
-  b = fsub.add_parser("bench-defenses", help="each defence's time over no "
-                      "defence's as bars, the paper's Table V beside")
+  b = fsub.add_parser("bench-defences", aliases=["bench-defenses"],
+                      help="each defence's time over no defence's as bars, "
+                      "the paper's Table V beside")
   b.add_argument("--json", required=True,
-                 help="the file `hint-jax bench defenses --json` wrote")
+                 help="the file `hint-jax bench defences --json` wrote")
   b.add_argument("--out", default=None,
                  help="PNG path (default: the JSON's path with .png)")
-  b.set_defaults(func=run_bench_defenses)
+  b.set_defaults(func=run_bench_defences)
 
 
 def run_noise(args):
@@ -41,7 +42,7 @@ def run_noise(args):
   return 0
 
 
-def run_bench_defenses(args):
+def run_bench_defences(args):
   from hint_jax.experiment.figures import defence_bench_figure  # pylint: disable=g-import-not-at-top
   out = args.out or str(pathlib.Path(args.json).with_suffix(".png"))
   ratios = defence_bench_figure(args.json, out)

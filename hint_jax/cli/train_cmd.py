@@ -108,10 +108,12 @@ def make_mesh(args):
 
 
 def add_defence_args(p):
-  """``--defense`` and every registered defence's options, each defence's
+  """``--defence`` and every registered defence's options, each defence's
   in its own group."""
-  p.add_argument("--defense", choices=defences.names(), default="none",
-                 help="defence to train with (default: none)")
+  p.add_argument("--defence", "--defense", dest="defence",
+                 choices=defences.names(), default="none",
+                 help="defence to train with (default: none; --defense is "
+                 "the old spelling)")
   add_kind_options(p, [defences.get(n) for n in defences.names()],
                    "defence")
 
@@ -157,8 +159,8 @@ def train_spec(args) -> specs.TrainSpec:
 
 
 def defence_spec(args) -> specs.DefenceSpec:
-  """The ``--defense`` and its options as a spec."""
-  return defences.get(args.defense).spec(vars(args))
+  """The ``--defence`` and its options as a spec."""
+  return defences.get(args.defence).spec(vars(args))
 
 
 def train_job(args) -> specs.TrainJob:
@@ -187,8 +189,8 @@ def run(args):
           f"{'succeeded' if t['success'] else 'failed'}; wrote "
           f"{out / pipeline.RESULT_FILE}")
   else:
-    with_ = ("" if args.defense == "none"
-             else f" with {defences.get(args.defense).label}")
+    with_ = ("" if args.defence == "none"
+             else f" with {defences.get(args.defence).label}")
     print(f"{args.dataset}/{result['model']}{with_}: test "
           f"accuracy {100 * result['test_accuracy']:.2f}% after "
           f"{result['epochs']} epochs; wrote {out / pipeline.RESULT_FILE}")

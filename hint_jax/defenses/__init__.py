@@ -1,12 +1,13 @@
-"""Defence baselines of the HINT paper: EPIC, FRIENDS, ATDA."""
+"""The old spelling of `hint_jax.defences`, kept so imports written
+before the project settled on "defence" still work: ``hint_jax.defenses``
+and its modules ``atda``, ``epic`` and ``friends`` are the same objects as
+``hint_jax.defences``'s. New code imports `hint_jax.defences`."""
 
-from hint_jax.defenses.atda import (AtdaConfig, early_stopped_pgd,
-                                    make_adversary)
-from hint_jax.defenses.epic import (Epic, EpicConfig, PAPER_EPIC,
-                                    facility_location_greedy,
-                                    gradient_proxies, select_isolated,
-                                    similarity)
-from hint_jax.defenses.friends import (Friends, FriendsConfig,
-                                       apply_friendly, friendly_noise,
-                                       friendly_objective)
-from hint_jax.train.augment import bernoulli_noise
+import sys
+
+from hint_jax import defences as _defences
+from hint_jax.defences import *  # pylint: disable=wildcard-import,unused-wildcard-import
+from hint_jax.defences import atda, epic, friends
+
+for _name in ("atda", "epic", "friends"):
+  sys.modules[f"{__name__}.{_name}"] = getattr(_defences, _name)

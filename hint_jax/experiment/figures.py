@@ -233,8 +233,8 @@ def _ratio_bars(runs, paper, path, ours_label, paper_label, title=None):
 
 
 def defence_bench_figure(record, path):
-  """Table V as measured side by side: the record `hint_jax.bench.defenses.
-  defence_ratios` returns (or its JSON file, as `hint-jax bench defenses
+  """Table V as measured side by side: the record `hint_jax.bench.defences.
+  defence_ratios` returns (or its JSON file, as `hint-jax bench defences
   --json` writes it) drawn as bars of each defence's median time over no
   defence's, every repeat's own ratio (its seconds over no defence's
   median) a dot on its bar, the paper's ratio beside. Returns the ratios
@@ -246,12 +246,12 @@ def defence_bench_figure(record, path):
   path = files.check_figure(path)
   if not isinstance(record, dict):
     record = results.read_json(pathlib.Path(record), "defence benchmark")
-  d = record.get("defenses")
+  d = record.get("defences", record.get("defenses"))   # or the old spelling
   if (not isinstance(d, dict) or "none" not in d or not all(
       isinstance(v, dict) and isinstance(v.get("seconds"), list)
       and v["seconds"] for v in d.values())):
-    raise DataError("not a `hint-jax bench defenses` record: it needs "
-                    "'defenses' with 'none' and each defence's 'seconds'")
+    raise DataError("not a `hint-jax bench defences` record: it needs "
+                    "'defences' with 'none' and each defence's 'seconds'")
   try:
     base = float(np.median(np.asarray(d["none"]["seconds"], float)))
     runs = {m: np.asarray(v["seconds"], float) / base for m, v in d.items()}

@@ -533,7 +533,7 @@ def table5(manifests, cells) -> str:
            "own time, in seconds, and the ratio to no defence on the same "
            "machine; the paper's CIFAR-10 seconds on a V100 and their ratio "
            "beside. Cells ran at different times on a possibly shared "
-           "machine: `hint-jax bench defenses` measures side by side."]
+           "machine: `hint-jax bench defences` measures side by side."]
   p5 = configs.PAPER_TABLE5
   for dataset in results.ordered({c["dataset"] for c in cells}):
     done = [c for c in cells if c["dataset"] == dataset and c["result"]]

@@ -158,7 +158,8 @@ def cell_seconds(c) -> float:
   r = c["result"]
   train = r["train_seconds"] if "train_seconds" in r else r.get(
       "top_layer_seconds", 0.0)
-  return float(train) + float(r.get("defense_seconds") or 0.0)
+  own = r.get("defence_seconds", r.get("defense_seconds"))  # old spelling
+  return float(train) + float(own or 0.0)
 
 
 def ordered(datasets):

@@ -194,13 +194,13 @@ def cell_record(out, cell) -> dict:
   if isinstance(cell, TargetedCell):
     return {"id": cell.cell_id, "dataset": cell.dataset,
             "attack": cell.attack, "method": cell.method.label,
-            "defense": cell.method.defense, "trial": cell.trial,
+            "defence": cell.method.defence, "trial": cell.trial,
             "poison": cell.poison_id,
             "dir": str(cell_dir(out, cell).relative_to(out)),
             "key": cell.key(), **({"clean_twin": True}
                                   if cell.clean_twin else {})}
   return {"id": cell.cell_id, "dataset": cell.dataset, "ratio": cell.ratio,
-          "method": cell.method.label, "defense": cell.method.defense,
+          "method": cell.method.label, "defence": cell.method.defence,
           "trial": cell.trial, "dir": str(cell_dir(out, cell).relative_to(
               out)), "key": cell.key()}
 

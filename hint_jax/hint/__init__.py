@@ -13,8 +13,8 @@ from hint_jax.hint.config import DEFAULT_SCHEDULES
 from hint_jax.hint.config import HintConfig
 from hint_jax.hint.config import num_selected
 from hint_jax.hint.config import paper_config
-from hint_jax.hint.defense import Hint
-from hint_jax.hint.defense import HintUpdate
+from hint_jax.hint.defence import Hint
+from hint_jax.hint.defence import HintUpdate
 from hint_jax.hint.noise import noise_step
 from hint_jax.hint.noise import noise_write
 from hint_jax.hint.noise import noised_images

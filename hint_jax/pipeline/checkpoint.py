@@ -86,6 +86,22 @@ def _read(out):
   return meta, payload
 
 
+# Settings keys renamed since checkpoints were first written: a checkpoint
+# of before the rename is read under the new name.
+RENAMED_SETTINGS = {"defense": "defence"}
+
+
+def _current_names(settings):
+  """``settings`` with every renamed key under its current name."""
+  if not isinstance(settings, dict):
+    return settings
+  out = {}
+  for key, value in settings.items():
+    new = RENAMED_SETTINGS.get(key)
+    out[key if new is None or new in settings else new] = value
+  return out
+
+
 def load(out, template_state, settings: dict):
   """Returns ``(state, epochs_done, history, extra, extra_meta)``, or None if
   there is no checkpoint in ``out``.
@@ -98,7 +114,8 @@ def load(out, template_state, settings: dict):
   if found is None:
     return None
   meta, payload = found
-  if meta.get("settings") != settings:
+  meta["settings"] = _current_names(meta.get("settings", {}))
+  if meta["settings"] != settings:
     changed = sorted(k for k in set(meta.get("settings", {})) | set(settings)
                      if meta.get("settings", {}).get(k) != settings.get(k))
     raise ConfigError(f"{out} holds a checkpoint of a run with other settings "
@@ -126,7 +143,8 @@ def read_final(out):
                     "folder of a training run")
   meta, payload = found
   state = payload["state"]
-  return meta["settings"], state["params"], state.get("model_state") or {}
+  return (_current_names(meta["settings"]), state["params"],
+          state.get("model_state") or {})
 
 
 def clear(out):

@@ -380,7 +380,7 @@ def _run_plain(job, out, mesh, reporter, held, t_start, inputs: _Inputs):
   settings = {"dataset": data.dataset, "source": inputs.dataset.source,
               "model": model_name, "seed": tr.seed,
               "split_seed": data.split_seed, "subset": data.subset,
-              "num_val": len(splits.x_val), "defense": defence.name,
+              "num_val": len(splits.x_val), "defence": defence.name,
               "poison": None if poisoned is None else poisoned.record,
               "config": json.loads(json.dumps(dataclasses.asdict(cfg)))}
   if defence.config is not None:
@@ -525,7 +525,7 @@ def _plain_result(run, state, splits, dataset, num_train, t_start, mesh):
       "test_accuracy": final["accuracy"], "test_loss": final["loss"],
       "val_accuracy": history[-1].get("val_accuracy") if history else None,
       "train_seconds": sum(r["train_seconds"] for r in history),
-      "defense_seconds": sum(r.get("hook_seconds", 0.0) for r in history),
+      "defence_seconds": sum(r.get("hook_seconds", 0.0) for r in history),
       **_environment(t_start),
       "machine": platform.machine(), "config": settings["config"],
       "devices": 1 if mesh is None else mesh.size,
@@ -586,7 +586,7 @@ def _run_transfer(job, out, t_start, inputs: _Inputs, reporter):
   result = {
       "dataset": data.dataset, "source": inputs.dataset.source,
       "model": extractor.pop("model"), "seed": tr.seed,
-      "defense": defence.name, "poison": inputs.poisoned.record,
+      "defence": defence.name, "poison": inputs.poisoned.record,
       "scenario": "transfer", "num_pretrain": len(pre),
       "num_finetune": len(fine), **extractor,
       "top_layer": dataclasses.asdict(top_cfg),

@@ -109,7 +109,7 @@ class Trainer:
                adversary: Optional[Callable] = None, mesh=None):
     """``adversary``: optional ``(params, model_state, key, x, y) -> x``
     applied to every training batch (adversarial training, e.g.
-    ``hint_jax.defenses.atda.make_adversary``). ``num_train``: the size of
+    ``hint_jax.defences.atda.make_adversary``). ``num_train``: the size of
     the whole training set (all processes together). ``mesh``: optional
     data-parallel mesh (see the class docstring)."""
     config.validate()

@@ -165,7 +165,7 @@ def train_top_layer(model, params, model_state, x_u8: np.ndarray,
       examples trained on in this epoch (EPIC's kept examples); all of
       them if not given.
     adversary: optional ``(params, model_state, key, x, y) -> x_adv`` on
-      float batches (`hint_jax.defenses.make_adversary`): adversarial
+      float batches (`hint_jax.defences.make_adversary`): adversarial
       training, each step on the adversarial images of its batch, crafted
       against the current theta_top (ATDA). The features are then computed
       per step rather than once.

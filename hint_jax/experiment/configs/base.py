@@ -25,12 +25,17 @@ class Method:
 
   Attributes:
     label: the name in reports ("none", "HINT", "HINT r=0.25", ...).
-    defense: the ``--defense`` value.
+    defence: the ``--defence`` value (a registered defence's name).
     flags: further ``hint-jax train`` flags.
   """
   label: str
-  defense: str
+  defence: str
   flags: Tuple[str, ...] = ()
+
+  @property
+  def defense(self) -> str:
+    """The old spelling of ``defence``, still readable."""
+    return self.defence
 
   @property
   def slug(self) -> str:
@@ -215,10 +220,21 @@ def digest(obj) -> str:
                         ).hexdigest()[:10]
 
 
+# The defence flag as the ids were first computed: the command line now
+# spells it ``--defence`` (``--defense`` still parses), and a key keeps the
+# first spelling so every committed cell keeps its id.
+_KEYED_DEFENCE_FLAG = "--defense"
+
+
+def _keyed_flags(flags) -> list:
+  """``flags`` as a cell's key holds them (see `_KEYED_DEFENCE_FLAG`)."""
+  return [_KEYED_DEFENCE_FLAG if f == "--defence" else f for f in flags]
+
+
 def _trial_seed_flags(method, seed: str) -> list:
   """The flag that gives a defence's own randomness the trial's seed
   (HINT's ``--hint-seed``), as the defence declares it."""
-  flag = defences.get(method.defense).trial_seed_flag
+  flag = defences.get(method.defence).trial_seed_flag
   return [] if flag is None else [flag, seed]
 
 
@@ -234,7 +250,7 @@ class Cell:
   def train_flags(self) -> list:
     """The ``hint-jax train`` flags, without ``--data-dir``, ``--poison``
     and ``--out`` (the runner adds them)."""
-    return (["--dataset", self.dataset, "--defense", self.method.defense,
+    return (["--dataset", self.dataset, "--defence", self.method.defence,
              "--seed", str(self.trial)]
             + _trial_seed_flags(self.method, str(self.trial))
             + list(self.method.flags)
@@ -243,7 +259,7 @@ class Cell:
   def key(self) -> dict:
     """Everything that determines the cell's result: cells of different
     tables with equal keys are the same run and are shared."""
-    key = {"train": self.train_flags(), "ratio": self.ratio,
+    key = {"train": _keyed_flags(self.train_flags()), "ratio": self.ratio,
            "poison": (self.profile.poison_key(self.dataset)
                       if self.ratio > 0 else None)}
     if self.profile.data_sha256 is not None:
@@ -371,14 +387,15 @@ class TargetedCell:
 
   def train_flags(self) -> list:
     seed = str(VICTIM_SEED_OFFSET + self.trial)
-    return (["--dataset", self.dataset, "--defense", self.method.defense,
+    return (["--dataset", self.dataset, "--defence", self.method.defence,
              "--seed", seed]
             + _trial_seed_flags(self.method, seed)
             + list(self.method.flags) + list(self.profile.train_flags)
             + self._augment_flags())
 
   def key(self) -> dict:
-    key = {"train": self.train_flags(), "poison": self.poison_key()}
+    key = {"train": _keyed_flags(self.train_flags()),
+           "poison": self.poison_key()}
     if self.clean_twin:
       key["clean_twin"] = True
     return key

@@ -3,7 +3,7 @@ one.
 
 Command: ``hint-jax experiment table5 --profile cpu --data-dir DATA --out
 runs/exp`` (its cells are table2's p = 1 cells: nothing new to train once
-table2 ran); ``hint-jax bench defenses`` measures the same side by side.
+table2 ran); ``hint-jax bench defences`` measures the same side by side.
 Found (``experiments/results/table5_mnist_cpu/``, side by side on real
 MNIST): HINT 1.04x, EPIC 1.09x, FRIENDS 3.29x, ATDA 6.84x.
 """
@@ -27,7 +27,7 @@ add(Profile(
         "Wall time of each defence on real MNIST at p = 1 (the paper's "
         "Table V is CIFAR-10 on a V100), one run each; shares the p = 1 "
         "cells of table2. Cells run at different times on a shared machine, "
-        "so ratios carry that noise; `hint-jax bench defenses` measures "
+        "so ratios carry that noise; `hint-jax bench defences` measures "
         "side by side. Command: hint-jax experiment table5 --profile cpu "
         "--data-dir DATA --out runs/exp.")))
 add(Profile(

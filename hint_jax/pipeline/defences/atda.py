@@ -1,7 +1,7 @@
 """ATDA as a registered defence: adversarial training with FAT's early
 stop; its configuration serves as its spec."""
 
-from hint_jax import defenses
+from hint_jax import defences
 from hint_jax.pipeline.defences.base import (DefenceKind, JobDefence,
                                              register)
 from hint_jax.pipeline.options import Option, number, or_none, whole_number
@@ -13,17 +13,17 @@ class AtdaDefence(JobDefence):
   name = "atda"
 
   def adversary(self, model):
-    return defenses.make_adversary(model, self.config)
+    return defences.make_adversary(model, self.config)
 
 
-_D = defenses.AtdaConfig()
+_D = defences.AtdaConfig()
 
 OPTIONS = (
     Option("--atda-eps", "eps", number, _D.eps,
            help="budget in --atda-norm, [0,1] units (0.25 against "
            "untargeted attacks; the paper uses 0.062 against targeted "
            "ones)"),
-    Option("--atda-norm", "norm", str, _D.norm, choices=defenses.atda.NORMS,
+    Option("--atda-norm", "norm", str, _D.norm, choices=defences.atda.NORMS,
            help="the inner attack's norm: l2 (default, as the reference "
            "code the paper cites) or linf"),
     Option("--atda-steps", "steps", whole_number(1), _D.steps),
@@ -35,8 +35,8 @@ OPTIONS = (
 )
 
 KIND = register(DefenceKind(
-    name="atda", label="ATDA", spec_type=defenses.AtdaConfig,
+    name="atda", label="ATDA", spec_type=defences.AtdaConfig,
     resolve=lambda spec, dataset, epochs, _schedule: spec.validate(),
     build=lambda config, model, splits, **_: AtdaDefence(config),
     options=OPTIONS,
-    help="ATDA (--defense atda: adversarial training, FAT early stop)"))
+    help="ATDA (--defence atda: adversarial training, FAT early stop)"))

@@ -4,7 +4,7 @@ dataset by default), its `JobDefence` and its command-line options."""
 import dataclasses
 from typing import Optional
 
-from hint_jax import defenses
+from hint_jax import defences
 from hint_jax.errors import ConfigError
 from hint_jax.pipeline.defences.base import (DefenceKind, JobDefence,
                                              epoch_hook_on_top_layer,
@@ -23,9 +23,9 @@ class EpicSpec:
 
 
 def resolve_epic(spec: EpicSpec, dataset: str,
-                 epochs: int) -> defenses.EpicConfig:
+                 epochs: int) -> defences.EpicConfig:
   """The checked `EpicConfig` of ``spec`` for an ``epochs``-epoch run."""
-  base = defenses.PAPER_EPIC.get(dataset, defenses.EpicConfig())
+  base = defences.PAPER_EPIC.get(dataset, defences.EpicConfig())
   cfg = dataclasses.replace(
       base, budget=spec.budget, scale=spec.scale,
       **{k: v for k, v in (("warmup", spec.warmup),
@@ -44,7 +44,7 @@ class EpicDefence(JobDefence):
 
   def __init__(self, config, model, y_train):
     super().__init__(config)
-    self.epic = defenses.Epic(model, config, y_train)
+    self.epic = defences.Epic(model, config, y_train)
     self.active_indices = self.epic.active_indices
 
   def before_epoch(self, epoch, state, x_train):
@@ -91,12 +91,12 @@ OPTIONS = (
 
 KIND = register(DefenceKind(
     name="epic", label="EPIC", spec_type=EpicSpec,
-    config_type=defenses.EpicConfig,
+    config_type=defences.EpicConfig,
     resolve=lambda spec, dataset, epochs, _schedule: resolve_epic(
         spec, dataset, epochs),
     build=lambda config, model, splits, **_: EpicDefence(
         config, model, splits.y_train),
     options=OPTIONS,
-    help="EPIC (--defense epic; defaults per dataset are the paper's: "
+    help="EPIC (--defence epic; defaults per dataset are the paper's: "
     "MNIST K = 5, T = 2; CIFAR-10 K = 10, T = 4)",
     whole_training_set=True))

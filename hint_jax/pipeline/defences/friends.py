@@ -8,15 +8,15 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 
-from hint_jax import defenses
+from hint_jax import defences
 from hint_jax.errors import ConfigError
 from hint_jax.pipeline.defences.base import (DefenceKind, JobDefence,
                                              register)
 from hint_jax.pipeline.options import Option, number, whole_number
 
 
-def resolve_friends(cfg: defenses.FriendsConfig,
-                    epochs: int) -> defenses.FriendsConfig:
+def resolve_friends(cfg: defences.FriendsConfig,
+                    epochs: int) -> defences.FriendsConfig:
   """``cfg`` checked for an ``epochs``-epoch run."""
   cfg = cfg.validate()
   if cfg.begin_epoch >= epochs:
@@ -33,7 +33,7 @@ class FriendsDefence(JobDefence):
 
   def __init__(self, config, model, x_train, on_stage=None):
     super().__init__(config)
-    self.friends = defenses.Friends(
+    self.friends = defences.Friends(
         model, config, x_train,
         on_progress=None if on_stage is None else
         (lambda d, t: on_stage("FRIENDS friendly noise", d, t)))
@@ -76,13 +76,13 @@ class FriendsDefence(JobDefence):
 
     def hook(epoch, p, _x):
       base = self.before_epoch(epoch, view(p), self.current_images())[0]
-      return np.asarray(defenses.bernoulli_noise(
+      return np.asarray(defences.bernoulli_noise(
           jax.random.fold_in(noise_key, epoch),
           jnp.asarray(base, jnp.float32) / 255.0, self.config.bernoulli))
     return hook
 
 
-_D = defenses.FriendsConfig()
+_D = defences.FriendsConfig()
 
 OPTIONS = (
     Option("--friends-begin-epoch", "begin_epoch", whole_number(0),
@@ -99,11 +99,11 @@ OPTIONS = (
 )
 
 KIND = register(DefenceKind(
-    name="friends", label="FRIENDS", spec_type=defenses.FriendsConfig,
+    name="friends", label="FRIENDS", spec_type=defences.FriendsConfig,
     resolve=lambda spec, dataset, epochs, _schedule: resolve_friends(
         spec, epochs),
     build=lambda config, model, splits, on_stage=None, **_: FriendsDefence(
         config, model, splits.x_train, on_stage=on_stage),
     options=OPTIONS,
-    help="FRIENDS (--defense friends; defaults are the paper's)",
+    help="FRIENDS (--defence friends; defaults are the paper's)",
     whole_training_set=True))

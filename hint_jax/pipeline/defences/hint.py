@@ -257,5 +257,5 @@ KIND = register(DefenceKind(
     name="hint", label="HINT", spec_type=HintSpec,
     config_type=hint_lib.HintConfig,
     resolve=resolve_hint, build=_build, options=OPTIONS,
-    help="HINT (--defense hint; defaults are the authors' settings)",
+    help="HINT (--defence hint; defaults are the authors' settings)",
     whole_training_set=True, notes=_notes, trial_seed_flag="--hint-seed"))

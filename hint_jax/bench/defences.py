@@ -19,7 +19,7 @@ from hint_jax.bench.timing import quiet
 from hint_jax.errors import ConfigError
 from hint_jax.pipeline import defence_name, run_train
 
-DEFENSES = ("none", "hint", "friends", "atda", "epic")
+DEFENCES = ("none", "hint", "friends", "atda", "epic")
 PAPER_TABLE_V = {"friends": 1.52, "atda": 3.6, "epic": 1.97, "hint": 1.52}
 
 
@@ -42,17 +42,17 @@ def defence_ratios(jobs, *, repeats=1, reporter=None, note=quiet,
       order = list(zip(names, jobs))
       order = order if r % 2 == 0 else order[::-1]
       for d, job in order:
-        note(f"bench defenses: {d} (repeat {r + 1}/{repeats})")
+        note(f"bench defences: {d} (repeat {r + 1}/{repeats})")
         res = run_train(job, pathlib.Path(tmp) / f"{d}_{r}",
                         reporter=reporter)
         # Training plus the defence's own work; data loading is left out.
-        times[d].append(res["train_seconds"] + res["defense_seconds"])
+        times[d].append(res["train_seconds"] + res["defence_seconds"])
         accs[d].append(res["test_accuracy"])
   base = statistics.median(times["none"])
   return {**(describe or {}), "repeats": repeats,
           "backend": jax.default_backend(), "machine": platform.machine(),
           "paper_table_v": dict(PAPER_TABLE_V),
-          "defenses": {d: {"median_seconds": statistics.median(times[d]),
+          "defences": {d: {"median_seconds": statistics.median(times[d]),
                            "seconds": times[d], "test_accuracy": accs[d],
                            "ratio": statistics.median(times[d]) / base}
                        for d in names}}
