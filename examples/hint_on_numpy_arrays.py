@@ -16,7 +16,7 @@ import numpy as np
 from hint_jax import data, hint
 from hint_jax.data.splits import Splits
 from hint_jax.models import adapt
-from hint_jax.train import Trainer, fit
+from hint_jax.train import DefenceHook, Trainer, fit
 from hint_jax.train.loop import TrainConfig
 from hint_jax.train.optim import OptimConfig
 
@@ -54,15 +54,16 @@ def main():
       ("no defence", None),
       ("HINT", hint.Hint(model, hint.HintConfig(schedule=(5, 15)), x, y, xv,
                          yv, epochs=cfg.epochs))):
+    # HINT is pure functions over a state; the hook carries it across epochs.
+    hook = None if defence is None else DefenceHook(defence)
     state, _, _ = fit(trainer, trainer.init_state(jax.random.key(0)), splits,
-                      before_epoch=None if defence is None
-                      else defence.before_epoch)
+                      before_epoch=hook)
     acc = trainer.evaluate(state, xt, yt)["accuracy"]
     line = f"{name}: test accuracy {100 * acc:.2f}%"
     if defence is not None:
-      s = defence.summary()
+      s = defence.summary(hook.state)
       line += (f" ({s['num_selected']} examples noised, "
-               f"{len(defence.updates)} updates)")
+               f"{len(s['updates'])} updates)")
     print(line)
 
 

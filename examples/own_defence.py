@@ -13,9 +13,11 @@ file shows the plug-in interface; it makes no claim that squeezing a
 training set defends against poisoning.
 
 A defence is three things: a frozen dataclass (its spec, what a job
-asks for), a `JobDefence` (what it does during training: here the
-``before_epoch`` hook rewrites the images; ``restore`` redoes it when a run
-resumes from a checkpoint), and a `DefenceKind` given to
+asks for), a `JobDefence` (what it does during training, as functions of
+a state the job keeps and checkpoints: here the ``before_epoch`` hook
+rewrites the images and ``images`` redoes it when a run resumes from a
+checkpoint; squeezing needs no state, so the base class's empty one
+serves), and a `DefenceKind` given to
 `register_defence` (its name, how a spec becomes a checked configuration
 for a run, how the `JobDefence` is built, its command-line options).
 """
@@ -50,10 +52,10 @@ def squeeze(images: np.ndarray, bits: int) -> np.ndarray:
 class SqueezeDefence(pipeline.JobDefence):
   name = "squeeze"
 
-  def before_epoch(self, epoch, state, x_train):
-    return squeeze(np.asarray(x_train), self.config.bits), 0.0
+  def before_epoch(self, state, epoch, train_state, x_train):
+    return state, squeeze(np.asarray(x_train), self.config.bits), 0.0
 
-  def restore(self, arrays, meta, x_train):
+  def images(self, state, x_train):
     return squeeze(np.asarray(x_train), self.config.bits)
 
 

@@ -16,7 +16,7 @@ from hint_jax import influence as infl
 from hint_jax.data.splits import Splits
 from hint_jax.errors import ConfigError
 from hint_jax.models import adapt
-from hint_jax.train import Trainer, fit
+from hint_jax.train import DefenceHook, Trainer, fit
 from hint_jax.train.loop import TrainConfig
 from hint_jax.train.optim import OptimConfig
 
@@ -199,14 +199,16 @@ def test_hint_runs_on_plain_numpy_arrays_of_an_unseen_shape():
   hcfg = hint_lib.HintConfig(ratio=0.5, schedule=(1,), beta=16 / 255)
   defence = hint_lib.Hint(model, hcfg, splits.x_train, splits.y_train,
                           splits.x_val, splits.y_val, epochs=cfg.epochs)
+  hook = DefenceHook(defence)
   state, history, x_final = fit(trainer, trainer.init_state(
-      jax.random.key(0)), splits, before_epoch=defence.before_epoch)
+      jax.random.key(0)), splits, before_epoch=hook)
   assert len(history) == 3 and np.isfinite(history[-1]["train_loss"])
-  (update,) = defence.updates
+  (update,) = defence.updates(hook.state)
   assert update.num_selected == n // 2
   changed = np.any(x_final != splits.x_train, axis=(1, 2, 3))
   # Only selected examples change, by at most beta (16 grey levels).
-  assert set(np.flatnonzero(changed)) <= set(defence.selected.tolist())
+  selected = hook.state["hint_selected"]
+  assert set(np.flatnonzero(changed)) <= set(selected.tolist())
   assert changed.any()
   diff = np.abs(x_final.astype(int) - splits.x_train.astype(int))
   assert diff.max() <= 16

@@ -10,9 +10,9 @@ import numpy as np
 import pytest
 
 from hint_jax.defences import epic
-from hint_jax.errors import ConfigError
+from hint_jax.errors import ConfigError, DataError
 from hint_jax.models import get_model
-from hint_jax.train import Trainer, fit
+from hint_jax.train import DefenceHook, Trainer, fit
 from hint_jax.train.presets import preset
 
 
@@ -118,21 +118,27 @@ def test_epic_hook_drops_for_good(digits_splits):
   y[flip] = (y[flip] + 3) % 10
   data = dataclasses.replace(digits, y_train=y)
   ep = epic.Epic(model, epic.EpicConfig(warmup=2, period=1, budget=0.1), y)
+  hook = DefenceHook(ep)
   seen = []
 
   def before(epoch, state, x):
-    out = ep.before_epoch(epoch, state, x)
-    seen.append(ep.active.copy())
+    out = hook(epoch, state, x)
+    seen.append(hook.state["epic_active"])
     return out
 
   fit(tr, tr.init_state(jax.random.key(0)), data, before_epoch=before,
-      active_fn=ep.active_indices)
-  assert [r["epoch"] for r in ep.records] == [2, 3, 4, 5]
-  assert ep.records[0]["dropped"] > 0
+      active_fn=hook.active_indices)
+  records = hook.state["epic"]
+  assert [r["epoch"] for r in records] == [2, 3, 4, 5]
+  assert records[0]["dropped"] > 0
   for prev, cur in zip(seen, seen[1:]):
     assert not np.any(cur & ~prev)   # never re-admitted
-  s = ep.summary()
-  assert s["epic_dropped"] == int((~ep.active).sum()) > 0
+  s = ep.summary(hook.state)
+  assert s["epic_dropped"] == int((~hook.state["epic_active"]).sum()) > 0
+  # Pure: the first state is untouched by the selections that followed.
+  assert ep.init()["epic_active"].all() and seen[0].all()
+  with pytest.raises(DataError, match="EPIC state"):
+    ep.check({"epic_active": np.ones(3, bool), "epic": []})
 
 
 def test_train_with_epic_records_drops_and_resumes(tmp_path,

@@ -11,9 +11,9 @@ import numpy as np
 import pytest
 
 from hint_jax import defences
-from hint_jax.errors import ConfigError
+from hint_jax.errors import ConfigError, DataError
 from hint_jax.models import get_model
-from hint_jax.train import Trainer, fit
+from hint_jax.train import DefenceHook, Trainer, fit
 from hint_jax.train.presets import preset
 
 
@@ -75,13 +75,20 @@ def test_friends_hook_changes_images_once_within_the_clamp(digits_splits):
   tr = Trainer(model, cfg, len(digits.x_train))
   fr = defences.Friends(model, defences.FriendsConfig(begin_epoch=2),
                         digits.x_train)
+  hook = DefenceHook(fr)
   _, hist, x_end = fit(tr, tr.init_state(jax.random.key(0)), digits,
-                       before_epoch=fr.before_epoch)
+                       before_epoch=hook)
   assert [h["hook_seconds"] > 0 for h in hist] == [False, False, True, False]
   d = x_end.astype(int) - digits.x_train.astype(int)
   assert np.abs(d).max() <= 16 and np.abs(d).mean() > 2
-  np.testing.assert_array_equal(fr.current_images(), x_end)
-  assert fr.record["mean_sq_last"] > fr.record["mean_sq_first"]
+  np.testing.assert_array_equal(fr.images(hook.state), x_end)
+  record = hook.state["friends"]
+  assert record["mean_sq_last"] > record["mean_sq_first"]
+  back = fr.check(hook.state)        # as a checkpoint gives it back
+  np.testing.assert_array_equal(fr.images(back), x_end)
+  assert fr.check({}) == fr.init()
+  with pytest.raises(DataError, match="FRIENDS state"):
+    fr.check({"friends_levels": np.zeros((2, 8, 8, 1), np.int8)})
 
 
 def test_train_with_friends_cli_and_resume(tmp_path, interrupted_run):

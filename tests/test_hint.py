@@ -3,6 +3,7 @@ training-loop hook, checkpoints, and a first-order check of the noise
 against retraining on a tiny model in float64."""
 
 import dataclasses
+import json
 import math
 
 import jax
@@ -15,7 +16,7 @@ from hint_jax import data as data_lib
 from hint_jax import hint, influence
 from hint_jax.errors import ConfigError, DataError
 from hint_jax.models import get_model
-from hint_jax.train import Trainer, fit
+from hint_jax.train import DefenceHook, Trainer, fit
 from hint_jax.train.presets import preset
 
 
@@ -34,10 +35,32 @@ def trained(digits):
   return model, trainer, state
 
 
+class _Run:
+  """A `hint.Hint` and the state its pure functions return, threaded from
+  one ``update`` to the next (what `train.DefenceHook` does in ``fit``),
+  with the state's entries as attributes so the tests read naturally."""
+
+  def __init__(self, h):
+    self.h, self.state = h, h.init()
+
+  def update(self, epoch, params, model_state, x_train):
+    self.state, x_new, rec = self.h.update(self.state, epoch, params,
+                                           model_state, x_train)
+    return x_new, rec
+
+  selected = property(lambda self: self.state["hint_selected"])
+  delta = property(lambda self: self.state["hint_delta"])
+  scores = property(lambda self: self.state["hint_scores"])
+  updates = property(lambda self: self.h.updates(self.state))
+
+  def __getattr__(self, name):
+    return getattr(self.h, name)
+
+
 def _hint(model, digits, **kw):
   cfg = hint.HintConfig(**{"schedule": (0,), **kw})
-  return hint.Hint(model, cfg, digits.x_train, digits.y_train, digits.x_val,
-                   digits.y_val)
+  return _Run(hint.Hint(model, cfg, digits.x_train, digits.y_train,
+                        digits.x_val, digits.y_val))
 
 
 # ---------------------------------------------------------------- selection
@@ -186,9 +209,9 @@ def test_grad_space_normalized_is_pixel_gradient_times_std():
   std = np.asarray(model.module.std, np.float32)
   out = {}
   for space in ("normalized", "pixel"):
-    h = hint.Hint(model, hint.HintConfig(ratio=1.0, schedule=(0,),
-                                         grad_space=space, gamma=1e-3),
-                  ds.x_train, ds.y_train, ds.x_val, ds.y_val)
+    h = _Run(hint.Hint(model, hint.HintConfig(ratio=1.0, schedule=(0,),
+                                              grad_space=space, gamma=1e-3),
+                       ds.x_train, ds.y_train, ds.x_val, ds.y_val))
     h.update(0, params, mstate, ds.x_train)
     out[space] = np.asarray(h.delta)
   # Same float32 computation scaled per channel: rounding only.
@@ -220,10 +243,11 @@ def test_empty_schedule_is_bit_identical_to_plain_training(digits):
   cfg = dataclasses.replace(preset("digits"), epochs=3, eval_every=0)
   trainer = Trainer(model, cfg, len(digits.x_train))
   plain, _, _ = fit(trainer, trainer.init_state(jax.random.key(3)), digits)
-  h = hint.Hint(model, hint.HintConfig(schedule=()), digits.x_train,
-                digits.y_train, digits.x_val, digits.y_val, epochs=3)
+  h = DefenceHook(hint.Hint(model, hint.HintConfig(schedule=()),
+                            digits.x_train, digits.y_train, digits.x_val,
+                            digits.y_val, epochs=3))
   same, _, x_end = fit(trainer, trainer.init_state(jax.random.key(3)),
-                       digits, before_epoch=h.before_epoch)
+                       digits, before_epoch=h)
   for a, b in zip(jax.tree.leaves(plain), jax.tree.leaves(same)):
     np.testing.assert_array_equal(np.asarray(jax.random.key_data(a))
                                   if jnp.issubdtype(a.dtype,
@@ -234,32 +258,62 @@ def test_empty_schedule_is_bit_identical_to_plain_training(digits):
                                                     jax.dtypes.prng_key)
                                   else b)
   np.testing.assert_array_equal(x_end, digits.x_train)
-  assert h.updates == [] and h.selected is None
+  assert h.state == h.defence.init()   # no update ran
   # ... and the check can fail: a scheduled update changes the parameters.
-  h2 = hint.Hint(model, hint.HintConfig(schedule=(1,)), digits.x_train,
-                 digits.y_train, digits.x_val, digits.y_val, epochs=3)
+  h2 = DefenceHook(hint.Hint(model, hint.HintConfig(schedule=(1,)),
+                             digits.x_train, digits.y_train, digits.x_val,
+                             digits.y_val, epochs=3))
   other, hist, x_end = fit(trainer, trainer.init_state(jax.random.key(3)),
-                           digits, before_epoch=h2.before_epoch)
+                           digits, before_epoch=h2)
   assert not np.array_equal(other.params["head"]["kernel"],
                             plain.params["head"]["kernel"])
   assert hist[1]["hook_seconds"] > 0 and hist[0]["hook_seconds"] == 0
   assert np.any(x_end != digits.x_train)
 
 
-def test_state_arrays_rebuild_the_same_images(digits, trained):
+def test_the_state_is_pure_and_checkpoints_like_any_data(
+    digits, trained, tmp_path):
+  """``update`` is a function of its state: the object does not change,
+  the same state gives the same result, and a state saved by the generic
+  checkpoint (or in the layout of the checkpoints written before the state
+  was one dict) rebuilds the same images."""
+  from hint_jax.pipeline import checkpoint  # pylint: disable=g-import-not-at-top
   model, _, state = trained
-  h = _hint(model, digits, ratio=0.4, schedule=(0, 1))
-  x, _ = h.update(0, state.params, state.model_state, digits.x_train)
-  x, _ = h.update(1, state.params, state.model_state, x)
-  arrays = h.state_arrays()
-  records = [dataclasses.asdict(u) for u in h.updates]
-  fresh = _hint(model, digits, ratio=0.4, schedule=(0, 1))
-  fresh.load_state_arrays(arrays, records)
-  np.testing.assert_array_equal(fresh.current_images(), x)
-  assert fresh.updates == h.updates
-  bad = dict(arrays, hint_delta=arrays["hint_delta"][:-1])
+  h = hint.Hint(model, hint.HintConfig(ratio=0.4, schedule=(0, 1)),
+                digits.x_train, digits.y_train, digits.x_val, digits.y_val)
+  s0 = h.init()
+  s1, x1, _ = h.update(s0, 0, state.params, state.model_state,
+                       digits.x_train)
+  assert s0 == h.init()                       # the input state is untouched
+  s2, x2, _ = h.update(s1, 1, state.params, state.model_state, x1)
+  again, x2b, _ = h.update(s1, 1, state.params, state.model_state, x1)
+  np.testing.assert_array_equal(x2, x2b)      # same state, same result
+  np.testing.assert_array_equal(np.asarray(again["hint_delta"]),
+                                np.asarray(s2["hint_delta"]))
+  np.testing.assert_array_equal(h.images(s2), x2)
+
+  (tmp_path / "new").mkdir()
+  (tmp_path / "old").mkdir()
+  checkpoint.save(tmp_path / "new", state, 1, {}, [], s2)
+  back = h.check(checkpoint.load(tmp_path / "new", state, {})[3])
+  np.testing.assert_array_equal(h.images(back), x2)
+  # (records hold NaNs, which no two float objects compare equal on)
+  assert json.dumps(back["hint"]) == json.dumps(s2["hint"])
+  np.testing.assert_array_equal(back["hint_scores"], s2["hint_scores"])
+  # The layout written before: the arrays in the state file, the update
+  # records under "hint" in the metadata; None-valued keys absent.
+  old = tmp_path / "old"
+  checkpoint.save(old, state, 1, {}, [], {
+      "hint_selected": s2["hint_selected"], "hint_delta": s2["hint_delta"],
+      "hint_scores": s2["hint_scores"], "hint": s2["hint"]})
+  meta = json.loads((old / checkpoint.META_FILE).read_text())
+  assert list(meta["extra_meta"]) == ["hint"]
+  back = h.check(checkpoint.load(old, state, {})[3])
+  np.testing.assert_array_equal(h.images(back), x2)
+  assert h.check({}) == h.init()               # before the first update
+  bad = dict(s2, hint_delta=np.asarray(s2["hint_delta"])[:-1])
   with pytest.raises(DataError):
-    fresh.load_state_arrays(bad, records)
+    h.check(bad)
 
 
 def test_lissa_solver_agrees_with_cg(digits, trained):
@@ -499,8 +553,8 @@ def test_restoration_cosine_matches_its_definition(digits, trained):
   poisoned[rows] = np.clip(poisoned[rows].astype(int) + bump, 0,
                            255).astype(np.uint8)
   cfg = hint.HintConfig(schedule=(0,), ratio=0.5, gamma=20.0, beta=0.2)
-  h = hint.Hint(model, cfg, poisoned, digits.y_train, digits.x_val,
-                digits.y_val, x_clean=x_clean)
+  h = _Run(hint.Hint(model, cfg, poisoned, digits.y_train, digits.x_val,
+                     digits.y_val, x_clean=x_clean))
   x_new, rec = h.update(0, st.params, st.model_state, poisoned)
   sel = h.selected
   is_poison = np.isin(sel, rows) & np.any(

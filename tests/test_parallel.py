@@ -248,22 +248,23 @@ else:
     for m in (None, mesh):
       h = hint.Hint(model, cfg, digits.x_train, digits.y_train, digits.x_val,
                     digits.y_val, mesh=m)
-      x, deltas = digits.x_train, []
+      x, deltas, hs = digits.x_train, [], h.init()
       for epoch in (0, 1):
-        x, rec = h.update(epoch, state.params, state.model_state, x)
-        deltas.append(np.asarray(h.delta))
-      runs.append((h, x, rec, deltas))
+        hs, x, rec = h.update(hs, epoch, state.params, state.model_state, x)
+        deltas.append(np.asarray(hs["hint_delta"]))
+      runs.append((hs, x, rec, deltas))
     (h1, x1, r1, dl1), (h8, x8, r8, dl8) = runs
     context = (f"one device vs {DEVICES} forced host devices, the HINT "
                f"update of the trained digits ConvNet (r = 0.3, updates "
                f"before epochs 0 and 1); compiler: {xla_options.status()}; "
                f"processor: {xla_options.processor_summary()}")
-    np.testing.assert_array_equal(h8.selected, h1.selected, err_msg=context)
+    np.testing.assert_array_equal(h8["hint_selected"], h1["hint_selected"],
+                                  err_msg=context)
     # float32, and s_test comes from CG stopped at a relative residual of
     # 1e-6: the two s_test differ at that level, so the scores agree to a
     # few 1e-6 of their largest magnitude (measured 6.6e-7 of it).
-    scale = float(np.max(np.abs(h1.scores)))
-    np.testing.assert_allclose(h8.scores, h1.scores, rtol=0,
+    scale = float(np.max(np.abs(h1["hint_scores"])))
+    np.testing.assert_allclose(h8["hint_scores"], h1["hint_scores"], rtol=0,
                                atol=5e-6 * scale,
                                err_msg=f"I_up scores; {context}")
     # The noise after each update (the same 5e-6 of its largest value; 1e-6

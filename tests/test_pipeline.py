@@ -106,11 +106,14 @@ def test_every_defence_resolves_behind_one_protocol(spec, name,
   model, _ = digits_convnet
   d = pipeline.make_defence(cfg, model, digits_splits, epochs=20)
   assert isinstance(d, pipeline.JobDefence) and d.name == name
-  # Every defence answers the same questions.
-  arrays, meta = d.checkpoint()
-  assert arrays is None or isinstance(arrays, dict)
-  assert meta is None or isinstance(meta, dict)
-  assert isinstance(d.record(), dict)
+  # Every defence answers the same questions, over a state that is a dict
+  # of arrays and JSON-ready data (what the checkpoint keeps).
+  state = d.init()
+  assert isinstance(state, dict)
+  for value in state.values():
+    assert isinstance(value, np.ndarray) or json.dumps(value)
+  assert d.check(dict(state)).keys() == state.keys()
+  assert isinstance(d.record(state), dict)
 
 
 def test_defence_settings_are_checked_against_the_run():

@@ -81,8 +81,8 @@ def test_a_checkpoint_of_the_old_spelling_loads(tmp_path):
   trainer = Trainer(get_model("logreg", 10, (8, 8, 1)), preset("digits"), 64)
   state = trainer.init_state(jax.random.key(0))
   checkpoint.save(tmp_path, state, 0, {"defense": "hint", "seed": 0}, [])
-  _, done, _, _, _ = checkpoint.load(tmp_path, state,
-                                     {"defence": "hint", "seed": 0})
+  _, done, _, _ = checkpoint.load(tmp_path, state,
+                                  {"defence": "hint", "seed": 0})
   assert done == 1
   settings, _, _ = checkpoint.read_final(tmp_path)
   assert settings == {"defence": "hint", "seed": 0}

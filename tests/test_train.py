@@ -72,7 +72,7 @@ def test_resume_equals_uninterrupted_run(digits, tmp_path):
   t2 = Trainer(trainer.model, short, len(digits.x_train))
   part, hist, _ = fit(t2, t2.init_state(jax.random.key(0)), digits)
   checkpoint.save(tmp_path, part, 1, {"k": 1}, hist)
-  restored, done, _, _, _ = checkpoint.load(
+  restored, done, _, _ = checkpoint.load(
       tmp_path, trainer.init_state(jax.random.key(9)), {"k": 1})
   assert done == 2
   resumed, _, _ = fit(trainer, restored, digits, start_epoch=done)

@@ -114,7 +114,7 @@ def run_pair(name, args: HintBench, progress=None, note=quiet):
   plain, hinted = trainer.init_state(key), trainer.init_state(key)
   defence = hint.Hint(model, hcfg, splits.x_train, splits.y_train,
                       splits.x_val, splits.y_val, epochs=cfg.epochs)
-  x_hint = splits.x_train
+  hint_state, x_hint = defence.init(), splits.x_train
   plain_t, hint_t, hook_t = [], [], []
   note(f"[{name}] {model_name}, {len(splits.x_train)} train images, "
        f"{cfg.epochs} epochs, schedule {list(hcfg.schedule)}, r = "
@@ -127,8 +127,8 @@ def run_pair(name, args: HintBench, progress=None, note=quiet):
             plain, splits.x_train, splits.y_train, epoch))
         plain_t.append(sec)
       else:
-        (x_hint, _), sec = _timed(lambda: defence.before_epoch(
-            epoch, hinted, x_hint))
+        (hint_state, x_hint, _), sec = _timed(lambda: defence.before_epoch(
+            hint_state, epoch, hinted, x_hint))
         hook_t.append(sec)
         (hinted, _), sec = _timed(lambda: trainer.train_epoch(
             hinted, x_hint, splits.y_train, epoch))
@@ -139,7 +139,7 @@ def run_pair(name, args: HintBench, progress=None, note=quiet):
          f"s, HINT {hint_t[-1]:.1f} s + defence {hook_t[-1]:.1f} s")
   acc_plain = trainer.evaluate(plain, splits.x_test, splits.y_test)
   acc_hint = trainer.evaluate(hinted, splits.x_test, splits.y_test)
-  summary = defence.summary()
+  summary = defence.summary(hint_state)
   total_plain, total_hint = sum(plain_t), sum(hint_t) + sum(hook_t)
   per_epoch = [h / p for h, p in zip(hint_t, plain_t)]
   return {

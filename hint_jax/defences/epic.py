@@ -25,7 +25,7 @@ from typing import Dict
 
 import numpy as np
 
-from hint_jax.errors import ConfigError
+from hint_jax.errors import ConfigError, DataError
 
 
 @dataclasses.dataclass(frozen=True)
@@ -148,39 +148,64 @@ def select_isolated(proxies: np.ndarray, labels: np.ndarray, *,
 
 
 class Epic:
-  """EPIC as a hook of ``hint_jax.train.fit``: ``before_epoch`` runs the
-  scheduled selections and ``active_indices`` gives the examples still
-  trained on. Dropped examples never come back."""
+  """EPIC as pure functions over a state (``hint_jax.train.DefenceHook``
+  makes it ``fit``'s hook): ``before_epoch`` runs the scheduled selections
+  and ``active_indices`` gives the examples still trained on. Dropped
+  examples never come back.
+
+  The state is a dict: ``"epic_active"`` (bool per training example, True
+  while it is trained on) and ``"epic"`` (one JSON-ready record per
+  selection so far).
+  """
 
   def __init__(self, model, config: EpicConfig, y_train: np.ndarray,
                batch_size: int = 250):
     self.model = model
     self.config = config.validate()
     self.y = np.asarray(y_train)
-    self.active = np.ones(len(self.y), bool)
     self.batch_size = batch_size
-    self.records = []
 
-  def active_indices(self) -> np.ndarray:
-    return np.flatnonzero(self.active)
+  def init(self) -> dict:
+    """The state before any selection: every example active."""
+    return {"epic_active": np.ones(len(self.y), bool), "epic": []}
 
-  def before_epoch(self, epoch: int, train_state, x_train: np.ndarray):
+  def check(self, state: dict) -> dict:
+    """``state`` (e.g. read back from a checkpoint) typed, after checking
+    it fits this training set.
+
+    Raises:
+      DataError: it does not.
+    """
+    active = np.asarray(state.get("epic_active"), bool)
+    if active.shape != self.y.shape:
+      raise DataError(f"EPIC state for {active.shape} examples, this run "
+                      f"has {self.y.shape}")
+    return {"epic_active": active, "epic": list(state.get("epic") or [])}
+
+  @staticmethod
+  def active_indices(state) -> np.ndarray:
+    return np.flatnonzero(state["epic_active"])
+
+  def before_epoch(self, state, epoch: int, train_state,
+                   x_train: np.ndarray):
+    """Returns ``(state, x_train, seconds)``; the images are unchanged."""
     if not self.config.selects_before(epoch):
-      return x_train, 0.0
+      return state, x_train, 0.0
     t0 = time.perf_counter()
-    idx = self.active_indices()
+    idx = self.active_indices(state)
     logits = self._logits(train_state, x_train[idx])
     sel = select_isolated(gradient_proxies(logits, self.y[idx]), self.y[idx],
                           budget=self.config.budget, scale=self.config.scale)
     dropped = idx[sel["drop"]]
-    self.active[dropped] = False
+    active = state["epic_active"].copy()
+    active[dropped] = False
     seconds = time.perf_counter() - t0
-    self.records.append({"epoch": epoch, "candidates": int(len(idx)),
-                         "medoids": int(len(sel["medoids"])),
-                         "dropped": int(len(dropped)),
-                         "active": int(self.active.sum()),
-                         "seconds": seconds})
-    return x_train, seconds
+    record = {"epoch": epoch, "candidates": int(len(idx)),
+              "medoids": int(len(sel["medoids"])),
+              "dropped": int(len(dropped)), "active": int(active.sum()),
+              "seconds": seconds}
+    return ({"epic_active": active, "epic": list(state["epic"]) + [record]},
+            x_train, seconds)
 
   def _logits(self, train_state, x_u8: np.ndarray) -> np.ndarray:
     params, model_state = train_state.params, train_state.model_state
@@ -190,20 +215,9 @@ class Epic:
     return phi @ np.asarray(head["kernel"], np.float64) + np.asarray(
         head["bias"], np.float64)
 
-  def state_arrays(self) -> dict:
-    """What a checkpoint must keep (with ``records``)."""
-    return {"epic_active": self.active.copy()}
-
-  def load_state(self, active: np.ndarray, records) -> None:
-    active = np.asarray(active, bool)
-    if active.shape != self.active.shape:
-      raise ValueError(f"EPIC state for {active.shape} examples, this run "
-                       f"has {self.active.shape}")
-    self.active = active.copy()
-    self.records = list(records)
-
-  def summary(self) -> dict:
-    dropped = np.flatnonzero(~self.active)
-    return {"epic_selections": self.records,
-            "epic_dropped": int(len(dropped)),
-            "epic_seconds": float(sum(r["seconds"] for r in self.records))}
+  @staticmethod
+  def summary(state) -> dict:
+    records = state["epic"]
+    return {"epic_selections": records,
+            "epic_dropped": int((~state["epic_active"]).sum()),
+            "epic_seconds": float(sum(r["seconds"] for r in records))}

@@ -31,7 +31,7 @@ import numpy as np
 import optax
 
 from hint_jax import xla_options
-from hint_jax.errors import ConfigError
+from hint_jax.errors import ConfigError, DataError
 
 
 @dataclasses.dataclass(frozen=True)
@@ -148,21 +148,46 @@ def apply_friendly(x_u8: np.ndarray, e: np.ndarray) -> np.ndarray:
 
 
 class Friends:
-  """FRIENDS' friendly-noise part as a ``fit`` hook (the Bernoulli part is
-  the trainer's ``bernoulli_noise`` augmentation)."""
+  """FRIENDS' friendly-noise part as pure functions over a state
+  (``hint_jax.train.DefenceHook`` makes it ``fit``'s hook; the Bernoulli
+  part is the trainer's ``bernoulli_noise`` augmentation).
+
+  The state is a dict: ``"friends_levels"`` (the friendly noise in whole
+  grey levels, int8 like the images, None before ``begin_epoch``) and
+  ``"friends"`` (the JSON-ready record of that pass, or None).
+  """
 
   def __init__(self, model, config: FriendsConfig, x_orig: np.ndarray,
                on_progress=None):
     self.model = model
     self.config = config.validate()
     self.x_orig = np.asarray(x_orig)
-    self.levels = None      # int8 grey-level noise once computed
-    self.record = None
     self.on_progress = on_progress
 
-  def before_epoch(self, epoch: int, train_state, x_train: np.ndarray):
+  @staticmethod
+  def init() -> dict:
+    return {"friends_levels": None, "friends": None}
+
+  def check(self, state: dict) -> dict:
+    """``state`` (e.g. read back from a checkpoint) typed, after checking
+    it fits this training set.
+
+    Raises:
+      DataError: it does not.
+    """
+    levels = state.get("friends_levels")
+    if levels is None:
+      return self.init()
+    levels = np.asarray(levels, np.int8)
+    if levels.shape != self.x_orig.shape:
+      raise DataError("FRIENDS state does not match the training set")
+    return {"friends_levels": levels, "friends": state.get("friends")}
+
+  def before_epoch(self, state, epoch: int, train_state,
+                   x_train: np.ndarray):
+    """Returns ``(state, x_train, seconds)``."""
     if epoch != self.config.begin_epoch:
-      return x_train, 0.0
+      return state, x_train, 0.0
     t0 = time.perf_counter()
     trace = []
     e = friendly_noise(
@@ -170,35 +195,28 @@ class Friends:
         x_train, jax.random.key(self.config.seed), self.config,
         on_progress=self.on_progress, trace=trace)
     x_new = apply_friendly(x_train, e)
-    self.levels = (x_new.astype(np.int16) - x_train.astype(np.int16)).astype(
+    levels = (x_new.astype(np.int16) - x_train.astype(np.int16)).astype(
         np.int8)
     seconds = time.perf_counter() - t0
     t = np.stack(trace)   # (chunks, steps, 2)
-    self.record = {"epoch": epoch, "seconds": seconds,
-                   "kl_first": float(t[:, 0, 0].mean()),
-                   "kl_last": float(t[:, -1, 0].mean()),
-                   "mean_sq_first": float(t[:, 0, 1].mean()),
-                   "mean_sq_last": float(t[:, -1, 1].mean()),
-                   "mean_abs_levels": float(np.abs(self.levels).mean())}
-    return x_new, seconds
+    record = {"epoch": epoch, "seconds": seconds,
+              "kl_first": float(t[:, 0, 0].mean()),
+              "kl_last": float(t[:, -1, 0].mean()),
+              "mean_sq_first": float(t[:, 0, 1].mean()),
+              "mean_sq_last": float(t[:, -1, 1].mean()),
+              "mean_abs_levels": float(np.abs(levels).mean())}
+    return {"friends_levels": levels, "friends": record}, x_new, seconds
 
-  def current_images(self) -> np.ndarray:
-    if self.levels is None:
+  def images(self, state) -> np.ndarray:
+    """The received images with the state's friendly noise added."""
+    levels = state["friends_levels"]
+    if levels is None:
       return self.x_orig
-    return np.clip(self.x_orig.astype(np.int16) + self.levels, 0,
+    return np.clip(self.x_orig.astype(np.int16) + levels, 0,
                    255).astype(np.uint8)
 
-  def state_arrays(self) -> dict:
-    return {} if self.levels is None else {"friends_levels": self.levels}
-
-  def load_state(self, arrays: dict, record) -> None:
-    if "friends_levels" in arrays:
-      levels = np.asarray(arrays["friends_levels"], np.int8)
-      if levels.shape != self.x_orig.shape:
-        raise ValueError("FRIENDS state does not match the training set")
-      self.levels, self.record = levels, record
-
-  def summary(self) -> dict:
-    return {"friends": self.record,
-            "friends_seconds": 0.0 if self.record is None else
-            self.record["seconds"]}
+  @staticmethod
+  def summary(state) -> dict:
+    record = state["friends"]
+    return {"friends": record,
+            "friends_seconds": 0.0 if record is None else record["seconds"]}

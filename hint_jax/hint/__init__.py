@@ -4,9 +4,10 @@ Example:
   >>> cfg = hint.paper_config("mnist")                # schedule {9}, r = 0.5
   >>> defence = hint.Hint(model, cfg, splits.x_train, splits.y_train,
   ...                     splits.x_val, splits.y_val, epochs=10)
+  >>> hook = train.DefenceHook(defence)     # carries HINT's state
   >>> state, history, x_noised = fit(trainer, state, splits,
-  ...                                before_epoch=defence.before_epoch)
-  >>> defence.summary()["selection_seconds"]
+  ...                                before_epoch=hook)
+  >>> defence.summary(hook.state)["selection_seconds"]
 """
 
 from hint_jax.hint.config import DEFAULT_SCHEDULES

@@ -1,8 +1,21 @@
-"""HINT (Algorithms 1-3) as a hook of the functional training loop.
+"""HINT (Algorithms 1-3) as pure functions over a state.
 
-``Hint`` holds the defence's state between epochs (which examples were
-selected, their scores, the accumulated noise) and plugs into
-``hint_jax.train.fit`` through ``before_epoch``: at every scheduled epoch it
+``Hint`` holds what does not change during a run (the model, the
+configuration, the received and validation images); what does is its
+*state*, a dict that ``init`` returns and ``before_epoch`` / ``update``
+take and return (the optax shape), so a checkpoint keeps it like any other
+data (`hint_jax.pipeline.checkpoint.save`'s ``defence_state``):
+
+* ``"hint_selected"``: the rows HINT noises (int32, sorted), None before
+  the first update;
+* ``"hint_delta"``: their accumulated noise (float32, [0, 1] units), None
+  before the first update;
+* ``"hint_scores"``: every training example's I_up (float32), None before
+  the first update and when r = 1 (no scoring);
+* ``"hint"``: one JSON-ready `HintUpdate` record per update so far.
+
+``hint_jax.train.DefenceHook(hint)`` carries the state between the epochs
+of ``hint_jax.train.fit``. At every scheduled epoch HINT
 
 1. computes s_test = (H + lambda I)^-1 grad_theta_top L(D_val) over
    precomputed penultimate features (closed-form top-layer Hessian; CG by
@@ -25,7 +38,7 @@ import math
 import os
 import pathlib
 import time
-from typing import Any, Callable, List, Optional
+from typing import Any, Callable, Dict, List, Optional, Tuple
 
 import jax
 import jax.numpy as jnp
@@ -158,8 +171,12 @@ class Hint:
       one-device result up to float reassociation. One process only: the
       defence keeps the whole training set on the host.
 
-  Use ``before_epoch`` as ``fit``'s hook; ``updates`` lists what each update
-  did; ``state_arrays`` / ``load_state_arrays`` checkpoint the defence.
+  ``init()`` is the state before any update; ``before_epoch(state, epoch,
+  train_state, x_train)`` returns ``(state, x_train, seconds)``;
+  ``images(state)`` the training images with the state's noise written in;
+  ``summary(state)`` and ``updates(state)`` what the updates did; ``check``
+  validates a state read back from a checkpoint. None of them changes the
+  object.
   """
 
   def __init__(self, model, config: HintConfig, x_orig: np.ndarray,
@@ -198,34 +215,68 @@ class Hint:
     self.x_clean = None if x_clean is None else np.asarray(x_clean)
     self.x_val, self.y_val = np.asarray(x_val), np.asarray(y_val)
     self.on_progress = on_progress
-    self.selected: Optional[np.ndarray] = None   # (k,) int32, sorted
-    self.scores: Optional[np.ndarray] = None     # (n,) I_up, None if r = 1
-    self.delta: Optional[jax.Array] = None       # (k, H, W, C) float32
-    self.updates: List[HintUpdate] = []
     std = getattr(model.module, "std", None)
     self._grad_scale = (None if std is None or config.grad_space == "pixel"
                         else jnp.asarray(std, jnp.float32))
 
-  # ------------------------------------------------------------------ hook
-  def before_epoch(self, epoch: int, train_state, x_train: np.ndarray):
-    """``fit``'s hook: at a scheduled epoch, updates the noise and returns
-    the new training images; otherwise returns them unchanged. Returns
-    ``(x_train, seconds)``."""
-    if epoch not in self.config.schedule:
-      return x_train, 0.0
-    x_new, update = self.update(epoch, train_state.params,
-                                train_state.model_state, x_train)
-    return x_new, update.seconds
+  # ----------------------------------------------------------------- state
+  def init(self) -> Dict[str, Any]:
+    """The state before any update (its keys: the module docstring)."""
+    return {"hint_selected": None, "hint_delta": None, "hint_scores": None,
+            "hint": []}
 
-  def current_images(self, x_train: Optional[np.ndarray] = None):
-    """The training images with the current noise written in: a copy of
+  def check(self, state: Dict[str, Any]) -> Dict[str, Any]:
+    """``state`` (e.g. read back from a checkpoint, where absent keys mean
+    None) with its arrays typed, after checking it fits this training set.
+
+    Raises:
+      DataError: it does not.
+    """
+    selected, delta = state.get("hint_selected"), state.get("hint_delta")
+    scores = state.get("hint_scores")
+    out = {"hint_selected": None, "hint_delta": None, "hint_scores": None,
+           "hint": [dataclasses.asdict(HintUpdate(**u))
+                    for u in state.get("hint") or []]}
+    if selected is None:
+      return out
+    selected = np.asarray(selected, np.int32)
+    delta = np.asarray(delta, np.float32)
+    n = len(self.x_orig)
+    if (selected.ndim != 1
+        or delta.shape != (len(selected),) + self.x_orig.shape[1:]
+        or (len(selected) and (selected.min() < 0 or selected.max() >= n))
+        or (scores is not None and np.shape(scores) != (n,))):
+      raise DataError("HINT checkpoint does not match the training set")
+    out.update(hint_selected=selected, hint_delta=jnp.asarray(delta),
+               hint_scores=None if scores is None else np.asarray(scores))
+    return out
+
+  @staticmethod
+  def updates(state) -> List["HintUpdate"]:
+    """The state's update records as `HintUpdate`s."""
+    return [HintUpdate(**u) for u in state["hint"]]
+
+  # ------------------------------------------------------------------ hook
+  def before_epoch(self, state, epoch: int, train_state,
+                   x_train: np.ndarray):
+    """At a scheduled epoch, updates the noise; otherwise changes nothing.
+    Returns ``(state, x_train, seconds)``."""
+    if epoch not in self.config.schedule:
+      return state, x_train, 0.0
+    state, x_new, update = self.update(state, epoch, train_state.params,
+                                       train_state.model_state, x_train)
+    return state, x_new, update.seconds
+
+  def images(self, state, x_train: Optional[np.ndarray] = None):
+    """The training images with the state's noise written in: a copy of
     ``x_train`` (default: the received images) whose selected rows are
     ``noised_images(x_orig, delta)``. Deterministic in (x_orig, delta), so a
     resumed run rebuilds exactly the images it had."""
     x = np.array(self.x_orig if x_train is None else x_train)
-    if self.selected is not None and len(self.selected):
-      x[self.selected] = np.asarray(_noised_jit(
-          jnp.asarray(self.x_orig[self.selected]), self.delta,
+    selected = state["hint_selected"]
+    if selected is not None and len(selected):
+      x[selected] = np.asarray(_noised_jit(
+          jnp.asarray(self.x_orig[selected]), state["hint_delta"],
           self.config.rounding))
     return x
 
@@ -249,38 +300,38 @@ class Hint:
     return self.passes.s_test(top, phi_hessian, phi_val,
                               jnp.asarray(self.y_val), **options)
 
-  def _select(self, top, phi, s) -> np.ndarray:
-    """The rows HINT noises (sorted int32): every row at r = 1 (no
-    scoring pass), else the top-k by I_up (or k at random for the
-    "random" selection control); sets ``self.scores`` when it scores."""
+  def _select(self, top, phi, s) -> Tuple[np.ndarray, Optional[np.ndarray]]:
+    """``(selected, scores)``: the rows HINT noises (sorted int32): every
+    row at r = 1 (no scoring pass, scores None), else the top-k by I_up (or
+    k at random for the "random" selection control)."""
     cfg = self.config
     n = len(self.x_orig)
     k = num_selected(n, cfg.ratio)
     if k == n:
-      return np.arange(n, dtype=np.int32)
+      return np.arange(n, dtype=np.int32), None
     scores = self.passes.up_scores(top, phi, jnp.asarray(self.y_train), s)
-    self.scores = np.asarray(scores)
     if cfg.selection == "random":   # control: same size, by chance
       return np.sort(np.asarray(jax.random.choice(
           jax.random.fold_in(jax.random.key(cfg.seed), _SELECTION_STREAM),
-          n, (k,), replace=False))).astype(np.int32)
-    return np.asarray(select_top(scores, k))
+          n, (k,), replace=False))).astype(np.int32), np.asarray(scores)
+    return np.asarray(select_top(scores, k)), np.asarray(scores)
 
-  def update(self, epoch: int, params: Any, model_state: Any,
+  def update(self, state, epoch: int, params: Any, model_state: Any,
              x_train: np.ndarray):
     """Runs one scheduled update at the given parameters.
 
     Args:
+      state: the state so far (``init()`` before the first update).
       epoch: the (0-based) epoch it runs before; sets the step size and
         LiSSA's key.
       params, model_state: the model now.
       x_train: the current training images (uint8), i.e. the received ones
-        with the noise so far written in (``current_images()``).
+        with the noise so far written in (``images(state)``).
 
     Returns:
-      ``(x_new, record)``: a copy of ``x_train`` with the new noise written
-      into the selected rows, and the update's `HintUpdate` (also appended
-      to ``updates``).
+      ``(state, x_new, record)``: the new state, a copy of ``x_train`` with
+      the new noise written into the selected rows, and the update's
+      `HintUpdate` (also appended to the state's records).
     """
     cfg = self.config
     if x_train.shape != self.x_orig.shape:
@@ -289,24 +340,25 @@ class Hint:
     top = params[TOP_LAYER]
     key = jax.random.fold_in(jax.random.key(cfg.seed), epoch)
     step = cfg.step_size(epoch)
-    first = self.selected is None
+    selected, delta = state["hint_selected"], state["hint_delta"]
+    scores = state["hint_scores"]
     record = HintUpdate(epoch=epoch, step_size=step, num_selected=0)
 
     # 1-2. s_test, and at the first update the selection.
     t0 = time.perf_counter()
-    if first:
+    if selected is None:
       phi = _features_in_blocks(self.passes, self.model, params,
                                 model_state, self.x_orig, cfg.chunk_size,
                                 self._report("features"))
       s, info = self._s_test(top, params, model_state, phi, key)
-      self.selected = self._select(top, phi, s)
+      selected, scores = self._select(top, phi, s)
       del phi
-      self.delta = jnp.zeros((len(self.selected),) + self.x_orig.shape[1:],
-                             jnp.float32)
-      jax.block_until_ready(self.delta)
+      delta = jnp.zeros((len(selected),) + self.x_orig.shape[1:],
+                        jnp.float32)
+      jax.block_until_ready(delta)
       record.selection_seconds = time.perf_counter() - t0
     else:
-      hess_images = (x_train[self.selected] if cfg.hessian_from == "selected"
+      hess_images = (x_train[selected] if cfg.hessian_from == "selected"
                      else x_train)
       phi = _features_in_blocks(self.passes, self.model, params,
                                 model_state, hess_images, cfg.chunk_size,
@@ -315,7 +367,7 @@ class Hint:
       jax.block_until_ready(s)
       del phi
       record.s_test_seconds = time.perf_counter() - t0
-    record.num_selected = len(self.selected)
+    record.num_selected = len(selected)
     record.solver_iterations = int(info.iterations)
     record.solver_residual = float(info.residual)
     record.s_test_norm = float(math.sqrt(sum(
@@ -324,46 +376,53 @@ class Hint:
 
     # 3. I_pert at the current (noised) images of the selected examples.
     t0 = time.perf_counter()
-    x_cur = x_train[self.selected]
-    infl = self._pert(params, model_state, top, s, x_cur)
+    x_cur, y_sel = x_train[selected], self.y_train[selected]
+    infl = self._pert(params, model_state, top, s, x_cur, y_sel)
     hint_step = infl
     infl = self._control_direction(epoch, params, model_state, top, s, x_cur,
-                                   infl)
+                                   y_sel, infl)
     jax.block_until_ready(infl)
     record.pert_seconds = time.perf_counter() - t0
 
-    # 4. delta and the uint8 images.
+    # 4. delta and the uint8 images. noise_write donates the noise it is
+    # given: the input state's is copied first, so that state stays valid.
     t0 = time.perf_counter()
-    x_orig_sel = self.x_orig[self.selected]
-    self.delta, x_new = noise_write(
-        jnp.asarray(x_orig_sel), self.delta, infl,
+    x_orig_sel = self.x_orig[selected]
+    if delta is state["hint_delta"]:
+      delta = jnp.array(delta, copy=True)
+    delta, x_new = noise_write(
+        jnp.asarray(x_orig_sel), delta, infl,
         jnp.float32(step), jnp.float32(cfg.beta), sign=cfg.sign,
         rounding=cfg.rounding)
     x_sel = np.asarray(x_new)
     x_out = np.array(x_train)
-    x_out[self.selected] = x_sel
+    x_out[selected] = x_sel
     record.write_seconds = time.perf_counter() - t0
 
-    if len(self.selected):
-      self._record_noise(record, infl, hint_step, x_sel, x_orig_sel)
-    self.updates.append(record)
-    return x_out, record
+    if len(selected):
+      self._record_noise(record, infl, hint_step, x_sel, x_orig_sel,
+                         selected, delta)
+    state = {"hint_selected": selected, "hint_delta": delta,
+             "hint_scores": scores,
+             "hint": list(state["hint"]) + [dataclasses.asdict(record)]}
+    return state, x_out, record
 
-  def _record_noise(self, record, infl, hint_step, x_sel, x_orig_sel):
+  def _record_noise(self, record, infl, hint_step, x_sel, x_orig_sel,
+                    selected, delta):
     """Fills the record's noise diagnostics (see `HintUpdate`)."""
     record.step_cosine = (1.0 if infl is hint_step else _cosine(
         np.asarray(infl), np.asarray(hint_step)))
     record.pert_abs_mean = float(jnp.mean(jnp.abs(infl)))
-    record.delta_abs_mean = float(jnp.mean(jnp.abs(self.delta)))
+    record.delta_abs_mean = float(jnp.mean(jnp.abs(delta)))
     record.at_bound_fraction = float(jnp.mean(
-        jnp.abs(self.delta) >= self.config.beta))
+        jnp.abs(delta) >= self.config.beta))
     record.pixels_changed_fraction = float(np.mean(x_sel != x_orig_sel))
     if self.x_clean is not None:
-      self._record_restoration(record, x_sel, x_orig_sel)
+      self._record_restoration(record, x_sel, x_orig_sel, selected, delta)
 
-  def _record_restoration(self, record, x_sel, x_orig_sel):
+  def _record_restoration(self, record, x_sel, x_orig_sel, selected, delta):
     """Fills the record's poison fields (see `HintUpdate`)."""
-    clean = self.x_clean[self.selected]
+    clean = self.x_clean[selected]
     poison = np.any((clean != x_orig_sel).reshape(len(clean), -1), axis=1)
     record.poisons_selected = int(poison.sum())
     if not poison.any():
@@ -374,10 +433,10 @@ class Hint:
         x_sel[poison].astype(np.int16) - x_orig_sel[poison].astype(np.int16),
         toward_clean)
     record.restore_cosine_float = _cosine(
-        -np.asarray(self.delta)[poison] * 255.0, toward_clean)
+        -np.asarray(delta)[poison] * 255.0, toward_clean)
 
   def _control_direction(self, epoch, params, model_state, top, s, x_cur,
-                         infl):
+                         y_sel, infl):
     """The step's direction field: ``infl`` (I_pert) for HINT, else the
     ``direction`` control's (see `HintConfig`), with infl's per-pixel
     magnitudes."""
@@ -396,17 +455,17 @@ class Hint:
       s_rand = random_like_norm(
           jax.random.fold_in(key, _RANDOM_STEST_STREAM), s, norm)
       return with_signs_of(self._pert(params, model_state, top, s_rand,
-                                      x_cur), infl)
+                                      x_cur, y_sel), infl)
     if cfg.direction == "train_loss":
-      return with_signs_of(self._loss_grad(params, model_state, x_cur), infl)
+      return with_signs_of(self._loss_grad(params, model_state, x_cur,
+                                           y_sel), infl)
     raise ConfigError(f"unknown HINT direction {cfg.direction!r}")
 
-  def _loss_grad(self, params, model_state, x_cur):
+  def _loss_grad(self, params, model_state, x_cur, y_sel):
     """grad_x of the selected examples' own training loss at their current
     images (inference mode), in padded chunks of ``chunk_size``."""
     cfg = self.config
     logits_fn = self.model.logits_fn(params, model_state)
-    y_sel = self.y_train[self.selected]
     k, chunk = len(x_cur), cfg.chunk_size
     out = []
     for start in range(0, k, chunk):
@@ -422,13 +481,12 @@ class Hint:
     return (jnp.concatenate(out) if out
             else jnp.zeros((0,) + self.x_orig.shape[1:], jnp.float32))
 
-  def _pert(self, params, model_state, top, s, x_cur):
+  def _pert(self, params, model_state, top, s, x_cur, y_sel):
     """I_pert for the selected examples at their current images ``x_cur``
-    (uint8), in blocks of ``_REPORT_EVERY`` chunks (one batched reverse pass
-    per chunk)."""
+    (uint8, labels ``y_sel``), in blocks of ``_REPORT_EVERY`` chunks (one
+    batched reverse pass per chunk)."""
     cfg = self.config
     features_fn = self.model.features_fn(params, model_state)
-    y_sel = self.y_train[self.selected]
     k, block = len(x_cur), cfg.chunk_size * _REPORT_EVERY
     report = self._report("perturbation")
     out = []
@@ -446,47 +504,23 @@ class Hint:
       infl = infl * self._grad_scale
     return infl
 
-  # ----------------------------------------------------------- persistence
-  def state_arrays(self) -> dict:
-    """The defence's state as numpy arrays (for checkpoints)."""
-    if self.selected is None:
-      return {}
-    out = {"hint_selected": self.selected,
-           "hint_delta": np.asarray(self.delta)}
-    if self.scores is not None:
-      out["hint_scores"] = self.scores
-    return out
-
-  def load_state_arrays(self, arrays: dict, updates: List[dict]) -> None:
-    """Restores ``state_arrays()`` output and the update records."""
-    self.updates = [HintUpdate(**u) for u in updates]
-    if "hint_selected" not in arrays:
-      self.selected, self.delta, self.scores = None, None, None
-      return
-    selected = np.asarray(arrays["hint_selected"], np.int32)
-    delta = np.asarray(arrays["hint_delta"], np.float32)
-    if (delta.shape != (len(selected),) + self.x_orig.shape[1:]
-        or (len(selected) and (selected.min() < 0
-                               or selected.max() >= len(self.x_orig)))):
-      raise DataError("HINT checkpoint does not match the training set")
-    self.selected, self.delta = selected, jnp.asarray(delta)
-    self.scores = (np.asarray(arrays["hint_scores"])
-                   if "hint_scores" in arrays else None)
-
-  def summary(self) -> dict:
+  # ---------------------------------------------------------------- record
+  def summary(self, state) -> dict:
     """Totals by phase and the per-update records, JSON-ready."""
-    ups = [dataclasses.asdict(u) for u in self.updates]
+    ups = self.updates(state)
+    selected = state["hint_selected"]
     return {
-        "num_selected": None if self.selected is None else len(self.selected),
-        "selection_seconds": sum(u.selection_seconds for u in self.updates),
-        "s_test_seconds": sum(u.s_test_seconds for u in self.updates),
-        "pert_seconds": sum(u.pert_seconds for u in self.updates),
-        "write_seconds": sum(u.write_seconds for u in self.updates),
-        "seconds": sum(u.seconds for u in self.updates),
-        "updates": ups,
+        "num_selected": None if selected is None else len(selected),
+        "selection_seconds": sum(u.selection_seconds for u in ups),
+        "s_test_seconds": sum(u.s_test_seconds for u in ups),
+        "pert_seconds": sum(u.pert_seconds for u in ups),
+        "write_seconds": sum(u.write_seconds for u in ups),
+        "seconds": sum(u.seconds for u in ups),
+        "updates": [dataclasses.asdict(u) for u in ups],
     }
 
-  def save_noise(self, path, train_idx: Optional[np.ndarray] = None) -> None:
+  def save_noise(self, state, path,
+                 train_idx: Optional[np.ndarray] = None) -> None:
     """Writes the selected examples' received and noised images, delta,
     labels, indices and scores to an ``.npz`` file (atomically).
 
@@ -497,15 +531,15 @@ class Hint:
     training set, when ``train_idx`` is given), ``beta``.
     """
     path = pathlib.Path(path)
-    sel = (self.selected if self.selected is not None
-           else np.zeros((0,), np.int32))
-    delta = (np.asarray(self.delta) if self.delta is not None
+    sel, scores = state["hint_selected"], state["hint_scores"]
+    sel = sel if sel is not None else np.zeros((0,), np.int32)
+    delta = (np.asarray(state["hint_delta"]) if len(sel)
              else np.zeros((0,) + self.x_orig.shape[1:], np.float32))
     arrays = {
         "selected": sel, "x_orig": self.x_orig[sel],
-        "x_noised": self.current_images()[sel], "delta": delta,
+        "x_noised": self.images(state)[sel], "delta": delta,
         "y": self.y_train[sel],
-        "scores": (self.scores if self.scores is not None
+        "scores": (scores if scores is not None
                    else np.zeros((0,), np.float32)),
         "beta": np.float32(self.config.beta),
     }

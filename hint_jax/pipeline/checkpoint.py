@@ -1,10 +1,10 @@
 """Per-epoch checkpoints so an interrupted run resumes where it stopped.
 
 A checkpoint is one file, ``checkpoint.msgpack``, written atomically (a
-temporary file renamed into place): the state, the defence's arrays and the
-metadata (epochs done, settings, history) together, so a kill at any point
-leaves either the previous checkpoint or the new one, never a state from
-one epoch with the metadata of another. ``checkpoint.json`` is a readable
+temporary file renamed into place): the train state, the defence's
+state and the metadata (epochs done, settings, history) together, so a
+kill at any point leaves either the previous checkpoint or the new one,
+never a state from one epoch with the metadata of another. ``checkpoint.json`` is a readable
 copy of the metadata written after it; checkpoints written before the
 metadata moved into the state file are still read (their epoch count from
 the JSON copy).
@@ -24,20 +24,29 @@ STATE_FILE = "checkpoint.msgpack"
 META_FILE = "checkpoint.json"
 
 
-def save(out, state, epoch: int, settings: dict, history, extra=None,
-         extra_meta=None):
+def _is_array(value) -> bool:
+  return isinstance(value, (np.ndarray, jax.Array))
+
+
+def save(out, state, epoch: int, settings: dict, history,
+         defence_state=None):
   """Saves ``state`` after ``epoch`` (0-based) epochs have finished.
 
-  ``extra`` is an optional dict of numpy arrays (e.g. HINT's selection and
-  noise) saved beside the state; ``extra_meta`` optional JSON-ready data
-  (e.g. HINT's update records) saved in the metadata file.
+  ``defence_state``: a defence's state (`hint_jax.pipeline.defences
+  .JobDefence.init`), a dict whose values are arrays (saved beside the
+  train state) or JSON-ready data (saved with the metadata); `load` gives
+  it back as one dict.
   """
   out = pathlib.Path(out)
   raw = state.replace(key=jax.random.key_data(state.key))
+  defence_state = defence_state or {}
+  arrays = {k: np.asarray(v) for k, v in defence_state.items()
+            if _is_array(v)}
+  rest = {k: v for k, v in defence_state.items() if not _is_array(v)}
   meta = {"epochs_done": epoch + 1, "settings": settings,
-          "history": history, "extra_meta": extra_meta}
+          "history": history, "extra_meta": rest or None}
   payload = {"state": flax.serialization.to_state_dict(raw),
-             "extra": {k: np.asarray(v) for k, v in (extra or {}).items()},
+             "extra": arrays,
              "meta_json": json.dumps(meta, sort_keys=True)}
   try:
     write_bytes_atomic(out / STATE_FILE, flax.serialization.msgpack_serialize(
@@ -103,8 +112,11 @@ def _current_names(settings):
 
 
 def load(out, template_state, settings: dict):
-  """Returns ``(state, epochs_done, history, extra, extra_meta)``, or None if
-  there is no checkpoint in ``out``.
+  """Returns ``(state, epochs_done, history, defence_state)``, or None if
+  there is no checkpoint in ``out``. ``defence_state`` is the dict `save`
+  was given (empty without a defence); a checkpoint written before the
+  defence state was one dict gives the same dict (its arrays and its
+  metadata entries were kept under the same names).
 
   Raises:
     ConfigError: ``out`` holds a checkpoint of a run with other settings.
@@ -125,8 +137,9 @@ def load(out, template_state, settings: dict):
       key=jax.random.key_data(template_state.key))
   raw = flax.serialization.from_state_dict(raw_template, payload["state"])
   state = raw.replace(key=jax.random.wrap_key_data(raw.key))
-  return (state, int(meta["epochs_done"]), meta["history"],
-          payload.get("extra") or {}, meta.get("extra_meta"))
+  defence_state = {**(meta.get("extra_meta") or {}),
+                   **(payload.get("extra") or {})}
+  return state, int(meta["epochs_done"]), meta["history"], defence_state
 
 
 def read_final(out):

@@ -37,7 +37,7 @@ from hint_jax.pipeline.defences import (JobDefence, defence_name,
                                         defence_notes, make_defence,
                                         resolve_defence)
 from hint_jax.pipeline.specs import DataSpec, TrainJob
-from hint_jax.train import Trainer, fit, transfer
+from hint_jax.train import DefenceHook, Trainer, fit, transfer
 from hint_jax.train.presets import PRESETS, default_model, preset, preset_key
 
 METRICS_FILE = "metrics.jsonl"
@@ -394,9 +394,10 @@ def _run_plain(job, out, mesh, reporter, held, t_start, inputs: _Inputs):
     result["target"] = target_outcome(model, state, poisoned.ps.target_x,
                                       poisoned.record["target"])
     _say_target(result["target"], reporter)
-  result.update(defence.record(poison_mask))
+  result.update(defence.record(run.defence_state, poison_mask))
   if run.writer:
-    files.write_output(out, lambda p: defence.write_files(p, splits.train_idx),
+    files.write_output(out, lambda p: defence.write_files(
+        run.defence_state, p, splits.train_idx),
                        "the same job")
     _write_result(out, result)
   return result
@@ -422,7 +423,8 @@ def _environment(t_start) -> dict:
 class _Training:
   """One plain run's training: resuming from its checkpoint, the epochs
   with the defence's hooks, each finished epoch written to the metrics
-  file and checkpointed."""
+  file and checkpointed with the defence's state (``defence_state``, the
+  last one the defence returned)."""
 
   def __init__(self, job, out, cfg, trainer, defence, settings, reporter):
     self.job, self.out, self.cfg = job, out, cfg
@@ -431,6 +433,7 @@ class _Training:
     self.writer = files.is_writer()
     self.metrics = out / METRICS_FILE
     self.start_epoch, self.history = 0, []
+    self.defence_state = defence.init()
 
   def resume(self, state, splits, notes):
     """Reads the folder's checkpoint (``job.overwrite``: clears it first);
@@ -449,9 +452,10 @@ class _Training:
       if self.writer and self.metrics.exists():
         self.metrics.unlink()
       return state, splits
-    state, self.start_epoch, self.history, extra, extra_meta = resumed
-    splits = dataclasses.replace(splits, x_train=self.defence.restore(
-        extra, extra_meta, splits.x_train))
+    state, self.start_epoch, self.history, defence_state = resumed
+    self.defence_state = self.defence.check(defence_state)
+    splits = dataclasses.replace(splits, x_train=self.defence.images(
+        self.defence_state, splits.x_train))
     reporter.note(f"resuming {out} after epoch {self.start_epoch}")
     # The metrics file is rebuilt from the checkpoint's history, so an
     # epoch written there after the last checkpoint is not repeated.
@@ -466,8 +470,9 @@ class _Training:
     if line:
       self.reporter.pause()
       self.reporter.note(line)
-    x_new, seconds = self.defence.before_epoch(epoch, st, x_train)
-    line = self.defence.note(epoch) if seconds else None
+    self.defence_state, x_new, seconds = self.defence.before_epoch(
+        self.defence_state, epoch, st, x_train)
+    line = self.defence.note(self.defence_state, epoch) if seconds else None
     if line:
       self.reporter.pause()
       self.reporter.note(line)
@@ -481,9 +486,8 @@ class _Training:
           f.write(json.dumps(record) + "\n")
       files.write_output(self.metrics, append,
                          "the same job to resume from the last checkpoint")
-      extra, extra_meta = self.defence.checkpoint()
       checkpoint.save(self.out, st, epoch, self.settings, self.history,
-                      extra, extra_meta)
+                      self.defence_state)
     self.reporter.pause()
     acc = record.get("test_accuracy")
     self.reporter.note(f"epoch {epoch + 1}/{self.cfg.epochs}: loss "
@@ -499,7 +503,8 @@ class _Training:
                         before_epoch=self.before_epoch,
                         on_progress=self.reporter.steps,
                         on_epoch_end=self.on_epoch_end,
-                        active_fn=self.defence.active_indices)
+                        active_fn=lambda: self.defence.active_indices(
+                            self.defence_state))
     finally:
       self.reporter.pause()
     return state
@@ -574,12 +579,13 @@ def _run_transfer(job, out, t_start, inputs: _Inputs, reporter):
   defence = make_defence(defence_cfg, model, fine_splits,
                          epochs=top_cfg.epochs,
                          x_clean=inputs.poisoned.x_clean[fine])
+  hook = DefenceHook(defence)   # carries the defence's state
   t_top = time.perf_counter()
   params = transfer.train_top_layer(
       model, params, state.model_state, x_fine, y_fine,
       jax.random.fold_in(jax.random.key(tr.seed), 1), config=top_cfg,
-      before_epoch=defence.transfer_hook(state, tr.seed),
-      rows=defence.active_indices, adversary=defence.adversary(model))
+      before_epoch=defence.transfer_hook(hook, state, tr.seed),
+      rows=hook.active_indices, adversary=defence.adversary(model))
   top_seconds = time.perf_counter() - t_top
   state = state.replace(params=params)
   final = trainer.evaluate(state, splits.x_test, splits.y_test)
@@ -595,7 +601,8 @@ def _run_transfer(job, out, t_start, inputs: _Inputs, reporter):
       "target": target_outcome(model, state, ps.target_x, ps.target),
   }
   _say_target(result["target"], reporter)
-  result.update(defence.record(np.isin(fine, poisoned_rows), transfer=True))
+  result.update(defence.record(hook.state, np.isin(fine, poisoned_rows),
+                               transfer=True))
   if files.is_writer():
     _write_result(out, result)
   return result

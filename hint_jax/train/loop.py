@@ -263,6 +263,35 @@ class Trainer:
 DIVERGED_LOSS = 1e3
 
 
+class DefenceHook:
+  """``fit``'s ``before_epoch`` and ``active_fn`` for a defence written as
+  pure functions over a state (HINT, EPIC, FRIENDS: ``init()``,
+  ``before_epoch(state, epoch, train_state, x_train) -> (state, x_train,
+  seconds)``, optionally ``active_indices(state)``): it carries the state
+  from one epoch to the next and keeps the last in ``state``.
+
+  Example:
+    >>> hook = DefenceHook(hint.Hint(model, cfg, x, y, x_val, y_val))
+    >>> state, history, _ = fit(trainer, state, splits, before_epoch=hook,
+    ...                         active_fn=hook.active_indices)
+    >>> hook.defence.summary(hook.state)
+  """
+
+  def __init__(self, defence, state=None):
+    self.defence = defence
+    self.state = defence.init() if state is None else state
+
+  def __call__(self, epoch, train_state, x_train):
+    self.state, x_train, seconds = self.defence.before_epoch(
+        self.state, epoch, train_state, x_train)
+    return x_train, seconds
+
+  def active_indices(self):
+    """The rows the defence still trains on (None: all)."""
+    ask = getattr(self.defence, "active_indices", None)
+    return None if ask is None else ask(self.state)
+
+
 def fit(trainer: Trainer, state: TrainState, data, *, start_epoch: int = 0,
         before_epoch: Optional[Callable] = None,
         on_progress: Optional[Callable] = None,
@@ -283,7 +312,8 @@ def fit(trainer: Trainer, state: TrainState, data, *, start_epoch: int = 0,
     on_epoch_end: optional ``(epoch, state, record, x_train)`` called after
       each epoch with that epoch's metrics record.
     active_fn: optional ``() -> indices`` asked after ``before_epoch``: the
-      epoch trains on those rows only (e.g. EPIC's surviving examples).
+      epoch trains on those rows only (e.g. EPIC's surviving examples); None
+      from it means every row.
 
   The training steps donate their input state's buffers (no copy per step):
   after the call, use the returned state, not the one passed in.

@@ -193,7 +193,8 @@ def train_top_layer(model, params, model_state, x_u8: np.ndarray,
       x_new = before_epoch(epoch, {**params, TOP_LAYER: top}, x_u8)
       if x_new is not x_u8:   # new images: their features are new too
         x_u8, phi = np.asarray(x_new), None
-    keep = None if rows is None else np.asarray(rows())
+    keep = None if rows is None else rows()
+    keep = None if keep is None else np.asarray(keep)
     batch_size = config.batch_size
     if keep is not None:
       if not len(keep):

@@ -1,13 +1,18 @@
 """The protocol every defence meets, and the registry of defences.
 
-A `JobDefence` is built for one training set (`make_defence`) and is then
-asked, in this order: `train_config` (a defence may change the training
-configuration), `adversary` (a per-step attack for the trainer), `restore`
-(after a checkpoint is loaded), `starting` / `before_epoch` / `note` (the
-hook of `hint_jax.train.fit`), `active_indices` (the examples still trained
-on), `checkpoint` (what a checkpoint must keep), `record` and `write_files`
-(the result); `transfer_hook` in the transfer scenario. The base class is
-"no defence".
+A `JobDefence` is built for one training set (`make_defence`). What it
+keeps between epochs is a *state*, a dict of arrays and JSON-ready values
+that it never holds itself: ``init()`` gives the first, ``before_epoch``
+takes one and returns the next (the optax shape), and the job checkpoints
+it with the train state (`hint_jax.pipeline.checkpoint.save`'s
+``defence_state``; no defence writes or reads its own files for that).
+The job asks, in this order: `train_config` (a defence may change the
+training configuration), `adversary` (a per-step attack for the trainer),
+`init` or, on resume, `check` of the checkpoint's state and `images` (the
+images to train on under it), `starting` / `before_epoch` / `note` (the
+hook of `hint_jax.train.fit`), `active_indices` (the examples still
+trained on), `record` and `write_files` (the result); `transfer_hook` in
+the transfer scenario. The base class is "no defence".
 
 A defence is known to the jobs, the command line, the benchmarks and the
 experiments through the `DefenceKind` given to `register`: its name, its
@@ -31,7 +36,8 @@ def plain(cfg) -> dict:
 
 class JobDefence:
   """No defence; the base of the others. ``config`` is the resolved
-  configuration (None here)."""
+  configuration (None here). Every method taking a ``state`` is a pure
+  function of it: the object itself does not change during a run."""
 
   name = "none"   # the registered DefenceKind's name (make_defence checks)
 
@@ -48,51 +54,61 @@ class JobDefence:
   def adversary(self, model):
     return None
 
-  def before_epoch(self, epoch, state, x_train):
-    """``fit``'s hook: ``(x_train, seconds)``."""
-    return x_train, 0.0
+  def init(self) -> Dict[str, Any]:
+    """The state before the first epoch: a dict whose values are arrays
+    or JSON-ready data (its keys name them in the checkpoint)."""
+    return {}
+
+  def check(self, state: Dict[str, Any]) -> Dict[str, Any]:
+    """A state read back from a checkpoint (absent keys mean None), typed
+    and checked against this training set (raises ``DataError``)."""
+    return state
+
+  def before_epoch(self, state, epoch, train_state, x_train):
+    """``fit``'s hook over the state: ``(state, x_train, seconds)``."""
+    return state, x_train, 0.0
+
+  def images(self, state, x_train):
+    """The images to train on under ``state`` (after a resume)."""
+    return x_train
 
   def starting(self, epoch) -> Optional[str]:
     """A line on what ``before_epoch(epoch)`` is about to do (None:
     nothing worth a line)."""
     return None
 
-  def note(self, epoch) -> Optional[str]:
-    """A line on what ``before_epoch(epoch)`` just did (None: nothing)."""
+  def note(self, state, epoch) -> Optional[str]:
+    """A line on what ``before_epoch(epoch)`` just did, given the state it
+    returned (None: nothing)."""
     return None
 
-  active_indices = None   # or a callable giving the rows trained on
+  def active_indices(self, state):
+    """The rows trained on under ``state`` (None: every row)."""
+    return None
 
-  def checkpoint(self):
-    """``(arrays, meta)`` a checkpoint keeps for this defence."""
-    return None, None
-
-  def restore(self, arrays, meta, x_train):
-    """Takes back the checkpoint's state; returns the images to train on."""
-    return x_train
-
-  def record(self, poison_mask=None, transfer=False) -> dict:
+  def record(self, state, poison_mask=None, transfer=False) -> dict:
     """The defence's entries of result.json."""
     if self.config is None:
       return {}
     return {self.name: {"config": self.settings()}}
 
-  def write_files(self, out, train_idx) -> None:
+  def write_files(self, state, out, train_idx) -> None:
     """Writes the defence's own output files into ``out``."""
 
-  def transfer_hook(self, state, seed):
+  def transfer_hook(self, hook, train_state, seed):
     """The ``before_epoch(epoch, params, x)`` hook of
     `hint_jax.train.transfer.train_top_layer` (None: none): the defence
-    sees the frozen body's ``state`` with the current top layer; ``seed``
-    is the run's."""
+    sees the frozen body's ``train_state`` with the current top layer,
+    its state carried by ``hook`` (a `hint_jax.train.DefenceHook` of this
+    defence); ``seed`` is the run's."""
     return None
 
 
-def epoch_hook_on_top_layer(defence: JobDefence, state):
-  """A `JobDefence.transfer_hook` that runs ``defence.before_epoch`` on
-  the frozen body's ``state`` with the current top layer."""
-  view = lambda p: state.replace(params=p)
-  return lambda epoch, p, x: defence.before_epoch(epoch, view(p), x)[0]
+def epoch_hook_on_top_layer(hook, train_state):
+  """A `JobDefence.transfer_hook` that runs ``hook`` (a
+  `hint_jax.train.DefenceHook`) on the frozen body's ``train_state`` with
+  the current top layer."""
+  return lambda epoch, p, x: hook(epoch, train_state.replace(params=p), x)[0]
 
 
 @dataclasses.dataclass(frozen=True)

@@ -45,35 +45,36 @@ class EpicDefence(JobDefence):
   def __init__(self, config, model, y_train):
     super().__init__(config)
     self.epic = defences.Epic(model, config, y_train)
-    self.active_indices = self.epic.active_indices
 
-  def before_epoch(self, epoch, state, x_train):
-    return self.epic.before_epoch(epoch, state, x_train)
+  def init(self):
+    return self.epic.init()
 
-  def note(self, epoch):
-    if not self.config.selects_before(epoch) or not self.epic.records:
+  def check(self, state):
+    return self.epic.check(state)
+
+  def before_epoch(self, state, epoch, train_state, x_train):
+    return self.epic.before_epoch(state, epoch, train_state, x_train)
+
+  def active_indices(self, state):
+    return self.epic.active_indices(state)
+
+  def note(self, state, epoch):
+    if not self.config.selects_before(epoch) or not state["epic"]:
       return None
-    r = self.epic.records[-1]
+    r = state["epic"][-1]
     return (f"EPIC before epoch {epoch + 1}: {r['medoids']} medoids, "
             f"dropped {r['dropped']}, {r['active']} of {len(self.epic.y)} "
             f"left ({r['seconds']:.1f} s)")
 
-  def checkpoint(self):
-    return self.epic.state_arrays(), {"epic": self.epic.records}
-
-  def restore(self, arrays, meta, x_train):
-    self.epic.load_state(arrays["epic_active"], (meta or {}).get("epic", []))
-    return x_train
-
-  def record(self, poison_mask=None, transfer=False):
-    out = {"epic": {"config": self.settings(), **self.epic.summary()}}
+  def record(self, state, poison_mask=None, transfer=False):
+    out = {"epic": {"config": self.settings(), **self.epic.summary(state)}}
     if not transfer:
-      out["num_train_kept"] = int(self.epic.active.sum())
+      out["num_train_kept"] = int(state["epic_active"].sum())
       out["epic_seconds"] = out["epic"]["epic_seconds"]
     return out
 
-  def transfer_hook(self, state, seed):
-    return epoch_hook_on_top_layer(self, state)
+  def transfer_hook(self, hook, train_state, seed):
+    return epoch_hook_on_top_layer(hook, train_state)
 
 
 _D = EpicSpec()

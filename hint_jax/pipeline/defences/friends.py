@@ -41,45 +41,45 @@ class FriendsDefence(JobDefence):
   def train_config(self, cfg):
     return dataclasses.replace(cfg, bernoulli_noise=self.config.bernoulli)
 
-  def before_epoch(self, epoch, state, x_train):
-    return self.friends.before_epoch(epoch, state, x_train)
+  def init(self):
+    return self.friends.init()
 
-  def note(self, epoch):
-    r = self.friends.record
+  def check(self, state):
+    return self.friends.check(state)
+
+  def before_epoch(self, state, epoch, train_state, x_train):
+    return self.friends.before_epoch(state, epoch, train_state, x_train)
+
+  def images(self, state, x_train):
+    return self.friends.images(state)
+
+  def note(self, state, epoch):
+    r = state["friends"]
     if epoch != self.config.begin_epoch or r is None:
       return None
     return (f"FRIENDS before epoch {epoch + 1}: friendly noise in "
             f"{r['seconds']:.1f} s, mean |noise| {r['mean_abs_levels']:.2f}"
             f"/255, KL {r['kl_last']:.4f}")
 
-  def checkpoint(self):
-    return self.friends.state_arrays(), {"friends": self.friends.record}
-
-  def restore(self, arrays, meta, x_train):
-    self.friends.load_state(arrays, (meta or {}).get("friends"))
-    return self.friends.current_images()
-
-  def current_images(self):
-    return self.friends.current_images()
-
-  def record(self, poison_mask=None, transfer=False):
-    out = {"friends": {"config": self.settings(), **self.friends.summary()}}
+  def record(self, state, poison_mask=None, transfer=False):
+    out = {"friends": {"config": self.settings(),
+                       **self.friends.summary(state)}}
     if not transfer:
       out["friends_seconds"] = out["friends"]["friends_seconds"]
     return out
 
-  def transfer_hook(self, state, seed):
+  def transfer_hook(self, hook, train_state, seed):
     # In full training the trainer adds fresh Bernoulli noise every
     # epoch; on the top layer this hook does, to the friendly images.
-    view = lambda p: state.replace(params=p)
+    view = lambda p: train_state.replace(params=p)
     noise_key = jax.random.fold_in(jax.random.key(seed), 2)
 
-    def hook(epoch, p, _x):
-      base = self.before_epoch(epoch, view(p), self.current_images())[0]
+    def top_hook(epoch, p, _x):
+      base = hook(epoch, view(p), self.friends.images(hook.state))[0]
       return np.asarray(defences.bernoulli_noise(
           jax.random.fold_in(noise_key, epoch),
           jnp.asarray(base, jnp.float32) / 255.0, self.config.bernoulli))
-    return hook
+    return top_hook
 
 
 _D = defences.FriendsConfig()

@@ -141,40 +141,41 @@ class HintDefence(JobDefence):
         (lambda s, d, t: on_stage(f"HINT {s}", d, t)),
         x_clean=x_clean, mesh=mesh)
 
-  def before_epoch(self, epoch, state, x_train):
-    return self.hint.before_epoch(epoch, state, x_train)
+  def init(self):
+    return self.hint.init()
+
+  def check(self, state):
+    return self.hint.check(state)
+
+  def before_epoch(self, state, epoch, train_state, x_train):
+    return self.hint.before_epoch(state, epoch, train_state, x_train)
+
+  def images(self, state, x_train):
+    return self.hint.images(state)
 
   def starting(self, epoch):
     if epoch not in self.config.schedule:
       return None
     return f"HINT: noise update before epoch {epoch + 1}"
 
-  def note(self, epoch):
-    if epoch not in self.config.schedule or not self.hint.updates:
+  def note(self, state, epoch):
+    if epoch not in self.config.schedule or not state["hint"]:
       return None
-    u = self.hint.updates[-1]
+    u = self.hint.updates(state)[-1]
     return (f"HINT: {u.num_selected} examples; selection "
             f"{u.selection_seconds:.1f} s, s_test {u.s_test_seconds:.1f} s, "
             f"I_pert {u.pert_seconds:.1f} s, write {u.write_seconds:.2f} s; "
             f"mean |delta| {255 * u.delta_abs_mean:.2f}/255, "
             f"{100 * u.at_bound_fraction:.1f}% at the bound")
 
-  def checkpoint(self):
-    return self.hint.state_arrays(), {
-        "hint": [dataclasses.asdict(u) for u in self.hint.updates]}
-
-  def restore(self, arrays, meta, x_train):
-    self.hint.load_state_arrays(arrays, (meta or {}).get("hint", []))
-    return self.hint.current_images()
-
-  def record(self, poison_mask=None, transfer=False):
-    summary = self.hint.summary()
+  def record(self, state, poison_mask=None, transfer=False):
+    summary = self.hint.summary(state)
     entry = {"config": self.settings(), **summary}
     if not transfer:
       entry["noise_file"] = NOISE_FILE
     if poison_mask is not None:
       entry["poisons"] = hint_poison_record(
-          self.hint.selected, self.hint.x_orig, self.hint.current_images(),
+          state["hint_selected"], self.hint.x_orig, self.hint.images(state),
           poison_mask)
     out = {"hint": entry}
     if not transfer:
@@ -183,11 +184,11 @@ class HintDefence(JobDefence):
         out[f"hint_{phase}_seconds"] = summary[f"{phase}_seconds"]
     return out
 
-  def write_files(self, out, train_idx):
-    self.hint.save_noise(out / NOISE_FILE, train_idx)
+  def write_files(self, state, out, train_idx):
+    self.hint.save_noise(state, out / NOISE_FILE, train_idx)
 
-  def transfer_hook(self, state, seed):
-    return epoch_hook_on_top_layer(self, state)
+  def transfer_hook(self, hook, train_state, seed):
+    return epoch_hook_on_top_layer(hook, train_state)
 
 
 def _build(config, model, splits, *, epochs, x_clean=None, mesh=None,
