@@ -4,7 +4,8 @@ defence it runs. HINT, EPIC, FRIENDS and ATDA register themselves here,
 each from its own module; a defence of your own registers the same way
 (README, "Add your own defence")."""
 
-from hint_jax.pipeline.defences.base import (DefenceKind, JobDefence,
+from hint_jax.pipeline.defences.base import (AlgorithmDefence, DefenceKind,
+                                             JobDefence,
                                              defence_name, defence_notes,
                                              epoch_hook_on_top_layer, get,
                                              kind_of, make_defence, names,

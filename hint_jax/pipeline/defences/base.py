@@ -104,6 +104,23 @@ class JobDefence:
     return None
 
 
+class AlgorithmDefence(JobDefence):
+  """A `JobDefence` whose state functions are those of its algorithm
+  object ``algorithm`` (`hint_jax.hint.Hint`, `hint_jax.defences.Epic`,
+  `hint_jax.defences.Friends`: ``init``, ``check``, ``before_epoch``)."""
+
+  algorithm = None   # set by the subclass's constructor
+
+  def init(self):
+    return self.algorithm.init()
+
+  def check(self, state):
+    return self.algorithm.check(state)
+
+  def before_epoch(self, state, epoch, train_state, x_train):
+    return self.algorithm.before_epoch(state, epoch, train_state, x_train)
+
+
 def epoch_hook_on_top_layer(hook, train_state):
   """A `JobDefence.transfer_hook` that runs ``hook`` (a
   `hint_jax.train.DefenceHook`) on the frozen body's ``train_state`` with

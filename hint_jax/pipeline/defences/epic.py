@@ -6,7 +6,7 @@ from typing import Optional
 
 from hint_jax import defences
 from hint_jax.errors import ConfigError
-from hint_jax.pipeline.defences.base import (DefenceKind, JobDefence,
+from hint_jax.pipeline.defences.base import (AlgorithmDefence, DefenceKind,
                                              epoch_hook_on_top_layer,
                                              register)
 from hint_jax.pipeline.options import Option, number, whole_number
@@ -39,21 +39,12 @@ def resolve_epic(spec: EpicSpec, dataset: str,
 
 
 
-class EpicDefence(JobDefence):
+class EpicDefence(AlgorithmDefence):
   name = "epic"
 
   def __init__(self, config, model, y_train):
     super().__init__(config)
-    self.epic = defences.Epic(model, config, y_train)
-
-  def init(self):
-    return self.epic.init()
-
-  def check(self, state):
-    return self.epic.check(state)
-
-  def before_epoch(self, state, epoch, train_state, x_train):
-    return self.epic.before_epoch(state, epoch, train_state, x_train)
+    self.epic = self.algorithm = defences.Epic(model, config, y_train)
 
   def active_indices(self, state):
     return self.epic.active_indices(state)

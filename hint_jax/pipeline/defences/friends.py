@@ -10,7 +10,7 @@ import numpy as np
 
 from hint_jax import defences
 from hint_jax.errors import ConfigError
-from hint_jax.pipeline.defences.base import (DefenceKind, JobDefence,
+from hint_jax.pipeline.defences.base import (AlgorithmDefence, DefenceKind,
                                              register)
 from hint_jax.pipeline.options import Option, number, whole_number
 
@@ -26,29 +26,20 @@ def resolve_friends(cfg: defences.FriendsConfig,
 
 
 
-class FriendsDefence(JobDefence):
+class FriendsDefence(AlgorithmDefence):
   """FRIENDS: the friendly noise as the epoch hook, the Bernoulli noise as
   the trainer's augmentation (`train_config`)."""
   name = "friends"
 
   def __init__(self, config, model, x_train, on_stage=None):
     super().__init__(config)
-    self.friends = defences.Friends(
+    self.friends = self.algorithm = defences.Friends(
         model, config, x_train,
         on_progress=None if on_stage is None else
         (lambda d, t: on_stage("FRIENDS friendly noise", d, t)))
 
   def train_config(self, cfg):
     return dataclasses.replace(cfg, bernoulli_noise=self.config.bernoulli)
-
-  def init(self):
-    return self.friends.init()
-
-  def check(self, state):
-    return self.friends.check(state)
-
-  def before_epoch(self, state, epoch, train_state, x_train):
-    return self.friends.before_epoch(state, epoch, train_state, x_train)
 
   def images(self, state, x_train):
     return self.friends.images(state)

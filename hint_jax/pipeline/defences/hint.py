@@ -8,7 +8,7 @@ import numpy as np
 
 from hint_jax import hint as hint_lib
 from hint_jax.errors import ConfigError
-from hint_jax.pipeline.defences.base import (DefenceKind, JobDefence,
+from hint_jax.pipeline.defences.base import (AlgorithmDefence, DefenceKind,
                                              epoch_hook_on_top_layer,
                                              register)
 from hint_jax.pipeline.options import (Option, epoch_list, number,
@@ -129,7 +129,7 @@ def hint_poison_record(selected, x_orig, x_noised, poison_mask) -> dict:
 
 
 
-class HintDefence(JobDefence):
+class HintDefence(AlgorithmDefence):
   name = "hint"
 
   def __init__(self, config, model, x_train, y_train, x_val, y_val, *,
@@ -140,15 +140,7 @@ class HintDefence(JobDefence):
         on_progress=None if on_stage is None else
         (lambda s, d, t: on_stage(f"HINT {s}", d, t)),
         x_clean=x_clean, mesh=mesh)
-
-  def init(self):
-    return self.hint.init()
-
-  def check(self, state):
-    return self.hint.check(state)
-
-  def before_epoch(self, state, epoch, train_state, x_train):
-    return self.hint.before_epoch(state, epoch, train_state, x_train)
+    self.algorithm = self.hint
 
   def images(self, state, x_train):
     return self.hint.images(state)
