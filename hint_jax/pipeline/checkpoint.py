@@ -4,10 +4,10 @@ A checkpoint is one file, ``checkpoint.msgpack``, written atomically (a
 temporary file renamed into place): the train state, the defence's
 state and the metadata (epochs done, settings, history) together, so a
 kill at any point leaves either the previous checkpoint or the new one,
-never a state from one epoch with the metadata of another. ``checkpoint.json`` is a readable
-copy of the metadata written after it; checkpoints written before the
-metadata moved into the state file are still read (their epoch count from
-the JSON copy).
+never a state from one epoch with the metadata of another.
+``checkpoint.json`` is a readable copy of the metadata written after it;
+checkpoints written before the metadata moved into the state file are
+still read (their epoch count from the JSON copy).
 """
 
 import json
